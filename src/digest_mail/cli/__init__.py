@@ -1,0 +1,102 @@
+"""The command line. Commands parse options, call one library function and print.
+
+Each command lives in a module of this package by pipeline stage; they are all
+registered on :data:`cli` here. Library errors (:class:`DigestMailError`) become one
+``Error: …`` line and exit code 1 in :meth:`DigestMailGroup.invoke`, nowhere else.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from digest_mail import __version__
+from digest_mail.config import Workspace, find_workspace
+from digest_mail.errors import DigestMailError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class DigestMailGroup(click.Group):
+    """A group that turns library errors into ``Error: …`` lines (exit 1, no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except DigestMailError as exc:
+            message = str(exc)
+            if exc.hint:
+                message += f"\nHint: {exc.hint}"
+            raise click.ClickException(message) from None
+
+
+class _State:
+    def __init__(self, root: Path | None) -> None:
+        self.root = root
+        self._workspace: Workspace | None = None
+
+    @property
+    def workspace(self) -> Workspace:
+        if self._workspace is None:
+            self._workspace = find_workspace(self.root)
+        return self._workspace
+
+
+def pass_workspace(func: F) -> F:
+    """Give the command the :class:`Workspace` as its first argument."""
+
+    @click.pass_context
+    @functools.wraps(func)
+    def wrapper(ctx: click.Context, *args: Any, **kwargs: Any) -> Any:
+        state = ctx.find_object(_State)
+        if state is None:
+            state = _State(None)
+        return ctx.invoke(func, state.workspace, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def json_option(func: F) -> F:
+    """``--json``: print a machine-readable result instead of prose."""
+    return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+@click.group(cls=DigestMailGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--workspace",
+    "-w",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="DIGEST_MAIL_WORKSPACE",
+    help="The newsletter folder (default: the current directory; env DIGEST_MAIL_WORKSPACE).",
+)
+@click.version_option(__version__, prog_name="digest-mail")
+@click.pass_context
+def cli(ctx: click.Context, workspace: Path | None) -> None:
+    """Compose, check, test and send the Chrysanthemum Digest newsletter.
+
+    The current directory is the workspace (digest-mail.toml, articles/,
+    templates/email/, subscribers/). With no SMTP relay configured, mail is
+    captured in outbox/ and never leaves the machine.
+
+    \b
+    Example:
+        digest-mail compose --since 7d && digest-mail check && digest-mail test-send
+    """
+    ctx.obj = _State(workspace)
+
+
+def _register() -> None:
+    import importlib
+    import pkgutil
+
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        for command in getattr(module, "COMMANDS", ()):
+            cli.add_command(command)
+
+
+_register()

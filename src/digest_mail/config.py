@@ -1,0 +1,334 @@
+"""Settings: digest-mail.toml, overridden by ``DIGEST_MAIL_<SECTION>_<KEY>`` variables.
+
+Settings are validated once into frozen dataclasses. Secrets (SMTP password, unsubscribe
+signing key, DKIM key) are never settings: see :func:`read_secret`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digest_mail.errors import ConfigError
+
+CONFIG_NAME = "digest-mail.toml"
+ENV_PREFIX = "DIGEST_MAIL_"
+
+
+@dataclass(frozen=True)
+class NewsletterSettings:
+    name: str = "Chrysanthemum Digest"
+    sender: str = "Chrysanthemum Digest <digest@example.jp>"
+    reply_to: str = ""
+    contact: str = "editors@example.jp"
+    site_url: str = "https://chrysanthemum-digest.example.jp"
+    list_id: str = "weekly.chrysanthemum-digest.example.jp"
+    why: str = "Chrysanthemum Digest のニュースレターに登録いただいた方にお送りしています。"
+
+
+@dataclass(frozen=True)
+class EditionSettings:
+    subject: str = "Chrysanthemum Digest {edition} 今週の注目記事"
+    intro: str = ""
+    preheader: str = ""
+    since: str = "7d"
+    greeting_fallback: str = "読者"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    url: str = "capture"
+    username: str = ""
+    password_file: str = ""
+    timeout: float = 30.0
+    concurrency: int = 8
+    rate: float = 0.0
+    rate_per_hour: int = 0
+    insecure_skip_verify: bool = False
+    retry_for: str = "1h"
+
+
+@dataclass(frozen=True)
+class ListsSettings:
+    staff: str = "staff"
+    default: str = "weekly"
+
+
+@dataclass(frozen=True)
+class UnsubscribeSettings:
+    base_url: str = "https://chrysanthemum-digest.example.jp/unsubscribe"
+    mailto: str = "unsubscribe@example.jp"
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    base_url: str = "https://chrysanthemum-digest.example.jp/newsletter"
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str = ""
+    selector: str = ""
+    key_file: str = ""
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    host: str = "127.0.0.1"
+    port: int = 8025
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    name: str
+    list: str
+    cron: str
+    timezone: str = "Asia/Tokyo"
+    edition: str = "approved"
+    late_after: str = "6h"
+
+
+@dataclass(frozen=True)
+class Settings:
+    newsletter: NewsletterSettings = field(default_factory=NewsletterSettings)
+    edition: EditionSettings = field(default_factory=EditionSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    lists: ListsSettings = field(default_factory=ListsSettings)
+    unsubscribe: UnsubscribeSettings = field(default_factory=UnsubscribeSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    dkim: DkimSettings = field(default_factory=DkimSettings)
+    serve: ServeSettings = field(default_factory=ServeSettings)
+    schedules: tuple[ScheduleSettings, ...] = ()
+
+
+# TOML key -> dataclass field, where the TOML name is a Python keyword.
+_ALIASES = {"from": "sender"}
+_SECTIONS: dict[str, type[Any]] = {
+    f.name: typing.get_type_hints(Settings)[f.name]
+    for f in dataclasses.fields(Settings)
+    if f.name != "schedules"
+}
+# Secrets have variables of their own and must never be settings.
+_SECRET_VARIABLES = {"DIGEST_MAIL_SMTP_PASSWORD", "DIGEST_MAIL_SECRET", "DIGEST_MAIL_WORKSPACE"}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """A newsletter folder: settings plus the paths of DESIGN.md's layout."""
+
+    root: Path
+    settings: Settings
+    config_path: Path | None = None
+
+    @property
+    def articles_dir(self) -> Path:
+        return self.root / "articles"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates" / "email"
+
+    @property
+    def subscribers_dir(self) -> Path:
+        return self.root / "subscribers"
+
+    @property
+    def drafts_dir(self) -> Path:
+        return self.root / "drafts"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.root / "outbox"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.root / "archive"
+
+    @property
+    def var_dir(self) -> Path:
+        return self.root / "var"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.var_dir / "ledger.sqlite3"
+
+    def list_path(self, name: str) -> Path:
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            raise ConfigError(f"{name!r} is not a list name (a file stem under subscribers/)")
+        return self.subscribers_dir / f"{name}.csv"
+
+
+def _coerce(value: Any, annotation: Any, *, where: str, path: Path | None) -> Any:
+    if isinstance(annotation, str):
+        annotation = eval(annotation, vars(typing))  # noqa: S307 - our own annotations only
+    origin = typing.get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+            return value.lower() in {"1", "true", "yes", "on"}
+    elif annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif annotation is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif annotation is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - every field is one of the above
+        return value
+    raise ConfigError(
+        f"expected {annotation.__name__}, got {value!r}", path=path, key=where
+    )
+
+
+def _build_section(cls: type[Any], raw: Mapping[str, Any], *, section: str, path: Path | None) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = _ALIASES.get(key, key)
+        if name not in names:
+            known = ", ".join(sorted(_ALIASES.get(n, n) for n in names))
+            raise ConfigError(f"unknown key (known: {known})", path=path, key=f"{section}.{key}")
+        values[name] = _coerce(value, hints[name], where=f"{section}.{key}", path=path)
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ConfigError(f"missing key: {exc}", path=path, key=section) from None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX) or var in _SECRET_VARIABLES:
+            continue
+        rest = var[len(ENV_PREFIX):].lower()
+        for section in _SECTIONS:
+            if rest.startswith(section + "_"):
+                out.setdefault(section, {})[rest[len(section) + 1:]] = value
+                break
+    return out
+
+
+def load_settings(
+    path: Path | None, *, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read ``path`` (may be None: embedded defaults) and apply environment overrides."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"not valid TOML: {exc}", path=path) from None
+        except UnicodeDecodeError:
+            raise ConfigError("not UTF-8 text", path=path) from None
+    sections: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "schedule":
+            continue
+        if key not in _SECTIONS:
+            known = ", ".join([*sorted(_SECTIONS), "schedule"])
+            raise ConfigError(f"unknown section (known: {known})", path=path, key=f"[{key}]")
+        if not isinstance(value, dict):
+            raise ConfigError("expected a table", path=path, key=key)
+        sections[key] = dict(value)
+    for section, overrides in _env_overrides(environ).items():
+        merged = sections.setdefault(section, {})
+        for key, value in overrides.items():
+            merged[key] = value
+    built = {
+        name: _build_section(cls, sections.get(name, {}), section=name, path=path)
+        for name, cls in _SECTIONS.items()
+    }
+    raw_schedules = data.get("schedule", [])
+    if not isinstance(raw_schedules, list):
+        raise ConfigError("use [[schedule]] tables", path=path, key="schedule")
+    schedules = []
+    for index, raw in enumerate(raw_schedules):
+        label = f"schedule[{index}]"
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            label = f"schedule {raw['name']!r}"
+        if not isinstance(raw, dict):
+            raise ConfigError("expected a table", path=path, key=label)
+        missing = [k for k in ("name", "list", "cron") if k not in raw]
+        if missing:
+            raise ConfigError(f"missing {', '.join(missing)}", path=path, key=label)
+        schedules.append(_build_section(ScheduleSettings, raw, section=label, path=path))
+    return Settings(**built, schedules=tuple(schedules))
+
+
+def find_workspace(root: Path | str | None = None, *, environ: Mapping[str, str] | None = None) -> Workspace:
+    """The workspace at ``root``, ``$DIGEST_MAIL_WORKSPACE`` or the current directory."""
+    environ = os.environ if environ is None else environ
+    if root is None:
+        root = environ.get("DIGEST_MAIL_WORKSPACE") or "."
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise ConfigError(f"workspace {root} is not a folder", hint="run 'digest-mail init DIR' to create one")
+    config_path: Path | None = root / CONFIG_NAME
+    assert config_path is not None
+    if not config_path.is_file():
+        config_path = None
+    return Workspace(root=root, settings=load_settings(config_path, environ=environ), config_path=config_path)
+
+
+def read_secret(
+    *, variable: str, file: str | Path | None, what: str, environ: Mapping[str, str] | None = None
+) -> str | None:
+    """A secret from the environment variable, else from an owner-only file, else None.
+
+    A file that the group or others can read is refused: a secret there is already leaked.
+    """
+    environ = os.environ if environ is None else environ
+    value = environ.get(variable)
+    if value:
+        return value
+    if not file:
+        return None
+    path = Path(file).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{what} file {path} does not exist") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            f"{what} file {path} is readable by group or others (mode {stat.filemode(mode)})",
+            hint=f"run 'chmod 600 {path}'",
+        )
+    return path.read_text(encoding="utf-8").strip()
+
+
+def parse_duration(text: str, *, key: str = "duration") -> float:
+    """'90s', '15m', '6h', '7d', '2w' -> seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    text = text.strip().lower()
+    if len(text) >= 2 and text[-1] in units:
+        try:
+            number = float(text[:-1])
+        except ValueError:
+            pass
+        else:
+            if number >= 0:
+                return number * units[text[-1]]
+    raise ConfigError(f"{text!r} is not a duration like 90s, 15m, 6h, 7d or 2w", key=key)

@@ -1,0 +1,55 @@
+"""Shared fixtures: a copy of the sample workspace, a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from digest_mail.cli import cli
+
+REPO = Path(__file__).resolve().parent.parent
+WORKSPACE_ITEMS = ("digest-mail.toml", "articles", "templates", "subscribers")
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test sees the developer's DIGEST_MAIL_* settings or secrets."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("DIGEST_MAIL_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh copy of the repository's sample workspace; the current directory is it."""
+    root = tmp_path / "ws"
+    root.mkdir()
+    for item in WORKSPACE_ITEMS:
+        source = REPO / item
+        if source.is_dir():
+            shutil.copytree(source, root / item, symlinks=False)
+        elif source.is_file():
+            shutil.copy2(source, root / item)
+    monkeypatch.chdir(root)
+    yield root
+
+
+class Runner:
+    """CliRunner bound to our command: ``run("compose", "--since", "7d")``."""
+
+    def __init__(self) -> None:
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+        return self.runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
+
+
+@pytest.fixture
+def run() -> Runner:
+    return Runner()
