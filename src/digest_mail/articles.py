@@ -1,0 +1,286 @@
+"""Articles: one Markdown file each, with YAML front matter, as the site publishes them.
+
+Front matter is read with ``yaml.safe_load`` only (no Python object tags). Every problem
+is an :class:`InputError` naming the file, the line of the field when known, and the fix.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+from digest_mail.config import Workspace
+from digest_mail.errors import InputError
+
+__all__ = [
+    "Article",
+    "Source",
+    "display_path",
+    "load_article",
+    "load_articles",
+    "select_articles",
+]
+
+_FENCE = "---"
+_KNOWN_FIELDS = (
+    "title", "url", "published", "lead", "category", "image", "image_alt", "points", "sources",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A quoted source card: the news article an article section cites."""
+
+    title: str
+    url: str
+    published: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Article:
+    path: Path
+    slug: str
+    title: str
+    url: str
+    published: dt.date
+    lead: str = ""
+    category: str = ""
+    image: str | None = None
+    image_alt: str | None = None
+    points: tuple[str, ...] = ()
+    sources: tuple[Source, ...] = ()
+    body: str = ""
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when it is inside it (shorter errors)."""
+    try:
+        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+class _Fields:
+    """The front matter of one file, with the line each top-level key starts on."""
+
+    def __init__(self, path: Path, data: Mapping[str, Any], lines: dict[str, int]) -> None:
+        self.path = path
+        self.data = data
+        self.lines = lines
+        self.shown = display_path(path)
+
+    def error(self, field: str, message: str, hint: str | None = None) -> InputError:
+        key = field.split(".", 1)[0].split("[", 1)[0]
+        return InputError(message, path=self.shown, line=self.lines.get(key), field=field, hint=hint)
+
+    def text(self, field: str, *, required: bool) -> str | None:
+        value = self.data.get(field)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            if required:
+                raise InputError(
+                    "missing required field",
+                    path=self.shown,
+                    field=field,
+                    hint=f"add '{field}:' to the front matter between the '---' lines",
+                )
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise self.error(field, f"expected text, got {type(value).__name__}")
+        return str(value).strip()
+
+
+def _https_url(fields: _Fields, field: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.netloc or any(c.isspace() for c in value):
+        raise fields.error(
+            field,
+            f"{value!r} is not an absolute https URL",
+            hint="write the full address, e.g. https://chrysanthemum-digest.example.jp/articles/…",
+        )
+    return value
+
+
+def _date(fields: _Fields, field: str, value: Any) -> dt.date:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise fields.error(field, f"{value!r} is not a date like 2025-02-20")
+
+
+def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
+    """(front matter, body, line number of the body's first line)."""
+    shown = display_path(path)
+    hint = "start the file with a '---' line, the YAML fields, then another '---' line"
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != _FENCE:
+        raise InputError("no front matter: the first line must be '---'", path=shown, line=1, hint=hint)
+    for index, line in enumerate(lines[1:], start=1):
+        if line.rstrip("\r\n").rstrip() == _FENCE:
+            return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
+    raise InputError("front matter is not closed by a '---' line", path=shown, line=1, hint=hint)
+
+
+def _parse_front_matter(path: Path, front: str) -> _Fields:
+    shown = display_path(path)
+    try:
+        data = yaml.safe_load(front)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 2 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(
+            f"front matter is not valid YAML: {problem}",
+            path=shown,
+            line=line,
+            hint="quote values that contain ': ' or start with a special character",
+        ) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise InputError("front matter must be 'key: value' lines", path=shown, line=2)
+    lines: dict[str, int] = {}
+    for number, line in enumerate(front.splitlines(), start=2):
+        match = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
+        if match and match.group(1) not in lines:
+            lines[match.group(1)] = number
+    return _Fields(path, data, lines)
+
+
+def _points(fields: _Fields) -> tuple[str, ...]:
+    raw = fields.data.get("points")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise fields.error("points", "expected a list of short sentences ('- …' lines)")
+    points = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            raise fields.error(f"points[{index}]", "expected a non-empty sentence")
+        points.append(item.strip())
+    return tuple(points)
+
+
+def _sources(fields: _Fields) -> tuple[Source, ...]:
+    raw = fields.data.get("sources")
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise fields.error("sources", "expected a list of {title, url, published}")
+    sources = []
+    for index, item in enumerate(raw):
+        where = f"sources[{index}]"
+        if not isinstance(item, dict):
+            raise fields.error(where, "expected a mapping with title, url and published")
+        title, url = item.get("title"), item.get("url")
+        if not isinstance(title, str) or not title.strip():
+            raise fields.error(f"{where}.title", "missing source title")
+        if not isinstance(url, str) or not url.strip():
+            raise fields.error(f"{where}.url", "missing source url")
+        published = item.get("published")
+        sources.append(
+            Source(
+                title=title.strip(),
+                url=_https_url(fields, f"{where}.url", url.strip()),
+                published=None if published is None else _date(fields, f"{where}.published", published),
+            )
+        )
+    return tuple(sources)
+
+
+def load_article(path: Path | str) -> Article:
+    """Read one article file; raise :class:`InputError` naming the file and field."""
+    path = Path(path)
+    shown = display_path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise InputError("no such article file", path=shown) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not an article file", path=shown) from None
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text", path=shown, hint="save the article as UTF-8") from None
+    front, body, _ = _split_front_matter(path, text)
+    fields = _parse_front_matter(path, front)
+    unknown = sorted(set(fields.data) - set(_KNOWN_FIELDS), key=str)
+    if unknown:
+        raise fields.error(
+            str(unknown[0]), "unknown field", hint=f"known fields: {', '.join(_KNOWN_FIELDS)}"
+        )
+    title = fields.text("title", required=True)
+    url = fields.text("url", required=True)
+    assert title is not None and url is not None
+    if "published" not in fields.data or fields.data["published"] in (None, ""):
+        fields.text("published", required=True)
+    published = _date(fields, "published", fields.data["published"])
+    image = fields.text("image", required=False)
+    image_alt = fields.text("image_alt", required=False)
+    if image is not None:
+        image = _https_url(fields, "image", image)
+        if image_alt is None:
+            raise fields.error(
+                "image_alt", "an image needs alt text", hint="add 'image_alt:' describing the image"
+            )
+    return Article(
+        path=path,
+        slug=path.stem,
+        title=title,
+        url=_https_url(fields, "url", url),
+        published=published,
+        lead=fields.text("lead", required=False) or "",
+        category=fields.text("category", required=False) or "",
+        image=image,
+        image_alt=image_alt if image is not None else None,
+        points=_points(fields),
+        sources=_sources(fields),
+        body=body.strip("\n"),
+    )
+
+
+def load_articles(paths: Iterable[Path | str]) -> list[Article]:
+    """Load ``paths`` in the order given (the editor's order is the edition's order)."""
+    return [load_article(p) for p in paths]
+
+
+def select_articles(
+    workspace: Workspace,
+    *,
+    since: dt.timedelta | None,
+    category: str | None,
+    today: dt.date,
+) -> list[Article]:
+    """Articles in ``articles/`` published within ``since`` of ``today``, newest first."""
+    folder = workspace.articles_dir
+    files = sorted(folder.glob("*.md")) if folder.is_dir() else []
+    articles = load_articles(files)
+    return filter_articles(articles, since=since, category=category, today=today)
+
+
+def filter_articles(
+    articles: Iterable[Article],
+    *,
+    since: dt.timedelta | None,
+    category: str | None,
+    today: dt.date,
+) -> list[Article]:
+    chosen = list(articles)
+    if since is not None:
+        first_day = today - since
+        chosen = [a for a in chosen if first_day <= a.published <= today]
+        chosen.sort(key=lambda a: a.published, reverse=True)
+    if category:
+        chosen = [a for a in chosen if a.category == category]
+    return chosen
