@@ -29,6 +29,27 @@ MIGRATIONS: list[str] = [
         created_at  TEXT NOT NULL              -- ISO 8601 UTC
     );
     """,
+    # 2: approvals and schedule runs: what may go out, and which weekly slot already went.
+    """
+    CREATE TABLE approvals (
+        edition       TEXT PRIMARY KEY,        -- draft id, e.g. 2026-W48
+        content_hash  TEXT NOT NULL,           -- Draft.content_hash when approved
+        approved_at   TEXT NOT NULL,           -- ISO 8601 UTC
+        approved_by   TEXT NOT NULL DEFAULT '',
+        withdrawn_at  TEXT                     -- set by approve --withdraw
+    );
+    CREATE TABLE schedule_runs (
+        schedule     TEXT NOT NULL,            -- [[schedule]] name
+        slot         TEXT NOT NULL,            -- the cron slot, ISO 8601 UTC
+        state        TEXT NOT NULL CHECK (state IN ('claimed', 'sending', 'sent', 'skipped', 'failed')),
+        edition      TEXT,
+        campaign_id  TEXT,
+        claimed_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        note         TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (schedule, slot)           -- the claim: one row per slot, ever
+    );
+    """,
 ]
 
 
