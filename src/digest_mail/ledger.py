@@ -13,10 +13,12 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from digest_mail.errors import DigestMailError
+from digest_mail.subscribers import address_key
 
 MIGRATIONS: list[str] = [
     # 1: suppressions — who must never receive mail again.
@@ -50,11 +52,38 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule, slot)           -- the claim: one row per slot, ever
     );
     """,
+    # 3: soft bounces (4.x.x): an address is suppressed after 3 within 30 days.
+    """
+    CREATE TABLE soft_bounces (
+        address     TEXT NOT NULL,             -- normalized (casefolded) address
+        message_id  TEXT NOT NULL,             -- the report's Message-ID: a re-import counts once
+        status      TEXT NOT NULL,             -- DSN status, e.g. 4.2.2
+        detail      TEXT NOT NULL DEFAULT '',  -- Diagnostic-Code
+        source      TEXT NOT NULL DEFAULT '',  -- the mbox or Maildir it came from
+        bounced_at  TEXT NOT NULL,             -- ISO 8601 UTC, from the report's Date
+        PRIMARY KEY (address, message_id)
+    );
+    CREATE INDEX soft_bounces_by_time ON soft_bounces (address, bounced_at);
+    """,
 ]
 
 
 class LedgerError(DigestMailError):
     """The ledger file cannot be opened or is newer than this program."""
+
+
+SUPPRESSION_REASONS = ("unsubscribed", "bounced", "complained", "manual")
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One address that must never receive mail again, and why."""
+
+    address: str
+    reason: str
+    source: str
+    detail: str
+    created_at: str
 
 
 def utcnow() -> str:
@@ -107,6 +136,75 @@ class Ledger:
             raise
         else:
             self.db.execute("COMMIT")
+
+    # --- suppressions: who must never receive mail again ---------------------------
+
+    def suppress(
+        self, address: str, *, reason: str, source: str, detail: str = "", at: str | None = None
+    ) -> bool:
+        """Suppress ``address``; True if it was not suppressed before (the first reason stays)."""
+        if reason not in SUPPRESSION_REASONS:
+            raise LedgerError(
+                f"{reason!r} is not a suppression reason ({', '.join(SUPPRESSION_REASONS)})"
+            )
+        cursor = self.db.execute(
+            "INSERT INTO suppressions (address, reason, source, detail, created_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING",
+            (address_key(address), reason, source, detail, at or utcnow()),
+        )
+        return cursor.rowcount == 1
+
+    def is_suppressed(self, address: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM suppressions WHERE address = ?", (address_key(address),)
+        ).fetchone()
+        return row is not None
+
+    def suppression(self, address: str) -> Suppression | None:
+        row = self.db.execute(
+            "SELECT address, reason, source, detail, created_at FROM suppressions "
+            "WHERE address = ?",
+            (address_key(address),),
+        ).fetchone()
+        return Suppression(*row) if row else None
+
+    def unsuppress(self, address: str) -> bool:
+        """Lift a suppression; True if there was one. Soft-bounce history goes with it."""
+        key = address_key(address)
+        with self.transaction():
+            cursor = self.db.execute("DELETE FROM suppressions WHERE address = ?", (key,))
+            self.db.execute("DELETE FROM soft_bounces WHERE address = ?", (key,))
+        return cursor.rowcount == 1
+
+    def suppressions(self, *, reason: str | None = None) -> list[Suppression]:
+        """Every suppression, oldest first (optionally of one reason)."""
+        sql = "SELECT address, reason, source, detail, created_at FROM suppressions"
+        params: tuple[str, ...] = ()
+        if reason is not None:
+            sql += " WHERE reason = ?"
+            params = (reason,)
+        rows = self.db.execute(sql + " ORDER BY created_at, address", params).fetchall()
+        return [Suppression(*row) for row in rows]
+
+    def record_soft_bounce(
+        self, address: str, *, message_id: str, status: str, detail: str, source: str, at: str
+    ) -> bool:
+        """Remember one soft bounce; False if this report was recorded before."""
+        cursor = self.db.execute(
+            "INSERT INTO soft_bounces (address, message_id, status, detail, source, bounced_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address, message_id) DO NOTHING",
+            (address_key(address), message_id, status, detail, source, at),
+        )
+        return cursor.rowcount == 1
+
+    def soft_bounce_count(self, address: str, *, since: str, until: str) -> int:
+        """Soft bounces of ``address`` with since <= bounced_at <= until (ISO 8601 UTC)."""
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM soft_bounces WHERE address = ? AND bounced_at >= ? "
+            "AND bounced_at <= ?",
+            (address_key(address), since, until),
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,867 @@
+"""Subscriber lists: ``subscribers/<name>.csv``, streamed, validated and normalized.
+
+A list is read row by row (the csv module over a text stream), so memory does not grow
+with the list: a million-row list scans in the same few megabytes as a thousand-row one,
+apart from the duplicate detector, which keeps 12 bytes per address (an 8-byte digest
+and a line number) instead of a Python string.
+
+Every row comes out of :func:`scan_list` as a :class:`Recipient` or a :class:`RowProblem`
+(invalid address, duplicate, control characters, unknown status, extra fields): problems
+are reported with file and line, never dropped and never sent to.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import tempfile
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from hashlib import blake2b
+from itertools import chain
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TextIO
+
+from email_validator import EmailNotValidError, validate_email
+
+from digest_mail.errors import DigestMailError, InputError
+
+if TYPE_CHECKING:
+    from digest_mail.config import Workspace
+    from digest_mail.ledger import Ledger
+
+__all__ = [
+    "KNOWN_COLUMNS",
+    "AddResult",
+    "ImportReport",
+    "ListCounts",
+    "Recipient",
+    "RowProblem",
+    "add_subscriber",
+    "export_list",
+    "import_list",
+    "iter_recipients",
+    "normalize_address",
+    "remove_subscriber",
+    "resolve_list",
+    "scan_list",
+    "tally_list",
+]
+
+KNOWN_COLUMNS = ("email", "name", "status", "subscribed_at")
+STATUSES = ("subscribed", "unsubscribed")
+ProblemKind = Literal["invalid", "duplicate", "control-chars", "status", "columns"]
+
+# C0 and C1 controls (CR, LF, NUL, TAB, ESC …) plus the Unicode line and paragraph
+# separators: any of them in a name could end a header line and start another.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# A plain ASCII dot-atom local part: email-validator accepts every such local part of at
+# most 64 characters, so only the domain needs the (cached) full check.
+_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One valid row of a list.
+
+    ``email`` is the address as written with the domain normalized (lowercased, IDNA
+    normalized); ``key`` is the casefolded address used for duplicates and suppressions.
+    """
+
+    email: str
+    key: str
+    name: str
+    status: str
+    attrs: Mapping[str, str]
+    line: int
+    subscribed_at: str = ""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    """A row that must not be sent to, named by file and line."""
+
+    path: Path
+    line: int
+    value: str
+    message: str
+    kind: ProblemKind
+    field: str = "email"
+
+    def __str__(self) -> str:
+        return f"{display_path(self.path)}:{self.line}: {self.message}"
+
+
+@dataclass
+class ListCounts:
+    """What a list holds. ``rows`` = subscribed + unsubscribed + suppressed + problems.
+
+    ``suppressed`` counts rows marked subscribed whose address the ledger suppresses.
+    """
+
+    rows: int = 0
+    subscribed: int = 0
+    unsubscribed: int = 0
+    suppressed: int = 0
+    problems: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def add_problem(self, problem: RowProblem) -> None:
+        self.rows += 1
+        self.problems += 1
+        self.kinds[problem.kind] = self.kinds.get(problem.kind, 0) + 1
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "rows": self.rows,
+            "subscribed": self.subscribed,
+            "unsubscribed": self.unsubscribed,
+            "suppressed": self.suppressed,
+            "problems": self.problems,
+            "problem_kinds": dict(sorted(self.kinds.items())),
+        }
+
+    def summary(self) -> str:
+        text = (
+            f"{self.rows} rows: {self.subscribed} subscribed, {self.unsubscribed} unsubscribed, "
+            f"{self.suppressed} suppressed, {self.problems} "
+            f"{'problem' if self.problems == 1 else 'problems'}"
+        )
+        if self.kinds:
+            text += " (" + ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items())) + ")"
+        return text
+
+
+def display_path(path: Path) -> str:
+    """``subscribers/weekly.csv`` when under the current directory, else the full path."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
+def resolve_list(workspace: Workspace, ref: str) -> Path:
+    """A list name (``weekly``) or the path of a CSV file."""
+    if ref.endswith((".csv", ".tsv", ".txt")) or "/" in ref or os.sep in ref:
+        return Path(ref)
+    return workspace.list_path(ref)
+
+
+# --- addresses ---------------------------------------------------------------------
+
+
+class AddressError(DigestMailError):
+    """An address that email-validator rejects (syntax only, no DNS)."""
+
+
+@lru_cache(maxsize=4096)
+def _check_domain(domain: str) -> tuple[str, str] | str:
+    """(normalized domain, ASCII domain) or the validator's reason; lists share few domains."""
+    try:
+        result = validate_email("a@" + domain, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return result.domain, result.ascii_domain
+
+
+def normalize_address(value: str) -> tuple[str, str]:
+    """(address with its domain normalized, casefolded key); raises :class:`AddressError`."""
+    local, at, domain = value.rpartition("@")
+    if at and len(local) <= 64 and _DOT_ATOM.fullmatch(local):
+        checked = _check_domain(domain)
+        if isinstance(checked, tuple) and len(local) + 1 + len(checked[1]) <= 254:
+            email = f"{local}@{checked[0]}"
+            return email, email.casefold()
+    try:
+        result = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AddressError(f"{value!r} is not a valid address ({exc})") from None
+    email = f"{result.local_part}@{result.domain}"
+    return email, email.casefold()
+
+
+def address_key(value: str) -> str:
+    """The comparison key of an address that may not validate (e.g. from a bounce)."""
+    local, at, domain = value.strip().rpartition("@")
+    if not at:
+        return value.strip().casefold()
+    checked = _check_domain(domain)
+    if isinstance(checked, tuple):
+        domain = checked[0]
+    return f"{local}@{domain}".casefold()
+
+
+# --- duplicate detection in flat memory -------------------------------------------
+
+
+class _SeenKeys:
+    """Keys seen so far -> first line, in 12 bytes a slot (open addressing, linear probing).
+
+    Keys are 8-byte BLAKE2b digests: a false duplicate needs a 64-bit collision, about
+    one chance in 10^7 for a list of a million addresses.
+    """
+
+    def __init__(self) -> None:
+        self._mask = 1023
+        self._keys = array("Q", [0]) * 1024
+        self._lines = array("I", [0]) * 1024
+        self._count = 0
+
+    def add(self, key: str, line: int) -> int | None:
+        """Record ``key`` at ``line``; the first line if it was seen before."""
+        digest = int.from_bytes(blake2b(key.encode("utf-8"), digest_size=8).digest(), "little")
+        digest = digest or 1  # 0 marks an empty slot
+        keys, mask = self._keys, self._mask
+        slot = digest & mask
+        while True:
+            found = keys[slot]
+            if found == 0:
+                keys[slot] = digest
+                self._lines[slot] = line
+                self._count += 1
+                if self._count * 2 > mask:
+                    self._grow()
+                return None
+            if found == digest:
+                return self._lines[slot]
+            slot = (slot + 1) & mask
+
+    def _grow(self) -> None:
+        old_keys, old_lines = self._keys, self._lines
+        size = (self._mask + 1) * 2
+        self._mask = mask = size - 1
+        self._keys = keys = array("Q", [0]) * size
+        self._lines = lines = array("I", [0]) * size
+        for digest, line in zip(old_keys, old_lines, strict=True):
+            if digest:
+                slot = digest & mask
+                while keys[slot]:
+                    slot = (slot + 1) & mask
+                keys[slot] = digest
+                lines[slot] = line
+
+
+# --- reading CSV ----------------------------------------------------------------------
+
+
+@dataclass
+class _Source:
+    """An open list: encoding, dialect, header and a stream of (line, values)."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    raw_header: list[str]
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+
+
+def _first_undecodable(stream: io.BufferedReader, encoding: str) -> tuple[int, bytes] | None:
+    """(line, offending bytes) of the first decoding error, or None if all decodes."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    lines = 1
+    while True:
+        chunk = stream.read(_CHUNK)
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            # Bytes still pending from the previous chunk are never a newline.
+            return lines + exc.object[: exc.start].count(b"\n"), exc.object[exc.start : exc.end]
+        if not chunk:
+            return None
+        lines += chunk.count(b"\n")
+
+
+def _detect_encoding(path: Path) -> str:
+    with path.open("rb") as stream:
+        head = stream.read(4)
+        if head.startswith(codecs.BOM_UTF8):
+            return "utf-8-sig"
+        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return "utf-16"
+        stream.seek(0)
+        utf8 = _first_undecodable(stream, "utf-8")
+        if utf8 is None:
+            return "utf-8"
+        stream.seek(0)
+        sjis = _first_undecodable(stream, "cp932")
+        if sjis is None:
+            return "cp932"
+    line, bad = max(utf8, sjis, key=lambda failure: failure[0])
+    raise InputError(
+        f"neither UTF-8 nor cp932 (Shift_JIS) text: cannot decode byte(s) {bad.hex(' ')}",
+        path=display_path(path),
+        line=line,
+        hint="save the file as 'CSV UTF-8' and check the line",
+    )
+
+
+def _detect_delimiter(header_line: str) -> str:
+    counts = dict.fromkeys(",\t;", 0)
+    quoted = False
+    for char in header_line:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char in counts:
+            counts[char] += 1
+    best = max(counts, key=lambda d: (counts[d], d == ","))
+    return best if counts[best] else ","
+
+
+@contextmanager
+def _open_list(path: Path) -> Iterator[_Source]:
+    shown = display_path(path)
+    try:
+        encoding = _detect_encoding(path)
+        stream: TextIO = path.open(encoding=encoding, newline="")
+    except FileNotFoundError:
+        raise InputError(
+            "no such list", path=shown, hint="create it with 'digest-mail subscribers add'"
+        ) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a CSV file", path=shown) from None
+    with stream:
+        try:
+            first = stream.readline()
+        except UnicodeError as exc:
+            raise InputError(f"cannot decode as {encoding}: {exc}", path=shown, line=1) from None
+        if not first.strip():
+            raise InputError(
+                "empty file: expected a header row with an 'email' column", path=shown, line=1
+            )
+        delimiter = _detect_delimiter(first)
+        reader = csv.reader(chain([first], stream), delimiter=delimiter)
+        raw_header = next(reader)
+        header = [name.strip().lower() for name in raw_header]
+        if "email" not in header:
+            found = ", ".join(repr(h) for h in header if h)
+            raise InputError(
+                f"no 'email' column (found: {found})",
+                path=shown,
+                line=1,
+                hint="name the address column 'email' in the header row",
+            )
+        seen: set[str] = set()
+        for name in header:
+            if name and name in seen:
+                raise InputError(f"column {name!r} appears twice in the header", path=shown, line=1)
+            seen.add(name)
+
+        def rows() -> Iterator[tuple[int, list[str]]]:
+            previous = reader.line_num
+            try:
+                for values in reader:
+                    start = previous + 1
+                    previous = reader.line_num
+                    if values and any(values):
+                        yield start, values
+            except csv.Error as exc:
+                raise InputError(f"unreadable CSV: {exc}", path=shown, line=previous + 1) from None
+            except UnicodeError as exc:
+                raise InputError(
+                    f"cannot decode as {encoding}: {exc}", path=shown, line=previous + 1
+                ) from None
+
+        yield _Source(path, encoding, delimiter, raw_header, header, rows())
+
+
+def _check_row(
+    source: _Source, line: int, values: Sequence[str]
+) -> tuple[Recipient | None, RowProblem | None]:
+    header, path = source.header, source.path
+    if len(values) > len(header) and any(v.strip() for v in values[len(header) :]):
+        return None, RowProblem(
+            path,
+            line,
+            source.delimiter.join(values),
+            f"has {len(values)} fields but the header has {len(header)}",
+            "columns",
+            field="",
+        )
+    record: dict[str, str] = {}
+    for name, value in zip(header, values, strict=False):
+        if not name:
+            continue
+        if _CONTROL.search(value):
+            char = _CONTROL.search(value)
+            assert char is not None
+            return None, RowProblem(
+                path,
+                line,
+                value,
+                f"{name}: {value!r} contains a control character (U+{ord(char.group()):04X}) "
+                "that could break a mail header",
+                "control-chars",
+                field=name,
+            )
+        record[name] = value
+    raw_email = record.get("email", "").strip()
+    if not raw_email:
+        return None, RowProblem(path, line, "", "no address in the 'email' column", "invalid")
+    try:
+        email, key = normalize_address(raw_email)
+    except AddressError as exc:
+        return None, RowProblem(path, line, raw_email, exc.message, "invalid")
+    status = record.get("status", "").strip().lower() or "subscribed"
+    if status not in STATUSES:
+        return None, RowProblem(
+            path,
+            line,
+            record["status"],
+            f"status: {record['status']!r} is neither 'subscribed' nor 'unsubscribed'",
+            "status",
+            field="status",
+        )
+    attrs = {k: v for k, v in record.items() if k not in KNOWN_COLUMNS}
+    return (
+        Recipient(
+            email=email,
+            key=key,
+            name=record.get("name", "").strip(),
+            status=status,
+            attrs=attrs,
+            line=line,
+            subscribed_at=record.get("subscribed_at", "").strip(),
+        ),
+        None,
+    )
+
+
+def _scan(source: _Source) -> Iterator[tuple[int, list[str], Recipient | RowProblem]]:
+    seen = _SeenKeys()
+    for line, values in source.rows:
+        recipient, problem = _check_row(source, line, values)
+        if recipient is not None:
+            first = seen.add(recipient.key, line)
+            if first is not None:
+                problem = RowProblem(
+                    source.path,
+                    line,
+                    recipient.email,
+                    f"{recipient.email!r} is a duplicate of line {first}",
+                    "duplicate",
+                )
+            else:
+                yield line, values, recipient
+                continue
+        assert problem is not None
+        yield line, values, problem
+
+
+def scan_list(path: Path) -> Iterator[Recipient | RowProblem]:
+    """Every data row of the CSV at ``path``, in order, as a Recipient or a RowProblem.
+
+    Raises :class:`InputError` for what makes the whole file unreadable: missing file,
+    no ``email`` column, text that is neither UTF-8 nor cp932, broken CSV quoting.
+    """
+    with _open_list(path) as source:
+        for _line, _values, item in _scan(source):
+            yield item
+
+
+def tally_list(
+    path: Path,
+    *,
+    ledger: Ledger | None = None,
+    on_problem: Callable[[RowProblem], None] | None = None,
+) -> ListCounts:
+    """Count a list's rows by fate; ``on_problem`` sees each problem as it is found."""
+    counts = ListCounts()
+    for item in scan_list(path):
+        if isinstance(item, RowProblem):
+            counts.add_problem(item)
+            if on_problem is not None:
+                on_problem(item)
+            continue
+        counts.rows += 1
+        if item.status != "subscribed":
+            counts.unsubscribed += 1
+        elif ledger is not None and ledger.is_suppressed(item.key):
+            counts.suppressed += 1
+        else:
+            counts.subscribed += 1
+    return counts
+
+
+def iter_recipients(
+    workspace: Workspace,
+    list_name: str,
+    ledger: Ledger,
+    *,
+    counts: ListCounts | None = None,
+    on_excluded: Callable[[Recipient, str], None] | None = None,
+) -> Iterator[Recipient | RowProblem]:
+    """The send snapshot of a list: subscribed, not suppressed Recipients, and RowProblems.
+
+    Rows that must not receive mail but are not problems are never yielded: an
+    ``unsubscribed`` status, or an address the ledger suppresses. They are counted in
+    ``counts`` (``unsubscribed`` / ``suppressed``, with ``subscribed`` and ``problems``
+    for the rest) and passed to ``on_excluded(recipient, reason)`` with reason
+    ``"unsubscribed"`` or ``"suppressed"`` when given.
+    """
+    counts = ListCounts() if counts is None else counts
+    for item in scan_list(workspace.list_path(list_name)):
+        if isinstance(item, RowProblem):
+            counts.add_problem(item)
+            yield item
+            continue
+        counts.rows += 1
+        if item.status != "subscribed":
+            counts.unsubscribed += 1
+            reason = "unsubscribed"
+        elif ledger.is_suppressed(item.key):
+            counts.suppressed += 1
+            reason = "suppressed"
+        else:
+            counts.subscribed += 1
+            yield item
+            continue
+        if on_excluded is not None:
+            on_excluded(item, reason)
+
+
+# --- writing lists ---------------------------------------------------------------------
+
+
+def _atomic_write(path: Path, write: Callable[[TextIO], None], *, bom: bool = False) -> None:
+    """Write through a temp file in the same folder, fsync, rename: never half a list."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    try:
+        with open(fd, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _writer(out: TextIO, delimiter: str) -> Any:
+    return csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+
+
+def _column(header: list[str], name: str) -> int:
+    return header.index(name) if name in header else -1
+
+
+def _set(
+    values: list[str], header: list[str], raw_header: list[str], name: str, value: str
+) -> None:
+    index = _column(header, name)
+    if index < 0:
+        header.append(name)
+        raw_header.append(name)
+        index = len(header) - 1
+    while len(values) <= index:
+        values.append("")
+    values[index] = value
+
+
+def _keeps_bom(source: _Source) -> bool:
+    # Excel in Japan reads BOM-less UTF-8 as cp932: keep lists it saved readable by it.
+    return source.encoding in ("utf-8-sig", "cp932", "utf-16")
+
+
+@dataclass(frozen=True)
+class AddResult:
+    """What ``add`` did: ``added``, ``updated`` (name or status) or ``unchanged``."""
+
+    action: Literal["added", "updated", "unchanged"]
+    email: str
+
+
+def _check_name(name: str) -> None:
+    char = _CONTROL.search(name)
+    if char:
+        raise InputError(
+            f"{name!r} contains a control character (U+{ord(char.group()):04X}) "
+            "that could break a mail header",
+            field="name",
+        )
+
+
+def add_subscriber(
+    path: Path,
+    address: str,
+    *,
+    name: str | None = None,
+    ledger: Ledger | None = None,
+    resubscribe: bool = False,
+    today: str = "",
+) -> AddResult:
+    """Subscribe ``address`` (add a row, or mark an unsubscribed row subscribed again).
+
+    A suppressed or unsubscribed address is not re-subscribed unless ``resubscribe``;
+    with it the ledger's suppression is lifted too.
+    """
+    try:
+        email, key = normalize_address(address.strip())
+    except AddressError as exc:
+        raise InputError(exc.message) from None
+    if name is not None:
+        _check_name(name)
+    suppressed = ledger is not None and ledger.is_suppressed(key)
+    if suppressed and not resubscribe:
+        raise DigestMailError(
+            f"{email} is suppressed in the ledger (it unsubscribed or bounced)",
+            hint="add --resubscribe only if the person asked to subscribe again",
+        )
+    if not path.exists():
+        header = ["email", "name", "status", "subscribed_at"]
+        row = [email, name or "", "subscribed", today]
+
+        def create(out: TextIO) -> None:
+            writer = _writer(out, ",")
+            writer.writerow(header)
+            writer.writerow(row)
+
+        _atomic_write(path, create)
+        if suppressed and ledger is not None:
+            ledger.unsuppress(key)
+        return AddResult("added", email)
+
+    outcome: list[Literal["added", "updated", "unchanged"]] = ["added"]
+    with _open_list(path) as source:
+        header, raw_header = list(source.header), list(source.raw_header)
+        if name and "name" not in header:
+            header.append("name")
+            raw_header.append("name")
+
+        def rewrite(out: TextIO) -> None:
+            writer = _writer(out, source.delimiter)
+            writer.writerow(raw_header)
+            found = False
+            for _line, values, item in _scan(source):
+                if not found and isinstance(item, Recipient) and item.key == key:
+                    found = True
+                    if item.status != "subscribed" and not resubscribe:
+                        raise DigestMailError(
+                            f"{email} is on the list as unsubscribed (line {item.line})",
+                            hint="add --resubscribe only if the person asked to subscribe again",
+                        )
+                    renamed = name is not None and name != item.name
+                    values = list(values)
+                    if "status" in header:
+                        _set(values, header, raw_header, "status", "subscribed")
+                    if name is not None:
+                        _set(values, header, raw_header, "name", name)
+                    resubscribed = item.status != "subscribed"
+                    outcome[0] = "updated" if renamed or resubscribed else "unchanged"
+                writer.writerow(values)
+            if not found:
+                row = [""] * len(header)
+                row[header.index("email")] = email
+                defaults = {"name": name or "", "status": "subscribed", "subscribed_at": today}
+                for column, value in defaults.items():
+                    if column in header:
+                        row[header.index(column)] = value
+                writer.writerow(row)
+
+        _atomic_write(path, rewrite, bom=_keeps_bom(source))
+    if suppressed and ledger is not None:
+        ledger.unsuppress(key)
+    return AddResult(outcome[0], email)
+
+
+def remove_subscriber(path: Path, address: str) -> Recipient:
+    """Delete the row of ``address`` from the list; the removed Recipient."""
+    key = address_key(address)
+    removed: list[Recipient] = []
+    with _open_list(path) as source:
+
+        def rewrite(out: TextIO) -> None:
+            writer = _writer(out, source.delimiter)
+            writer.writerow(source.raw_header)
+            for _line, values, item in _scan(source):
+                if not removed and isinstance(item, Recipient) and item.key == key:
+                    removed.append(item)
+                    continue
+                writer.writerow(values)
+            if not removed:
+                raise InputError(f"{address!r} is not on this list", path=display_path(path))
+
+        _atomic_write(path, rewrite, bom=_keeps_bom(source))
+    return removed[0]
+
+
+@dataclass
+class ImportReport:
+    """Counts of an import; ``problems`` lists every rejected row of the imported file."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "new": self.new,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "rejected": self.rejected,
+            "problems": self.problems,
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{self.new} new, {self.updated} updated, {self.unchanged} unchanged, "
+            f"{self.rejected} rejected"
+        )
+
+
+def _extend_header(header: list[str], raw_header: list[str], incoming: Iterable[Recipient]) -> None:
+    for new in incoming:
+        wanted = {"name": new.name, "status": new.status, "subscribed_at": new.subscribed_at}
+        for column, value in (*wanted.items(), *new.attrs.items()):
+            implicit = column == "status" and value == "subscribed"
+            if value and column not in header and not implicit:
+                header.append(column)
+                raw_header.append(column)
+
+
+def _fill(row: list[str], header: list[str], recipient: Recipient) -> bool:
+    """Copy the non-empty values of ``recipient`` into ``row``; True if anything changed."""
+    values = {"name": recipient.name, "status": recipient.status}
+    values["subscribed_at"] = recipient.subscribed_at
+    values.update(recipient.attrs)
+    row += [""] * (len(header) - len(row))
+    changed = False
+    for column, value in values.items():
+        if not value or column not in header:
+            continue
+        index = header.index(column)
+        current = row[index]
+        if column == "status":
+            current = current.strip().lower() or "subscribed"
+        if current != value:
+            row[index] = value
+            changed = True
+    return changed
+
+
+def import_list(
+    source_path: Path,
+    target_path: Path,
+    *,
+    ledger: Ledger | None = None,
+    resubscribe: bool = False,
+) -> ImportReport:
+    """Merge the rows of ``source_path`` into the list at ``target_path``.
+
+    Existing addresses take the imported non-empty values (new columns are appended to
+    the header, the existing column order is kept); new addresses are appended. An
+    address that opted out (status ``unsubscribed`` on the list, or suppressed in the
+    ledger) is not re-subscribed without ``resubscribe``: that row is rejected; with it,
+    the ledger's suppression is lifted. Problem rows of the imported file are rejected
+    with their line. The imported file is held in memory; the target list is streamed.
+    """
+    report = ImportReport()
+    incoming: dict[str, Recipient] = {}
+    for item in scan_list(source_path):
+        if isinstance(item, RowProblem):
+            report.rejected += 1
+            report.problems.append(str(item))
+        else:
+            incoming[item.key] = item
+    shown = display_path(source_path)
+    lifted: list[str] = []
+
+    def allowed(new: Recipient, old_status: str | None) -> bool:
+        if new.status != "subscribed":
+            return True
+        suppressed = ledger is not None and ledger.is_suppressed(new.key)
+        if old_status != "unsubscribed" and not suppressed:
+            return True
+        if resubscribe:
+            if suppressed:
+                lifted.append(new.key)
+            return True
+        why = "is suppressed in the ledger" if suppressed else "is unsubscribed on the list"
+        report.rejected += 1
+        report.problems.append(
+            f"{shown}:{new.line}: {new.email!r} {why}; not re-subscribed "
+            "(use --resubscribe if the person asked to subscribe again)"
+        )
+        return False
+
+    def merge(source: _Source | None, out: TextIO) -> None:
+        rows: Iterator[tuple[int, list[str], Recipient | RowProblem]] = iter(())
+        if source is None:
+            header = ["email", "name", "status", "subscribed_at"]
+            raw_header, delimiter = list(header), ","
+        else:
+            header, raw_header = list(source.header), list(source.raw_header)
+            delimiter, rows = source.delimiter, _scan(source)
+        _extend_header(header, raw_header, incoming.values())
+        writer = _writer(out, delimiter)
+        writer.writerow(raw_header)
+        for _line, values, item in rows:
+            new = incoming.pop(item.key, None) if isinstance(item, Recipient) else None
+            if new is not None and isinstance(item, Recipient) and allowed(new, item.status):
+                values = list(values)
+                changed = _fill(values, header, new)
+                if changed or (lifted and lifted[-1] == new.key):
+                    report.updated += 1
+                else:
+                    report.unchanged += 1
+            writer.writerow(values)
+        for new in incoming.values():
+            if allowed(new, None):
+                row = [""] * len(header)
+                row[header.index("email")] = new.email
+                _fill(row, header, new)
+                writer.writerow(row)
+                report.new += 1
+
+    if target_path.exists():
+        with _open_list(target_path) as target:
+            _atomic_write(target_path, lambda out: merge(target, out), bom=_keeps_bom(target))
+    else:
+        _atomic_write(target_path, lambda out: merge(None, out))
+    if ledger is not None:
+        for key in lifted:
+            ledger.unsuppress(key)
+    return report
+
+
+def export_list(path: Path, out: TextIO) -> ListCounts:
+    """Write the valid rows of a list as UTF-8 CSV (same columns, normalized addresses)."""
+    counts = ListCounts()
+    with _open_list(path) as source:
+        writer = csv.writer(out, lineterminator="\r\n")
+        writer.writerow(source.raw_header)
+        email_index = source.header.index("email")
+        for _line, values, item in _scan(source):
+            if isinstance(item, RowProblem):
+                counts.add_problem(item)
+                continue
+            counts.rows += 1
+            if item.status == "subscribed":
+                counts.subscribed += 1
+            else:
+                counts.unsubscribed += 1
+            row = list(values[: len(source.header)])
+            row += [""] * (len(source.header) - len(row))
+            row[email_index] = item.email
+            writer.writerow(row)
+    return counts
