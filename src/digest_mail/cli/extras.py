@@ -1,0 +1,112 @@
+"""Around the edition: ``articles import|list``, ``init``, ``archive``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import click
+
+from digest_mail.articles import display_path, select_articles
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.config import Workspace, parse_duration
+from digest_mail.feed import import_feed
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.group()
+def articles() -> None:
+    """The articles/ folder: import from the site's feed, list what compose would pick.
+
+    \b
+    Example:
+        digest-mail articles import https://chrysanthemum-digest.example.jp/feed.xml
+        digest-mail articles list --since 7d
+    """
+
+
+@articles.command("import")
+@click.argument("feed")
+@click.option("--dry-run", is_flag=True, help="Report what would be written; write nothing.")
+@json_option
+@pass_workspace
+def import_command(workspace: Workspace, feed: str, dry_run: bool, as_json: bool) -> None:
+    """Write one article per new entry of an RSS or Atom FEED (a path or an http(s) URL).
+
+    Entries whose url is already an article are skipped; entries without an https link,
+    a title or a date are reported as invalid. HTML in the feed is sanitized and stored
+    as Markdown: nothing from the feed reaches a template as markup.
+
+    \b
+    Example:
+        digest-mail articles import https://chrysanthemum-digest.example.jp/feed.xml
+        digest-mail articles import saved-feed.xml --dry-run
+    """
+    report = import_feed(workspace, feed, dry_run=dry_run)
+    if as_json:
+        _echo_json({**report.as_dict(), "dry_run": dry_run})
+        return
+    verb = "would write" if dry_run else "new"
+    for item in report.new:
+        click.echo(f"{verb}: {display_path(item.path)}  {item.title}")
+    for skipped in report.skipped:
+        click.echo(f"skipped: {skipped.url}  ({skipped.reason})")
+    for problem in report.invalid:
+        click.echo(f"invalid: {problem.entry}: {problem.reason}")
+    click.echo(
+        f"{len(report.new)} new, {len(report.skipped)} skipped, {len(report.invalid)} invalid"
+    )
+
+
+@articles.command("list")
+@click.option(
+    "--since",
+    default=None,
+    metavar="DURATION",
+    help="Only articles published within this span, e.g. 7d (default: [edition] since).",
+)
+@click.option("--all", "show_all", is_flag=True, help="Every article, whatever its date.")
+@click.option("--category", default=None, help="Only articles of this category.")
+@json_option
+@pass_workspace
+def list_command(
+    workspace: Workspace, since: str | None, show_all: bool, category: str | None, as_json: bool
+) -> None:
+    """Show the articles compose would pick, newest first.
+
+    \b
+    Example:
+        digest-mail articles list --since 7d
+        digest-mail articles list --all --category 国際 --json
+    """
+    span = None
+    if not show_all:
+        text = since or workspace.settings.edition.since
+        span = dt.timedelta(seconds=parse_duration(text, key="--since"))
+    chosen = select_articles(workspace, since=span, category=category, today=dt.date.today())
+    chosen.sort(key=lambda a: a.published, reverse=True)
+    if as_json:
+        _echo_json(
+            [
+                {
+                    "path": display_path(a.path),
+                    "title": a.title,
+                    "url": a.url,
+                    "published": a.published.isoformat(),
+                    "category": a.category,
+                }
+                for a in chosen
+            ]
+        )
+        return
+    for article in chosen:
+        category_text = f"[{article.category}] " if article.category else ""
+        click.echo(f"{article.published.isoformat()}  {category_text}{article.title}")
+        click.echo(f"            {display_path(article.path)}")
+    click.echo(f"{len(chosen)} article{'s' if len(chosen) != 1 else ''}")
+
+
+COMMANDS: list[click.Command] = [articles]
