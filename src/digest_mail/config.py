@@ -72,6 +72,9 @@ class UnsubscribeSettings:
 @dataclass(frozen=True)
 class ArchiveSettings:
     base_url: str = "https://chrysanthemum-digest.example.jp/newsletter"
+    # Where the unsubscribe link of a public archive page goes (no personal token there):
+    # the list's subscription page; empty means "#".
+    subscribe_url: str = ""
 
 
 @dataclass(frozen=True)
