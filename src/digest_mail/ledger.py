@@ -65,6 +65,42 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX soft_bounces_by_time ON soft_bounces (address, bounced_at);
     """,
+    # 4: campaigns and deliveries — every recipient's state, so a rerun never doubles.
+    """
+    CREATE TABLE campaigns (
+        id               TEXT PRIMARY KEY,     -- '2026-W48/weekly', tests '2026-W48/test/<stamp>'
+        edition          TEXT NOT NULL,
+        list_name        TEXT NOT NULL,
+        kind             TEXT NOT NULL CHECK (kind IN ('campaign', 'test')),
+        content_hash     TEXT NOT NULL,
+        state            TEXT NOT NULL CHECK (state IN ('snapshotting', 'sending', 'stopped', 'finished')),
+        total            INTEGER NOT NULL DEFAULT 0,
+        skipped_invalid  INTEGER NOT NULL DEFAULT 0,
+        note             TEXT NOT NULL DEFAULT '',  -- why the last run stopped
+        created_at       TEXT NOT NULL,
+        started_at       TEXT,
+        finished_at      TEXT
+    );
+    CREATE INDEX campaigns_by_edition ON campaigns (edition, list_name, created_at);
+    CREATE TABLE deliveries (
+        campaign_id  TEXT NOT NULL REFERENCES campaigns (id),
+        seq          INTEGER NOT NULL,         -- row order in the snapshot, the queue order
+        address      TEXT NOT NULL,            -- normalized (casefolded) key
+        email        TEXT NOT NULL,            -- as written in the list
+        name         TEXT NOT NULL DEFAULT '',
+        state        TEXT NOT NULL CHECK (state IN ('queued', 'sending', 'sent', 'deferred', 'failed',
+                                                     'suppressed', 'skipped', 'uncertain')),
+        uncertain    INTEGER NOT NULL DEFAULT 0,  -- 1 once found in flight after a crash
+        attempts     INTEGER NOT NULL DEFAULT 0,
+        last_code    INTEGER,
+        last_reply   TEXT NOT NULL DEFAULT '',
+        message_id   TEXT NOT NULL DEFAULT '',
+        updated_at   TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, address)
+    );
+    CREATE UNIQUE INDEX deliveries_by_seq ON deliveries (campaign_id, seq);
+    CREATE INDEX deliveries_by_state ON deliveries (campaign_id, state, seq);
+    """,
 ]
 
 
