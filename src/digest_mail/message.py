@@ -79,9 +79,15 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _ADDRESS_BAD = re.compile(r"[\x00-\x20\x7f<>\"(),;\\\[\]]")
 
 
+# Text that already looks like an RFC 2047 encoded word: the stdlib decodes it while
+# parsing the header it builds and writes the decoded bytes raw, so
+# "=?utf-8?q?a=0D=0ABcc:_x@evil.example?=" became a real Bcc line in build_message.
+_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
+
+
 def check_header_value(field: str, value: str) -> str:
     """Return ``value`` unchanged, or raise :class:`HeaderValueError` if it could inject."""
-    if _CONTROL.search(value):
+    if _CONTROL.search(value) or _ENCODED_WORD.search(value):
         raise HeaderValueError(field, value)
     return value
 
