@@ -1,0 +1,371 @@
+"""Editions and drafts: choose articles, render once, write ``drafts/<edition>/`` atomically.
+
+A draft folder holds ``index.html``, ``index.txt``, ``index.mjml``, ``edition.json`` and
+``preview.eml``. It is built in a hidden temporary folder beside its final place and
+renamed into place only when every file is written, so a failed compose never leaves a
+partial draft that looks complete; composing the same edition again replaces the folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from digest_mail.articles import Article, display_path, filter_articles, load_articles, select_articles
+from digest_mail.config import Settings, Workspace, parse_duration
+from digest_mail.errors import DigestMailError, InputError
+from digest_mail.render import RenderedEdition, render_edition
+
+__all__ = [
+    "Draft",
+    "Edition",
+    "build_edition",
+    "compose",
+    "content_hash",
+    "default_edition_id",
+    "latest_draft",
+    "load_draft",
+    "save_draft",
+]
+
+DRAFT_FILES = ("index.html", "index.txt", "index.mjml", "edition.json", "preview.eml")
+_EDITION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SAMPLE_RECIPIENT = ("yamada.hanako@example.jp", "山田 花子")
+
+
+def default_edition_id(today: dt.date) -> str:
+    """The ISO week of ``today``: 2026-11-25 → 2026-W48."""
+    year, week, _ = today.isocalendar()
+    return f"{year}-W{week:02d}"
+
+
+def check_edition_id(edition_id: str) -> str:
+    if not _EDITION_ID.fullmatch(edition_id):
+        raise InputError(
+            f"{edition_id!r} is not an edition id",
+            field="--edition",
+            hint="use letters, digits, '.', '_' and '-' only, e.g. 2026-W48",
+        )
+    return edition_id
+
+
+@dataclass(frozen=True)
+class Edition:
+    """What one newsletter issue says, before rendering."""
+
+    id: str
+    subject: str
+    intro: str
+    preheader: str
+    articles: tuple[Article, ...]
+
+    def view_url(self, settings: Settings) -> str:
+        """The per-edition view-in-browser address."""
+        return f"{settings.archive.base_url.rstrip('/')}/{self.id}/"
+
+
+def build_edition(
+    articles: Sequence[Article],
+    *,
+    settings: Settings,
+    today: dt.date,
+    edition_id: str | None = None,
+    subject: str | None = None,
+    intro: str | None = None,
+    preheader: str | None = None,
+) -> Edition:
+    """An :class:`Edition` from options, falling back to the ``[edition]`` settings."""
+    if not articles:
+        raise InputError("no articles to compose", hint="name article files or widen --since")
+    ident = check_edition_id(edition_id or default_edition_id(today))
+    template = settings.edition.subject if subject is None else subject
+    try:
+        resolved_subject = template.format(edition=ident)
+    except (KeyError, IndexError, ValueError):
+        raise InputError(
+            f"subject {template!r} may only use {{edition}}",
+            field="--subject" if subject is not None else "edition.subject",
+            hint="write literal braces as {{ and }}",
+        ) from None
+    resolved_subject = " ".join(resolved_subject.split())
+    if not resolved_subject:
+        raise InputError("the subject is empty", field="--subject", hint="pass --subject or set [edition] subject")
+    return Edition(
+        id=ident,
+        subject=resolved_subject,
+        intro=(settings.edition.intro if intro is None else intro).strip(),
+        preheader=" ".join((settings.edition.preheader if preheader is None else preheader).split()),
+        articles=tuple(articles),
+    )
+
+
+def content_hash(*, subject: str, html: str, text: str) -> str:
+    """sha256 of what a recipient gets: approval pins this, so any later edit shows."""
+    digest = hashlib.sha256()
+    for part in (subject, html, text):
+        digest.update(part.encode("utf-8"))
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A composed edition on disk (``drafts/<id>/``), placeholders still in place."""
+
+    id: str
+    path: Path
+    subject: str
+    preheader: str
+    html: str
+    text: str
+    content_hash: str
+    articles: tuple[dict[str, str], ...]
+    created_at: str
+    intro: str = ""
+    mjml: str = field(default="", repr=False)
+
+    @property
+    def html_bytes(self) -> int:
+        return len(self.html.encode("utf-8"))
+
+    @property
+    def text_lines(self) -> int:
+        return len(self.text.splitlines())
+
+
+def _article_summary(article: Article) -> dict[str, str]:
+    return {
+        "title": article.title,
+        "url": article.url,
+        "published": article.published.isoformat(),
+        "category": article.category,
+        "slug": article.slug,
+    }
+
+
+def _write(path: Path, data: str | bytes) -> None:
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    with open(path, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _preview_message(draft: Draft, settings: Settings) -> bytes:
+    from digest_mail.message import POLICY, build_message
+
+    address, name = SAMPLE_RECIPIENT
+    base = settings.unsubscribe.base_url.rstrip("/")
+    message = build_message(
+        draft,
+        settings=settings,
+        to_address=address,
+        to_name=name,
+        list_name=settings.lists.staff,
+        unsubscribe_url=f"{base}?token=preview",
+        unsubscribe_mailto=f"mailto:{settings.unsubscribe.mailto}?subject=unsubscribe-preview",
+    )
+    return message.as_bytes(policy=POLICY)
+
+
+def save_draft(
+    workspace: Workspace, edition: Edition, rendered: RenderedEdition, *, now: dt.datetime | None = None
+) -> Draft:
+    """Write ``drafts/<id>/`` atomically (temp folder beside it, then rename)."""
+    drafts = workspace.drafts_dir
+    drafts.mkdir(parents=True, exist_ok=True)
+    created = (now or dt.datetime.now(dt.UTC)).replace(microsecond=0).isoformat()
+    target = drafts / edition.id
+    draft = Draft(
+        id=edition.id,
+        path=target,
+        subject=edition.subject,
+        preheader=edition.preheader,
+        html=rendered.html,
+        text=rendered.text,
+        content_hash=content_hash(subject=edition.subject, html=rendered.html, text=rendered.text),
+        articles=tuple(_article_summary(a) for a in edition.articles),
+        created_at=created,
+        intro=edition.intro,
+        mjml=rendered.mjml,
+    )
+    meta: dict[str, Any] = {
+        "id": draft.id,
+        "subject": draft.subject,
+        "preheader": draft.preheader,
+        "intro": draft.intro,
+        "content_hash": draft.content_hash,
+        "created_at": draft.created_at,
+        "articles": list(draft.articles),
+        "html_bytes": draft.html_bytes,
+        "text_lines": draft.text_lines,
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{edition.id}.", suffix=".tmp", dir=drafts))
+    try:
+        _write(staging / "index.html", draft.html)
+        _write(staging / "index.txt", draft.text)
+        _write(staging / "index.mjml", draft.mjml)
+        _write(staging / "preview.eml", _preview_message(draft, workspace.settings))
+        # edition.json last: a folder without it is never taken for a draft.
+        _write(staging / "edition.json", json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
+        os.chmod(staging, 0o755)
+        if target.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f".{edition.id}.", suffix=".old", dir=drafts))
+            os.rename(target, retired / edition.id)
+            os.rename(staging, target)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.rename(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return draft
+
+
+def _read_draft(path: Path) -> Draft:
+    shown = display_path(path)
+    meta_path = path / "edition.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        html = (path / "index.html").read_text(encoding="utf-8")
+        text = (path / "index.txt").read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise DigestMailError(
+            f"{shown} is not a complete draft ({Path(exc.filename or '').name} is missing)",
+            hint="compose it again: digest-mail compose",
+        ) from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DigestMailError(
+            f"{shown}/edition.json is damaged: {exc}", hint="compose it again: digest-mail compose"
+        ) from None
+    mjml_path = path / "index.mjml"
+    return Draft(
+        id=str(meta.get("id") or path.name),
+        path=path,
+        subject=str(meta.get("subject", "")),
+        preheader=str(meta.get("preheader", "")),
+        html=html,
+        text=text,
+        content_hash=str(meta.get("content_hash", "")),
+        articles=tuple(dict(a) for a in meta.get("articles", [])),
+        created_at=str(meta.get("created_at", "")),
+        intro=str(meta.get("intro", "")),
+        mjml=mjml_path.read_text(encoding="utf-8") if mjml_path.is_file() else "",
+    )
+
+
+def load_draft(workspace: Workspace, ref: str) -> Draft:
+    """A draft by edition id (``2026-W48``) or by the path of its folder."""
+    candidate = Path(ref).expanduser()
+    if ("/" in ref or os.sep in ref or ref in (".", "..")) or (
+        candidate.is_dir() and (candidate / "edition.json").is_file()
+    ):
+        path = candidate if candidate.is_absolute() else Path.cwd() / candidate
+        if not path.is_dir():
+            raise DigestMailError(f"no draft folder {ref}", hint="run 'digest-mail compose' first")
+        return _read_draft(path.resolve())
+    if not _EDITION_ID.fullmatch(ref):
+        raise DigestMailError(f"{ref!r} is neither an edition id nor a draft folder")
+    path = workspace.drafts_dir / ref
+    if not path.is_dir():
+        known = sorted(p.name for p in _draft_folders(workspace))
+        listing = f" (drafts: {', '.join(known)})" if known else ""
+        raise DigestMailError(
+            f"no draft {ref} in {display_path(workspace.drafts_dir)}/{listing}",
+            hint=f"run 'digest-mail compose --edition {ref}' first",
+        )
+    return _read_draft(path)
+
+
+def _draft_folders(workspace: Workspace) -> list[Path]:
+    drafts = workspace.drafts_dir
+    if not drafts.is_dir():
+        return []
+    return [
+        p for p in drafts.iterdir() if not p.name.startswith(".") and (p / "edition.json").is_file()
+    ]
+
+
+def latest_draft(workspace: Workspace) -> Draft:
+    """The most recently composed draft (for commands whose DRAFT is optional)."""
+    folders = _draft_folders(workspace)
+    if not folders:
+        raise DigestMailError(
+            f"no drafts in {display_path(workspace.drafts_dir)}/", hint="run 'digest-mail compose' first"
+        )
+    newest = max(folders, key=lambda p: ((p / "edition.json").stat().st_mtime_ns, p.name))
+    return _read_draft(newest)
+
+
+def resolve_draft(workspace: Workspace, ref: str | None) -> Draft:
+    """``load_draft`` for a given ref, else :func:`latest_draft`."""
+    return latest_draft(workspace) if ref is None else load_draft(workspace, ref)
+
+
+def choose_articles(
+    workspace: Workspace,
+    paths: Sequence[Path | str],
+    *,
+    since: str | None,
+    category: str | None,
+    today: dt.date,
+) -> list[Article]:
+    """The files named (in that order), else ``articles/`` within ``since`` (newest first)."""
+    window = None if since is None else dt.timedelta(seconds=parse_duration(since, key="--since"))
+    if paths:
+        chosen = filter_articles(load_articles(paths), since=window, category=category, today=today)
+    else:
+        if window is None:
+            window = dt.timedelta(seconds=parse_duration(workspace.settings.edition.since, key="edition.since"))
+            since = workspace.settings.edition.since
+        chosen = select_articles(workspace, since=window, category=category, today=today)
+    if not chosen:
+        what = []
+        if since is not None:
+            what.append(f"published in the last {since}")
+        if category:
+            what.append(f"in category {category!r}")
+        where = "of the files named" if paths else f"in {display_path(workspace.articles_dir)}/"
+        raise InputError(
+            f"no articles selected: none {where} {' and '.join(what) or 'found'}".replace("  ", " "),
+            hint="name article files (digest-mail compose articles/*.md) or widen --since, e.g. --since 30d",
+        )
+    return chosen
+
+
+def compose(
+    workspace: Workspace,
+    paths: Sequence[Path | str] = (),
+    *,
+    since: str | None = None,
+    category: str | None = None,
+    edition_id: str | None = None,
+    subject: str | None = None,
+    intro: str | None = None,
+    preheader: str | None = None,
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+) -> Draft:
+    """Choose articles, build the edition, render it once and save the draft."""
+    today = today or dt.date.today()
+    articles = choose_articles(workspace, paths, since=since, category=category, today=today)
+    edition = build_edition(
+        articles,
+        settings=workspace.settings,
+        today=today,
+        edition_id=edition_id,
+        subject=subject,
+        intro=intro,
+        preheader=preheader,
+    )
+    rendered = render_edition(edition, settings=workspace.settings, templates_dir=workspace.templates_dir)
+    return save_draft(workspace, edition, rendered, now=now)

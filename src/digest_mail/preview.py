@@ -1,0 +1,162 @@
+"""Look at a draft: fill the placeholders with a sample reader, screenshot with Chromium.
+
+Headless Chromium (Debian ``chromium``; ``fonts-noto-cjk`` or Japanese renders as boxes)
+writes one PNG per width into ``drafts/<id>/preview/``. The network is cut off
+(``--host-resolver-rules``), so remote images show as their alt text, as in a mail
+client that blocks images.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import shutil
+import subprocess
+import tempfile
+import webbrowser
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from digest_mail.config import Settings
+from digest_mail.edition import SAMPLE_RECIPIENT, Draft
+from digest_mail.errors import DigestMailError
+from digest_mail.render import PLACEHOLDERS
+
+__all__ = ["ChromiumMissingError", "Screenshot", "find_chromium", "open_preview", "screenshot_draft"]
+
+DEFAULT_WIDTHS = (375, 600)
+_CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+INSTALL_HINT = "apt-get install chromium fonts-noto-cjk"
+
+
+class ChromiumMissingError(DigestMailError):
+    def __init__(self) -> None:
+        super().__init__(f"headless Chromium is not installed; to take screenshots run: {INSTALL_HINT}")
+
+
+@dataclass(frozen=True)
+class Screenshot:
+    width: int
+    height: int
+    path: Path
+
+
+def find_chromium() -> str:
+    for name in _CHROMIUM_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise ChromiumMissingError()
+
+
+def sample_values(settings: Settings) -> dict[str, str]:
+    """What the placeholders show in a preview: a sample reader, HTML-escaped."""
+    address, name = SAMPLE_RECIPIENT
+    raw = {
+        "name": name,
+        "email": address,
+        "unsubscribe_url": f"{settings.unsubscribe.base_url.rstrip('/')}?token=preview",
+    }
+    return {PLACEHOLDERS[key]: html.escape(value, quote=True) for key, value in raw.items()}
+
+
+def write_preview_html(draft: Draft, settings: Settings) -> Path:
+    """``drafts/<id>/preview/preview.html``: the HTML part as a sample reader gets it."""
+    folder = draft.path / "preview"
+    folder.mkdir(exist_ok=True)
+    page = draft.html
+    for token, value in sample_values(settings).items():
+        page = page.replace(token, value)
+    target = folder / "preview.html"
+    target.write_text(page, encoding="utf-8")
+    return target
+
+
+def _chromium_command(browser: str, profile: str, width: int, height: int, *action: str) -> list[str]:
+    return [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+        *action,
+    ]
+
+
+def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DigestMailError(f"Chromium took longer than {timeout:.0f}s") from None
+    except OSError as exc:
+        raise DigestMailError(f"Chromium could not start: {exc}", hint=INSTALL_HINT) from None
+
+
+def measure_height(browser: str, page: Path, width: int, *, timeout: float) -> int:
+    """The page's full height at ``width`` (--screenshot captures the window only).
+
+    Laid out in an iframe of that width: headless Chromium's --dump-dom ignores
+    --window-size below 500 px, and the iframe's document is same-origin via srcdoc.
+    """
+    source = page.read_text(encoding="utf-8")
+    probe_page = (
+        '<!doctype html><html><body style="margin:0">'
+        f'<iframe style="width:{width}px;height:50px;border:0" onload="document.body.setAttribute('
+        "'data-page-height', String(this.contentDocument.documentElement.scrollHeight))\" "
+        f'srcdoc="{html.escape(source, quote=True)}"></iframe></body></html>'
+    )
+    with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
+        probe = Path(profile) / "measure.html"
+        probe.write_text(probe_page, encoding="utf-8")
+        result = _run(_chromium_command(browser, profile, width, 800, "--dump-dom", probe.as_uri()), timeout)
+    match = re.search(r'data-page-height="(\d+)"', result.stdout)
+    if not match:
+        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DigestMailError(f"Chromium could not lay out {page}: {detail}")
+    return max(200, min(int(match.group(1)), 30000))
+
+
+def screenshot_draft(
+    draft: Draft,
+    settings: Settings,
+    *,
+    widths: Sequence[int] = DEFAULT_WIDTHS,
+    height: int | None = None,
+    chromium: str | None = None,
+    timeout: float = 90.0,
+) -> list[Screenshot]:
+    """One full-page PNG per width in ``drafts/<id>/preview/``, placeholders filled."""
+    browser = chromium or find_chromium()
+    for width in widths:
+        if not 200 <= width <= 2000:
+            raise DigestMailError(f"--width {width} is out of range", hint="use 200 to 2000 pixels, e.g. 375")
+    page = write_preview_html(draft, settings)
+    shots = []
+    for width in widths:
+        tall = height or measure_height(browser, page, width, timeout=timeout)
+        target = page.parent / f"preview-{width}.png"
+        target.unlink(missing_ok=True)
+        with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
+            command = _chromium_command(browser, profile, width, tall, f"--screenshot={target}", page.resolve().as_uri())
+            result = _run(command, timeout)
+        if not target.is_file():
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DigestMailError(f"Chromium wrote no screenshot at width {width}: {detail}")
+        shots.append(Screenshot(width=width, height=tall, path=target))
+    return shots
+
+
+def open_preview(draft: Draft, settings: Settings) -> Path:
+    """Open the filled-in HTML in the default browser."""
+    page = write_preview_html(draft, settings)
+    if not webbrowser.open(page.resolve().as_uri()):
+        raise DigestMailError(f"no browser could be started; open {page} yourself")
+    return page

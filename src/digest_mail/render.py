@@ -1,0 +1,182 @@
+"""Render an edition once: Jinja2 → MJML → HTML → inlined CSS, and its plain-text part.
+
+Per-recipient values stay as :data:`PLACEHOLDERS` tokens (``@@name@@``) in the output;
+delivery fills them cheaply per recipient. The tokens have no braces or spaces because
+premailer rewrites ``href`` values and would mangle ``{{ … }}``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+from mjml import mjml2html
+from premailer import Premailer
+
+from digest_mail.articles import display_path
+from digest_mail.config import Settings
+from digest_mail.errors import InputError
+from digest_mail.plaintext import wrap_text
+
+if TYPE_CHECKING:
+    from digest_mail.edition import Edition
+
+__all__ = [
+    "HTML_TEMPLATE",
+    "PLACEHOLDERS",
+    "TEXT_TEMPLATE",
+    "RenderedEdition",
+    "make_environment",
+    "render_edition",
+]
+
+PLACEHOLDERS: dict[str, str] = {
+    "name": "@@name@@",
+    "email": "@@email@@",
+    "unsubscribe_url": "@@unsubscribe_url@@",
+}
+HTML_TEMPLATE = "digest.mjml.j2"
+TEXT_TEMPLATE = "digest.txt.j2"
+TEXT_WIDTH = 72
+
+# premailer copies CSS widths into attributes and rewrites <img width>; Outlook needs ours.
+_KEEP_ATTRIBUTES = ["width", "height", "align", "bgcolor", "valign", "background"]
+_DOCTYPE = "<!doctype html>"
+
+
+@dataclass(frozen=True)
+class RenderedEdition:
+    """The personalisable output of one render: placeholders still in place."""
+
+    html: str
+    text: str
+    mjml: str
+
+
+def japanese_date(value: dt.date) -> str:
+    """2025-02-20 → 2025年2月20日"""
+    return f"{value.year}年{value.month}月{value.day}日"
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and (".mjml" in name or ".html" in name)
+
+
+def make_environment(templates_dir: Path | None) -> jinja2.Environment:
+    """Workspace templates first (overrides), then the packaged defaults."""
+    loaders: list[jinja2.BaseLoader] = []
+    if templates_dir is not None and templates_dir.is_dir():
+        loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
+    loaders.append(jinja2.PackageLoader("digest_mail", "templates/email"))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["jdate"] = japanese_date
+    env.filters["wrap"] = wrap_text
+    return env
+
+
+def _template_location(tb: TracebackType | None) -> tuple[str | None, int | None]:
+    """The innermost template frame of a traceback Jinja rewrote to template lines."""
+    found: tuple[str | None, int | None] = (None, None)
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            found = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return found
+
+
+def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+    hint = "fix the template, or delete the override in templates/email/ to use the default"
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = display_path(Path(exc.filename)) if exc.filename else exc.name or name
+        raise InputError(f"template syntax error: {exc.message}", path=where, line=exc.lineno, hint=hint) from None
+    except jinja2.TemplateNotFound as exc:
+        raise InputError(f"template {exc.name!r} not found", path=name, hint=hint) from None
+    except (jinja2.UndefinedError, TypeError, ValueError, AttributeError) as exc:
+        filename, line = _template_location(exc.__traceback__)
+        if filename is None:
+            raise
+        raise InputError(
+            f"template error: {exc}", path=display_path(Path(filename)), line=line, hint=hint
+        ) from None
+
+
+def mjml_to_html(source: str, *, template: str = HTML_TEMPLATE) -> str:
+    """Compile MJML; refuse output that still holds MJML tags (unknown tags pass silently)."""
+    try:
+        html = mjml2html(source, disable_comments=True, fonts={})
+    except ValueError as exc:
+        raise InputError(
+            f"MJML does not compile: {exc}", path=template, hint="check the tags the template writes"
+        ) from None
+    leftover = re.search(r"<mj-[a-z-]+", html)
+    if leftover:
+        raise InputError(
+            f"MJML left {leftover.group()}> in the HTML (unknown or misplaced tag)",
+            path=template,
+            hint="use only MJML components mjml-python supports",
+        )
+    return html
+
+
+def inline_css(html: str) -> str:
+    """premailer, configured so the doctype, media queries and img sizes survive."""
+    inlined = Premailer(
+        html,
+        keep_style_tags=True,
+        strip_important=False,
+        disable_basic_attributes=_KEEP_ATTRIBUTES,
+        allow_network=False,
+        allow_loading_external_files=False,
+        remove_classes=False,
+        cssutils_logging_level=logging.CRITICAL,
+        disable_validation=True,
+    ).transform()
+    if not inlined.lstrip().lower().startswith("<!doctype"):
+        inlined = _DOCTYPE + "\n" + inlined
+    return inlined
+
+
+def template_context(edition: Edition, settings: Settings) -> dict[str, Any]:
+    return {
+        "edition": edition,
+        "articles": edition.articles,
+        "newsletter": settings.newsletter,
+        "settings": settings,
+        "placeholders": PLACEHOLDERS,
+        "view_url": edition.view_url(settings),
+        "text_width": TEXT_WIDTH,
+    }
+
+
+def render_edition(
+    edition: Edition,
+    *,
+    settings: Settings,
+    templates_dir: Path | None,
+    environment: Callable[[Path | None], jinja2.Environment] = make_environment,
+) -> RenderedEdition:
+    """Render ``edition`` once into HTML (inlined CSS) and text with placeholders kept."""
+    env = environment(templates_dir)
+    context = template_context(edition, settings)
+    mjml = _render_template(env, HTML_TEMPLATE, context)
+    html = inline_css(mjml_to_html(mjml))
+    text = _render_template(env, TEXT_TEMPLATE, context)
+    text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+    return RenderedEdition(html=html, text=text, mjml=mjml)
