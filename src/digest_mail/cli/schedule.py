@@ -1,0 +1,199 @@
+"""approve, schedule list | run-due | daemon | install."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+import click
+
+from digest_mail import approval as approvals
+from digest_mail import schedule as scheduling
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.config import Workspace
+from digest_mail.ledger import utcnow
+
+
+def _state_dict(state: approvals.ApprovalState) -> dict[str, Any]:
+    approval = state.approval
+    return {
+        "edition": state.edition,
+        "status": state.status,
+        "content_hash": approval.content_hash if approval else None,
+        "approved_at": approval.approved_at if approval else None,
+        "approved_by": approval.approved_by if approval else None,
+        "withdrawn_at": approval.withdrawn_at if approval else None,
+        "message": state.describe(),
+    }
+
+
+@click.command()
+@click.argument("draft")
+@click.option("--withdraw", is_flag=True, help="Withdraw the approval instead.")
+@json_option
+@pass_workspace
+def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> None:
+    """Approve DRAFT for its scheduled send (or withdraw the approval).
+
+    The approval records the draft's content hash, who approved and when. Composing
+    the draft again afterwards withdraws it: approve the new version.
+
+    \b
+    Example:
+        digest-mail approve 2026-W48
+        digest-mail approve --withdraw 2026-W48
+    """
+    if withdraw:
+        state = approvals.withdraw(workspace, draft)
+        if as_json:
+            click.echo(json.dumps(_state_dict(state), ensure_ascii=False, indent=2))
+        else:
+            click.echo(f"Withdrew the approval of {state.label}; no schedule will send it.")
+        return
+    result = approvals.approve(workspace, draft)
+    if as_json:
+        click.echo(json.dumps(_state_dict(result.state), ensure_ascii=False, indent=2))
+        return
+    state = result.state
+    short = state.approval.content_hash[:12] if state.approval else ""
+    if result.previous.ok:
+        click.echo(f"{state.describe()} (content {short}); nothing to do.")
+        return
+    if result.previous.status == "changed":
+        click.echo(f"{state.label} changed after its earlier approval; approved the new version.")
+    click.echo(f"Approved {state.label} (content {short}).")
+
+
+@click.group()
+def schedule() -> None:
+    """Weekly sends: next runs, send what is due, stay running, install a timer.
+
+    Schedules are the [[schedule]] tables of digest-mail.toml (name, list, cron,
+    timezone, edition, late_after).
+
+    \b
+    Example:
+        digest-mail schedule list
+        digest-mail schedule run-due
+    """
+
+
+def _now(value: str | None) -> datetime | None:
+    return None if value is None else scheduling.parse_now(value)
+
+
+now_option = click.option(
+    "--now",
+    "now",
+    metavar="ISO8601",
+    help="Pretend it is this time (e.g. 2026-11-30T08:00:00+09:00).",
+)
+
+
+@schedule.command(name="list")
+@now_option
+@json_option
+@pass_workspace
+def list_command(workspace: Workspace, now: str | None, as_json: bool) -> None:
+    """Each schedule's next three runs (local and UTC) and the edition it would send.
+
+    \b
+    Example:
+        digest-mail schedule list
+        digest-mail schedule list --now 2026-11-29T12:00:00Z --json
+    """
+    views = scheduling.overview(workspace, now=_now(now))
+    if as_json:
+        click.echo(json.dumps([v.as_dict() for v in views], ensure_ascii=False, indent=2))
+        return
+    for view in views:
+        for line in scheduling.format_view(view):
+            click.echo(line)
+
+
+@schedule.command(name="run-due")
+@now_option
+@json_option
+@pass_workspace
+@click.pass_context
+def run_due(ctx: click.Context, workspace: Workspace, now: str | None, as_json: bool) -> None:
+    """Send each schedule's due slot once (for cron or a systemd timer).
+
+    Claims the most recent slot at or before now, sends the newest approved edition
+    not yet sent to the list (resuming an interrupted send), or skips it: nothing
+    approved (staff get a notice) or missed by more than late_after. Exit code 1 when
+    a send failed.
+
+    \b
+    Example:
+        digest-mail schedule run-due
+        digest-mail schedule run-due --now 2026-11-30T08:00:00+09:00 --json
+    """
+    outcomes = scheduling.run_due(workspace, now=_now(now))
+    if as_json:
+        click.echo(json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, indent=2))
+    else:
+        for outcome in outcomes:
+            click.echo(outcome.line())
+    if any(o.action == "failed" for o in outcomes):
+        ctx.exit(1)
+
+
+@schedule.command()
+@pass_workspace
+def daemon(workspace: Workspace) -> None:
+    """Stay in the foreground: sleep until the next slot, run it like run-due, repeat.
+
+    Logs one line per run; a failed run is logged and the daemon carries on. SIGTERM
+    or Ctrl-C stops it after the run in progress (an interrupted send resumes anyway).
+
+    \b
+    Example:
+        digest-mail schedule daemon
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, on_signal)
+
+    def log(line: str) -> None:
+        click.echo(f"{utcnow()} {line}")
+
+    log(f"digest-mail schedule daemon started in {workspace.root}")
+    scheduling.run_daemon(workspace, clock=lambda: datetime.now(UTC), wait=stop.wait, log=log)
+
+
+@schedule.command()
+@click.option(
+    "--systemd", "kind", flag_value="systemd", help="Print a systemd service + timer pair."
+)
+@click.option("--cron", "kind", flag_value="cron", help="Print a crontab line.")
+@pass_workspace
+def install(workspace: Workspace, kind: str | None) -> None:
+    """Print a systemd service + timer pair, or a crontab line, that runs run-due.
+
+    Nothing is installed: save the output where it says.
+
+    \b
+    Example:
+        digest-mail schedule install --systemd
+        (crontab -l; digest-mail schedule install --cron) | crontab -
+    """
+    if kind is None:
+        raise click.UsageError("choose --systemd or --cron")
+    text = (
+        scheduling.systemd_units(workspace)
+        if kind == "systemd"
+        else scheduling.cron_line(workspace)
+    )
+    click.echo(text, nl=False)
+
+
+COMMANDS = [approve, schedule]

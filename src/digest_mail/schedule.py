@@ -1,0 +1,971 @@
+"""Scheduled sends: cron slots in a local zone, claimed once in the ledger, sent once.
+
+Each ``[[schedule]]`` names a list, a five-field cron expression and an IANA zone. Slots
+are computed in the local zone (so "08:00 on Monday" stays 08:00 across DST changes)
+and stored in UTC. ``run_due`` looks only at the most recent slot at or before *now*:
+
+* not yet recorded, and missed by more than ``late_after`` → recorded as skipped (late);
+* not yet recorded, nothing approved → skipped, and the staff list gets a short notice;
+* not yet recorded → claimed (one INSERT on PRIMARY KEY (schedule, slot) inside
+  BEGIN IMMEDIATE: of two overlapping runs exactly one claims it), then the approved
+  edition goes to the list through :func:`digest_mail.campaign.run_campaign`, the same
+  path as ``send --yes``;
+* claimed or sending, and no other process holds the slot's lock → the run that claimed
+  it died: the campaign is resumed (run_campaign sends only what is not yet sent).
+
+A wall-clock time that occurs twice when clocks go back runs once, at its first
+occurrence, unless the cron hour field is ``*`` (hourly jobs run every elapsed hour); a
+time skipped when clocks go forward runs right after the jump (croniter's behaviour).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import re
+import shlex
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from croniter.croniter import CroniterBadDateError
+
+from digest_mail.approval import ApprovalState, list_approvals, stored_state
+from digest_mail.config import ScheduleSettings, Workspace, parse_duration
+from digest_mail.errors import ConfigError, DigestMailError
+from digest_mail.ledger import Ledger
+
+if TYPE_CHECKING:
+    from digest_mail.campaign import CampaignReport
+    from digest_mail.edition import Draft
+
+__all__ = [
+    "EditionChoice",
+    "RunOutcome",
+    "Schedule",
+    "ScheduleRun",
+    "ScheduleView",
+    "choose_edition",
+    "cron_line",
+    "load_schedules",
+    "next_due",
+    "overview",
+    "run_daemon",
+    "run_due",
+    "systemd_units",
+]
+
+_WEEKDAYS_JA = "月火水木金土日"
+_FIELDS = "minute hour day-of-month month day-of-week"
+
+
+# --- schedules and their slots -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A validated ``[[schedule]]``: what to send, to which list, when."""
+
+    name: str
+    list_name: str
+    cron: str
+    zone: ZoneInfo
+    edition: str
+    late_after: timedelta
+    late_after_text: str = "6h"
+
+    @property
+    def zone_name(self) -> str:
+        return self.zone.key
+
+    def _keeps_repeated_times(self) -> bool:
+        return self.cron.split()[1] == "*"
+
+    def _is_repeat(self, slot: datetime) -> bool:
+        """True for the second occurrence of a wall-clock time when clocks go back."""
+        local = slot.astimezone(self.zone)
+        return (
+            local.fold == 1
+            and local.replace(fold=0).utcoffset() != local.utcoffset()
+            and not self._keeps_repeated_times()
+        )
+
+    def slots_after(self, moment: datetime) -> Iterator[datetime]:
+        """Slots strictly after ``moment``, in UTC, in order."""
+        it = croniter(self.cron, _aware(moment).astimezone(self.zone))
+        last = _aware(moment)
+        while True:
+            slot = it.get_next(datetime).astimezone(UTC)
+            if slot <= last or self._is_repeat(slot):
+                continue
+            last = slot
+            yield slot
+
+    def next_slots(self, moment: datetime, count: int = 3) -> list[datetime]:
+        slots = self.slots_after(moment)
+        return [next(slots) for _ in range(count)]
+
+    def latest_slot(self, now: datetime) -> datetime:
+        """The most recent slot at or before ``now`` (UTC)."""
+        now = _aware(now)
+        it = croniter(self.cron, now.astimezone(self.zone))
+        while True:
+            previous = it.get_prev(datetime).astimezone(UTC)
+            if not self._is_repeat(previous):
+                break
+        # croniter's get_prev is strict: a slot exactly at ``now`` is the next one.
+        following = next(self.slots_after(previous))
+        return following if following <= now else previous
+
+    def local(self, slot: datetime) -> datetime:
+        return slot.astimezone(self.zone)
+
+
+def _aware(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: pass an aware one (UTC)")
+    return moment.astimezone(UTC)
+
+
+def parse_now(text: str) -> datetime:
+    """``--now``: ISO 8601; a time without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise DigestMailError(
+            f"--now {text!r} is not an ISO 8601 time", hint="e.g. --now 2026-11-30T08:00:00+09:00"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _validate(raw: ScheduleSettings, workspace: Workspace) -> Schedule:
+    path = workspace.config_path
+    label = f"schedule {raw.name!r}"
+
+    def fail(key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, path=path, key=f"{label}.{key}", hint=hint)
+
+    if not raw.name.strip():
+        raise ConfigError("name is empty", path=path, key=f"{label}.name")
+    try:
+        workspace.list_path(raw.list)
+    except ConfigError as exc:
+        raise fail(
+            "list", str(exc), 'name a CSV under subscribers/ without .csv, e.g. list = "weekly"'
+        ) from None
+    cron = " ".join(raw.cron.split())
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise fail(
+            "cron",
+            f"{raw.cron!r} is not a five-field cron expression ({_FIELDS})",
+            'e.g. cron = "0 8 * * MON" for Mondays at 08:00',
+        )
+    try:
+        zone = ZoneInfo(raw.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(
+            "timezone", f"{raw.timezone!r} is not an IANA time zone", 'e.g. timezone = "Asia/Tokyo"'
+        ) from None
+    try:
+        seconds = parse_duration(raw.late_after, key="late_after")
+    except ConfigError:
+        raise fail(
+            "late_after",
+            f"{raw.late_after!r} is not a duration like 90s, 15m, 6h, 7d or 2w",
+            'e.g. late_after = "6h"',
+        ) from None
+    if seconds <= 0:
+        raise fail("late_after", "must be longer than 0", 'e.g. late_after = "6h"')
+    edition = raw.edition.strip()
+    if not edition:
+        raise fail(
+            "edition", "is empty", 'use edition = "approved" or an edition id like "2026-W48"'
+        )
+    schedule = Schedule(
+        name=raw.name,
+        list_name=raw.list,
+        cron=cron,
+        zone=zone,
+        edition=edition,
+        late_after=timedelta(seconds=seconds),
+        late_after_text=raw.late_after,
+    )
+    try:
+        schedule.next_slots(datetime.now(UTC), 1)
+    except CroniterBadDateError:
+        raise fail(
+            "cron", f"{raw.cron!r} never matches a date", "check the day-of-month and month fields"
+        ) from None
+    return schedule
+
+
+def load_schedules(workspace: Workspace) -> tuple[Schedule, ...]:
+    """The workspace's schedules, validated (errors name the schedule and the field)."""
+    schedules = tuple(_validate(raw, workspace) for raw in workspace.settings.schedules)
+    seen: set[str] = set()
+    for schedule in schedules:
+        if schedule.name in seen:
+            raise ConfigError(
+                "two [[schedule]] tables have this name",
+                path=workspace.config_path,
+                key=f"schedule {schedule.name!r}.name",
+                hint="give each schedule its own name",
+            )
+        seen.add(schedule.name)
+    return schedules
+
+
+def _require_schedules(workspace: Workspace) -> tuple[Schedule, ...]:
+    schedules = load_schedules(workspace)
+    if not schedules:
+        where = workspace.config_path or workspace.root / "digest-mail.toml"
+        raise ConfigError(
+            f"{where} has no [[schedule]]",
+            hint='add one: [[schedule]] name = "weekly", list = "weekly", cron = "0 8 * * MON"',
+        )
+    return schedules
+
+
+def next_due(schedules: tuple[Schedule, ...], now: datetime) -> tuple[Schedule, datetime]:
+    """The schedule whose next slot comes first after ``now``, and that slot."""
+    return min(((s, next(s.slots_after(now))) for s in schedules), key=lambda pair: pair[1])
+
+
+# --- which edition a schedule sends ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EditionChoice:
+    """The edition a slot would send now, or why there is none."""
+
+    draft: Draft | None
+    reason: str
+    blockers: tuple[str, ...] = ()
+
+    @property
+    def edition(self) -> str | None:
+        return None if self.draft is None else self.draft.id
+
+
+def sent_editions(ledger: Ledger, list_name: str) -> set[str]:
+    """Editions this list has received: a campaign (edition, list) that finished."""
+    tables = {
+        row[0] for row in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if "campaigns" not in tables:
+        return set()
+    return set()
+
+
+def _newness(state: ApprovalState) -> tuple[str, str]:
+    created = state.draft.created_at if state.draft is not None else ""
+    return (created, state.edition)
+
+
+def choose_edition(workspace: Workspace, ledger: Ledger, schedule: Schedule) -> EditionChoice:
+    """The newest approved draft not yet sent to this list (or the fixed edition).
+
+    Older approved drafts are never sent instead of a newer one already sent: a list
+    does not go back in time.
+    """
+    sent = sent_editions(ledger, schedule.list_name)
+    approvals = [a for a in list_approvals(ledger) if a.withdrawn_at is None]
+    if schedule.edition != "approved":
+        approvals = [a for a in approvals if a.edition == schedule.edition]
+    states = sorted(
+        (stored_state(workspace, ledger, a) for a in approvals), key=_newness, reverse=True
+    )
+    blockers: list[str] = []
+    for state in states:
+        if state.ok and state.draft is not None:
+            if state.edition in sent:
+                return EditionChoice(
+                    draft=None,
+                    reason=(
+                        f"the newest approved edition {state.edition}"
+                        f" was already sent to {schedule.list_name}"
+                    ),
+                    blockers=tuple(blockers),
+                )
+            return EditionChoice(
+                draft=state.draft, reason=state.describe(), blockers=tuple(blockers)
+            )
+        blockers.append(state.describe())
+    if schedule.edition != "approved":
+        what = f"edition {schedule.edition} is not approved"
+    else:
+        what = "no approved edition"
+    reason = "; ".join([what, *blockers])
+    return EditionChoice(draft=None, reason=reason, blockers=tuple(blockers))
+
+
+# --- the ledger of slots ------------------------------------------------------------------
+
+RunState = Literal["claimed", "sending", "sent", "skipped", "failed"]
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    """One row of ``schedule_runs``."""
+
+    schedule: str
+    slot: str
+    state: RunState
+    edition: str | None
+    campaign_id: str | None
+    claimed_at: str
+    finished_at: str | None
+    note: str
+
+
+def _slot_key(slot: datetime) -> str:
+    return slot.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def get_run(ledger: Ledger, schedule: str, slot: datetime) -> ScheduleRun | None:
+    row = ledger.db.execute(
+        "SELECT schedule, slot, state, edition, campaign_id, claimed_at, finished_at, note"
+        " FROM schedule_runs WHERE schedule = ? AND slot = ?",
+        (schedule, _slot_key(slot)),
+    ).fetchone()
+    return None if row is None else ScheduleRun(**dict(row))
+
+
+def list_runs(ledger: Ledger, schedule: str | None = None) -> list[ScheduleRun]:
+    query = (
+        "SELECT schedule, slot, state, edition, campaign_id, claimed_at, finished_at, note"
+        " FROM schedule_runs"
+    )
+    args: tuple[str, ...] = ()
+    if schedule is not None:
+        query += " WHERE schedule = ?"
+        args = (schedule,)
+    return [
+        ScheduleRun(**dict(r)) for r in ledger.db.execute(query + " ORDER BY slot, schedule", args)
+    ]
+
+
+def claim_slot(
+    ledger: Ledger,
+    schedule: str,
+    slot: datetime,
+    *,
+    state: RunState,
+    edition: str | None,
+    note: str,
+    now: datetime,
+) -> bool:
+    """Record the slot if nobody has: True for exactly one of any number of callers."""
+    stamp = now.astimezone(UTC).isoformat(timespec="seconds")
+    finished = stamp if state == "skipped" else None
+    with ledger.transaction() as db:
+        cursor = db.execute(
+            "INSERT INTO schedule_runs"
+            " (schedule, slot, state, edition, claimed_at, finished_at, note)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (schedule, slot) DO NOTHING",
+            (schedule, _slot_key(slot), state, edition, stamp, finished, note),
+        )
+        return cursor.rowcount == 1
+
+
+def _update_run(
+    ledger: Ledger,
+    schedule: str,
+    slot: datetime,
+    *,
+    state: RunState,
+    note: str | None = None,
+    campaign_id: str | None = None,
+    finished: datetime | None = None,
+) -> None:
+    sets = ["state = ?"]
+    args: list[Any] = [state]
+    if note is not None:
+        sets.append("note = ?")
+        args.append(note)
+    if campaign_id is not None:
+        sets.append("campaign_id = ?")
+        args.append(campaign_id)
+    if finished is not None:
+        sets.append("finished_at = ?")
+        args.append(finished.astimezone(UTC).isoformat(timespec="seconds"))
+    with ledger.transaction() as db:
+        db.execute(
+            f"UPDATE schedule_runs SET {', '.join(sets)} WHERE schedule = ? AND slot = ?",
+            (*args, schedule, _slot_key(slot)),
+        )
+
+
+@contextmanager
+def _slot_lock(workspace: Workspace, schedule: Schedule) -> Iterator[bool]:
+    """An OS lock held while a process works on a schedule: it dies with the process.
+
+    The ledger claim decides who sends a slot; this lock tells a slot whose sender died
+    (claimed, lock free: resume it) from one being sent right now (lock held: leave it).
+    """
+    folder = workspace.var_dir / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", schedule.name)
+    handle = open(folder / f"schedule-{safe}.lock", "a+b")  # noqa: SIM115 - held across the yield
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+# --- running what is due -------------------------------------------------------------------
+
+Action = Literal["sent", "skipped", "failed", "busy", "done"]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What ``run_due`` did with one schedule: one line for people, a dict for scripts."""
+
+    schedule: str
+    list_name: str
+    slot: datetime
+    zone: str
+    action: Action
+    state: str
+    message: str
+    edition: str | None = None
+    campaign_id: str | None = None
+    notice: str | None = None
+    report: dict[str, Any] | None = field(default=None, compare=False)
+
+    def line(self) -> str:
+        local = self.slot.astimezone(ZoneInfo(self.zone))
+        when = f"{local:%Y-%m-%d %H:%M %Z} ({_slot_key(self.slot)})"
+        text = f"{self.schedule}: {when}: {self.action}: {self.message}"
+        if self.notice:
+            text += f"; {self.notice}"
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "schedule": self.schedule,
+            "list": self.list_name,
+            "slot": _slot_key(self.slot),
+            "slot_local": self.slot.astimezone(ZoneInfo(self.zone)).isoformat(),
+            "action": self.action,
+            "state": self.state,
+            "edition": self.edition,
+            "campaign_id": self.campaign_id,
+            "message": self.message,
+            "notice": self.notice,
+            "report": self.report,
+        }
+
+
+def run_due(workspace: Workspace, *, now: datetime | None = None) -> list[RunOutcome]:
+    """Send (or skip) each schedule's most recent due slot, once; one outcome per schedule."""
+    moment = _aware(now) if now is not None else datetime.now(UTC)
+    return [
+        _run_schedule(workspace, schedule, moment) for schedule in _require_schedules(workspace)
+    ]
+
+
+def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> RunOutcome:
+    slot = schedule.latest_slot(now)
+
+    def outcome(action: Action, state: str, message: str, **extra: Any) -> RunOutcome:
+        return RunOutcome(
+            schedule=schedule.name,
+            list_name=schedule.list_name,
+            slot=slot,
+            zone=schedule.zone_name,
+            action=action,
+            state=state,
+            message=message,
+            **extra,
+        )
+
+    with _slot_lock(workspace, schedule) as locked:
+        if not locked:
+            return outcome(
+                "busy", "claimed", "another digest-mail process is running this schedule now"
+            )
+        with Ledger(workspace.ledger_path) as ledger:
+            run = get_run(ledger, schedule.name, slot)
+            if run is None:
+                late = now - slot
+                if late > schedule.late_after:
+                    note = (
+                        f"missed by {_human(late)} (late_after = {schedule.late_after_text});"
+                        " not sent late"
+                    )
+                    if not claim_slot(
+                        ledger,
+                        schedule.name,
+                        slot,
+                        state="skipped",
+                        edition=None,
+                        note=note,
+                        now=now,
+                    ):
+                        return _recorded(outcome, get_run(ledger, schedule.name, slot))
+                    return outcome("skipped", "skipped", note)
+                try:
+                    choice = choose_edition(workspace, ledger, schedule)
+                except DigestMailError as exc:
+                    return outcome("failed", "unclaimed", f"cannot choose an edition: {exc}")
+                if choice.draft is None:
+                    note = f"nothing sent: {choice.reason}"
+                    if not claim_slot(
+                        ledger,
+                        schedule.name,
+                        slot,
+                        state="skipped",
+                        edition=None,
+                        note=note,
+                        now=now,
+                    ):
+                        return _recorded(outcome, get_run(ledger, schedule.name, slot))
+                    notice = _notify_staff(workspace, ledger, schedule, slot, choice)
+                    return outcome("skipped", "skipped", note, notice=notice)
+                note = "claimed"
+                if not claim_slot(
+                    ledger,
+                    schedule.name,
+                    slot,
+                    state="claimed",
+                    edition=choice.draft.id,
+                    note=note,
+                    now=now,
+                ):
+                    return _recorded(outcome, get_run(ledger, schedule.name, slot))
+                run = get_run(ledger, schedule.name, slot)
+                assert run is not None
+            elif run.state in ("sent", "skipped"):
+                return _recorded(outcome, run)
+            elif run.state == "failed" and now - slot > schedule.late_after:
+                return outcome(
+                    "done",
+                    "failed",
+                    f"failed earlier and now past late_after, not retried: {run.note}",
+                    edition=run.edition,
+                    campaign_id=run.campaign_id,
+                )
+            return _send(workspace, ledger, schedule, slot, run, outcome, now)
+
+
+def _recorded(outcome: Callable[..., RunOutcome], run: ScheduleRun | None) -> RunOutcome:
+    if run is None:  # pragma: no cover - a claim that lost always finds the winner's row
+        raise DigestMailError("schedule run vanished from the ledger")
+    return outcome(
+        "done",
+        run.state,
+        f"already {run.state}"
+        + (f" ({run.edition})" if run.edition else "")
+        + (f": {run.note}" if run.note else ""),
+        edition=run.edition,
+        campaign_id=run.campaign_id,
+    )
+
+
+def _send(
+    workspace: Workspace,
+    ledger: Ledger,
+    schedule: Schedule,
+    slot: datetime,
+    run: ScheduleRun,
+    outcome: Callable[..., RunOutcome],
+    now: datetime,
+) -> RunOutcome:
+    from digest_mail.approval import approval_state
+    from digest_mail.campaign import run_campaign
+    from digest_mail.edition import load_draft
+
+    resumed = run.state != "claimed"
+    edition = run.edition or ""
+    try:
+        draft = load_draft(workspace, edition)
+        state = approval_state(workspace, ledger, draft)
+        if not state.ok:
+            raise DigestMailError(state.describe())
+        _update_run(ledger, schedule.name, slot, state="sending", note="sending")
+        report = run_campaign(workspace, draft, schedule.list_name)
+    except Exception as exc:
+        note = f"failed: {exc}"
+        _update_run(
+            ledger, schedule.name, slot, state="failed", note=note, finished=datetime.now(UTC)
+        )
+        return outcome(
+            "failed",
+            "failed",
+            f"{edition} to {schedule.list_name} failed: {exc}",
+            edition=edition,
+        )
+    summary = _summary(report)
+    campaign_id = str(report.campaign_id)
+    _update_run(
+        ledger,
+        schedule.name,
+        slot,
+        state="sent",
+        note=summary,
+        campaign_id=campaign_id,
+        finished=datetime.now(UTC),
+    )
+    verb = "resumed and sent" if resumed else "sent"
+    return outcome(
+        "sent",
+        "sent",
+        f"{verb} {edition} to {schedule.list_name}: {summary}",
+        edition=edition,
+        campaign_id=campaign_id,
+        report=_report_dict(report),
+    )
+
+
+def _summary(report: CampaignReport) -> str:
+    parts = [f"{report.sent} sent"]
+    for name in ("deferred", "failed", "suppressed", "skipped_invalid", "uncertain"):
+        value = getattr(report, name)
+        if value:
+            parts.append(f"{value} {name.replace('_', ' ')}")
+    return ", ".join(parts) + f" of {report.total}"
+
+
+def _report_dict(report: CampaignReport) -> dict[str, Any]:
+    names = (
+        "campaign_id",
+        "edition",
+        "list_name",
+        "total",
+        "sent",
+        "deferred",
+        "failed",
+        "suppressed",
+        "skipped_invalid",
+        "uncertain",
+    )
+    return {name: getattr(report, name) for name in names}
+
+
+def _human(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, minutes = divmod(minutes, 1440)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{days}d"] if days else []
+    if hours:
+        parts.append(f"{hours}h")
+    if minutes or not parts:
+        parts.append(f"{minutes}m")
+    return " ".join(parts)
+
+
+# --- the staff notice ---------------------------------------------------------------------
+
+
+def _staff_addresses(workspace: Workspace) -> list[str]:
+    from digest_mail.subscribers import Recipient, scan_list
+
+    path = workspace.list_path(workspace.settings.lists.staff)
+    if not path.is_file():
+        return []
+    return [
+        item.email
+        for item in scan_list(path)
+        if isinstance(item, Recipient) and item.status != "unsubscribed"
+    ]
+
+
+def _ja_time(moment: datetime) -> str:
+    return (
+        f"{moment:%Y年%m月%d日}({_WEEKDAYS_JA[moment.weekday()]}) {moment:%H:%M} {moment.tzname()}"
+    )
+
+
+def build_notice(
+    workspace: Workspace,
+    schedule: Schedule,
+    slot: datetime,
+    choice: EditionChoice,
+    recipients: list[str],
+) -> EmailMessage:
+    """The short Japanese notice to staff that a slot went out empty, and how to fix it."""
+    settings = workspace.settings
+    sender_name, sender_address = parseaddr(settings.newsletter.sender)
+    local = schedule.local(slot)
+    following = schedule.local(next(schedule.slots_after(slot)))
+    message = EmailMessage(policy=policy.SMTP)
+    message["From"] = Address(display_name=sender_name, addr_spec=sender_address)
+    message["To"] = ", ".join(recipients)
+    message["Subject"] = (
+        f"[digest-mail] 配信スケジュール「{schedule.name}」:"
+        " 承認済みの号がないため送信しませんでした"
+    )
+    message["Date"] = format_datetime(datetime.now(UTC))
+    message["Message-ID"] = make_msgid(domain=sender_address.rpartition("@")[2] or None)
+    message["Auto-Submitted"] = "auto-generated"
+    lines = [
+        "スタッフ各位",
+        "",
+        f"配信スケジュール「{schedule.name}」(リスト {schedule.list_name})の",
+        f"{_ja_time(local)} の配信枠で、送信できる承認済みの号がありませんでした。",
+        "購読者には何も送信していません。",
+        "",
+        f"理由: {choice.reason}",
+        "",
+        "号を確認して承認し、手動で送信してください:",
+        "  digest-mail approve <号>   (例: 2026-W48)",
+        f"  digest-mail send <号> --list {schedule.list_name}",
+        "",
+        f"次の配信枠: {_ja_time(following)}",
+        "",
+        "-- ",
+        f"digest-mail ({settings.newsletter.name})",
+    ]
+    message.set_content("\n".join(lines) + "\n", cte="8bit")
+    return message
+
+
+def _notify_staff(
+    workspace: Workspace, ledger: Ledger, schedule: Schedule, slot: datetime, choice: EditionChoice
+) -> str:
+    staff = workspace.settings.lists.staff
+    try:
+        recipients = _staff_addresses(workspace)
+    except DigestMailError as exc:
+        return f"staff not notified: {exc}"
+    if not recipients:
+        return f"staff not notified: list {staff!r} has no addresses"
+    message = build_notice(workspace, schedule, slot, choice, recipients)
+    envelope_from = parseaddr(workspace.settings.newsletter.sender)[1]
+    try:
+        asyncio.run(
+            _deliver(workspace, envelope_from, recipients, message.as_bytes(policy=policy.SMTP))
+        )
+    except Exception as exc:
+        note = f"staff not notified: {exc}"
+    else:
+        note = f"notice sent to staff ({len(recipients)})"
+    _update_run(
+        ledger,
+        schedule.name,
+        slot,
+        state="skipped",
+        note=f"{_current_note(ledger, schedule, slot)}; {note}",
+    )
+    return note
+
+
+def _current_note(ledger: Ledger, schedule: Schedule, slot: datetime) -> str:
+    run = get_run(ledger, schedule.name, slot)
+    return run.note if run is not None else ""
+
+
+async def _deliver(
+    workspace: Workspace, envelope_from: str, recipients: list[str], data: bytes
+) -> None:
+    from digest_mail.transport import open_transport
+
+    transport = open_transport(workspace)
+    try:
+        await transport.send(envelope_from, recipients, data)
+    finally:
+        await transport.close()
+
+
+# --- what the schedules will do --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduleView:
+    """``schedule list``: a schedule, its next runs, and what the next run would send."""
+
+    schedule: Schedule
+    slots: tuple[datetime, ...]
+    choice: EditionChoice
+    last_run: ScheduleRun | None
+
+    def as_dict(self) -> dict[str, Any]:
+        s = self.schedule
+        return {
+            "name": s.name,
+            "list": s.list_name,
+            "cron": s.cron,
+            "timezone": s.zone_name,
+            "edition_rule": s.edition,
+            "late_after": s.late_after_text,
+            "next_runs": [
+                {"local": s.local(slot).isoformat(), "utc": _slot_key(slot)} for slot in self.slots
+            ],
+            "edition": self.choice.edition,
+            "reason": self.choice.reason,
+            "last_run": None if self.last_run is None else dict(vars(self.last_run)),
+        }
+
+
+def overview(
+    workspace: Workspace, *, now: datetime | None = None, count: int = 3
+) -> list[ScheduleView]:
+    """Each schedule's next ``count`` slots and the edition its next slot would send."""
+    moment = _aware(now) if now is not None else datetime.now(UTC)
+    schedules = _require_schedules(workspace)
+    views = []
+    with Ledger(workspace.ledger_path) as ledger:
+        for schedule in schedules:
+            runs = list_runs(ledger, schedule.name)
+            views.append(
+                ScheduleView(
+                    schedule=schedule,
+                    slots=tuple(schedule.next_slots(moment, count)),
+                    choice=choose_edition(workspace, ledger, schedule),
+                    last_run=runs[-1] if runs else None,
+                )
+            )
+    return views
+
+
+def format_view(view: ScheduleView) -> list[str]:
+    """Lines for ``schedule list``."""
+    s = view.schedule
+    lines = [
+        f"{s.name}: list {s.list_name}, cron {s.cron!r} in {s.zone_name},"
+        f" late after {s.late_after_text}"
+    ]
+    for index, slot in enumerate(view.slots):
+        local = s.local(slot)
+        when = f"  {local:%Y-%m-%d %a %H:%M %Z} = {slot:%Y-%m-%d %H:%M} UTC"
+        if index == 0:
+            what = (
+                f"sends {view.choice.edition}"
+                if view.choice.edition
+                else f"sends nothing: {view.choice.reason}"
+            )
+        elif view.choice.edition:
+            what = f"sends an edition approved after {view.choice.edition}"
+        else:
+            what = "sends the newest approved edition then"
+        lines.append(f"{when}  {what}")
+    if view.last_run is not None:
+        run = view.last_run
+        lines.append(f"  last run: {run.slot} {run.state}" + (f" ({run.note})" if run.note else ""))
+    return lines
+
+
+# --- the daemon ---------------------------------------------------------------------------
+
+
+def run_daemon(
+    workspace: Workspace,
+    *,
+    clock: Callable[[], datetime],
+    wait: Callable[[float], bool],
+    log: Callable[[str], None],
+    max_wait: float = 3600.0,
+) -> None:
+    """Run what is due, sleep until the next slot, repeat; return when ``wait`` says stop.
+
+    ``wait(seconds)`` sleeps and returns True when the daemon should stop (a signal).
+    Waits are capped at ``max_wait`` so a suspended machine or a changed clock is noticed.
+    A failed run is logged and the loop carries on.
+    """
+    schedules = _require_schedules(workspace)
+    while True:
+        now = clock()
+        try:
+            for item in run_due(workspace, now=now):
+                log(item.line())
+        except Exception as exc:
+            log(f"run failed: {exc}")
+        schedule, target = next_due(schedules, clock())
+        log(
+            f"next: {schedule.name} at {schedule.local(target):%Y-%m-%d %H:%M %Z}"
+            f" ({_slot_key(target)})"
+        )
+        while (remaining := (target - clock()).total_seconds()) > 0:
+            if wait(min(remaining, max_wait)):
+                log("stopping")
+                return
+
+
+# --- installing a timer ----------------------------------------------------------------
+
+
+def executable() -> str:
+    """The absolute path of the digest-mail command running now."""
+    beside = Path(sys.executable).parent / "digest-mail"
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside.absolute())
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "digest-mail" and argv0.exists():
+        return str(argv0.absolute())
+    return f"{Path(sys.executable).absolute()} -m digest_mail"
+
+
+def systemd_units(workspace: Workspace, *, command: str | None = None) -> str:
+    """A systemd service + timer pair that runs ``schedule run-due`` every minute."""
+    _require_schedules(workspace)
+    command = command or executable()
+    root = workspace.root
+    unit = "digest-mail-schedule"
+    names = ", ".join(s.name for s in load_schedules(workspace))
+    return f"""\
+# ~/.config/systemd/user/{unit}.service  (or /etc/systemd/system/ with User=)
+[Unit]
+Description=digest-mail scheduled sends ({names}) of {root}
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+Type=oneshot
+WorkingDirectory={root}
+ExecStart={command} schedule run-due
+# Secrets (DIGEST_MAIL_SMTP_PASSWORD, DIGEST_MAIL_SECRET) from an owner-only file:
+# EnvironmentFile=%h/.config/digest-mail.env
+
+# ~/.config/systemd/user/{unit}.timer
+[Unit]
+Description=Run digest-mail schedule run-due every minute ({root})
+
+[Timer]
+# Every minute: run-due is idempotent, so a missed slot is caught within late_after and
+# an interrupted send resumes within a minute. The cron times and zones live in
+# digest-mail.toml, not here.
+OnCalendar=minutely
+AccuracySec=1s
+
+[Install]
+WantedBy=timers.target
+
+# Then: systemctl --user daemon-reload && systemctl --user enable --now {unit}.timer
+"""
+
+
+def cron_line(workspace: Workspace, *, command: str | None = None) -> str:
+    """A crontab line that runs ``schedule run-due`` every minute from this workspace."""
+    _require_schedules(workspace)
+    command = command or executable()
+    root = workspace.root
+    log = root / "var" / "schedule.log"
+    return (
+        "# digest-mail: run due scheduled sends every minute"
+        " (times and zones are in digest-mail.toml)\n"
+        f"* * * * * cd {shlex.quote(str(root))} && {command} schedule run-due"
+        f" >> {shlex.quote(str(log))} 2>&1\n"
+    )
