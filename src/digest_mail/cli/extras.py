@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import click
 
@@ -11,6 +12,7 @@ from digest_mail.articles import display_path, select_articles
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace, parse_duration
 from digest_mail.feed import import_feed
+from digest_mail.scaffold import init_workspace
 
 
 def _echo_json(data: object) -> None:
@@ -109,4 +111,40 @@ def list_command(
     click.echo(f"{len(chosen)} article{'s' if len(chosen) != 1 else ''}")
 
 
-COMMANDS: list[click.Command] = [articles]
+@click.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option(
+    "--staff",
+    "staff",
+    multiple=True,
+    metavar="ADDR",
+    help="An address for subscribers/staff.csv, where test-send goes (repeatable).",
+)
+def init(directory: Path, staff: tuple[str, ...]) -> None:
+    """Create a new workspace in DIRECTORY (missing or empty; nothing is overwritten).
+
+    It holds a commented digest-mail.toml (mail is captured in outbox/ until an SMTP
+    relay is set), the default email templates to adapt, subscribers/staff.csv and an
+    empty weekly.csv, a sample article and a .gitignore. test-send goes to the staff
+    list: give your address with --staff, or add it to subscribers/staff.csv later.
+
+    \b
+    Example:
+        digest-mail init weekly-news --staff editor@example.jp
+    """
+    report = init_workspace(directory, staff=staff, today=dt.date.today())
+    click.echo(f"Created {display_path(report.root)}/ with {len(report.files)} files.")
+    if report.staff:
+        click.echo(f"test-send goes to: {', '.join(report.staff)}")
+    else:
+        click.echo(
+            "subscribers/staff.csv has no address yet: add yours (a line 'you@example.jp,名前')"
+            " before test-send."
+        )
+    click.echo("Next:")
+    click.echo(f"  cd {display_path(report.root)}")
+    for command in report.next_commands:
+        click.echo(f"  {command}")
+
+
+COMMANDS: list[click.Command] = [articles, init]
