@@ -52,6 +52,7 @@ __all__ = [
     "resolve_list",
     "scan_list",
     "tally_list",
+    "write_atomic",
 ]
 
 KNOWN_COLUMNS = ("email", "name", "status", "subscribed_at")
@@ -530,7 +531,7 @@ def iter_recipients(
 # --- writing lists ---------------------------------------------------------------------
 
 
-def _atomic_write(path: Path, write: Callable[[TextIO], None], *, bom: bool = False) -> None:
+def write_atomic(path: Path, write: Callable[[TextIO], None], *, bom: bool = False) -> None:
     """Write through a temp file in the same folder, fsync, rename: never half a list."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -634,7 +635,7 @@ def add_subscriber(
             writer.writerow(header)
             writer.writerow(row)
 
-        _atomic_write(path, create)
+        write_atomic(path, create)
         if suppressed and ledger is not None:
             ledger.unsuppress(key)
         return AddResult("added", email)
@@ -676,7 +677,7 @@ def add_subscriber(
                         row[header.index(column)] = value
                 writer.writerow(row)
 
-        _atomic_write(path, rewrite, bom=_keeps_bom(source))
+        write_atomic(path, rewrite, bom=_keeps_bom(source))
     if suppressed and ledger is not None:
         ledger.unsuppress(key)
     return AddResult(outcome[0], email)
@@ -699,7 +700,7 @@ def remove_subscriber(path: Path, address: str) -> Recipient:
             if not removed:
                 raise InputError(f"{address!r} is not on this list", path=display_path(path))
 
-        _atomic_write(path, rewrite, bom=_keeps_bom(source))
+        write_atomic(path, rewrite, bom=_keeps_bom(source))
     return removed[0]
 
 
@@ -835,9 +836,9 @@ def import_list(
 
     if target_path.exists():
         with _open_list(target_path) as target:
-            _atomic_write(target_path, lambda out: merge(target, out), bom=_keeps_bom(target))
+            write_atomic(target_path, lambda out: merge(target, out), bom=_keeps_bom(target))
     else:
-        _atomic_write(target_path, lambda out: merge(None, out))
+        write_atomic(target_path, lambda out: merge(None, out))
     if ledger is not None:
         for key in lifted:
             ledger.unsuppress(key)

@@ -1,0 +1,342 @@
+"""Bounce import: delivery status notifications (RFC 3464) into ledger suppressions.
+
+A bounce mailbox (mbox file or Maildir folder) is read with the stdlib ``mailbox``
+module. Each ``multipart/report; report-type=delivery-status`` message carries a
+``message/delivery-status`` part with one block per recipient (Final-Recipient, Action,
+Status, Diagnostic-Code). A permanent failure (Action: failed, Status 5.x.x) suppresses
+the address at once; a transient one (Status 4.x.x) is recorded, and the third within
+30 days suppresses it. Anything else in the mailbox is counted and left alone.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import mailbox
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage, Message
+from email.parser import BytesParser, HeaderParser
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Literal
+
+from digest_mail.errors import InputError
+from digest_mail.ledger import Ledger
+from digest_mail.subscribers import address_key, display_path
+
+__all__ = [
+    "SOFT_LIMIT",
+    "SOFT_WINDOW",
+    "BounceEvent",
+    "BounceImport",
+    "RecipientStatus",
+    "import_bounces",
+    "parse_report",
+]
+
+SOFT_LIMIT = 3
+SOFT_WINDOW = timedelta(days=30)
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BASIC_CODE = re.compile(r"\b([245])\d\d\b")
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """One per-recipient block of a delivery status notification."""
+
+    address: str
+    action: str
+    status: str
+    diagnostic: str
+    when: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BounceEvent:
+    """What the import did for one recipient of one report."""
+
+    address: str
+    kind: Literal["hard", "soft"]
+    status: str
+    detail: str
+    outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
+    soft_count: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "hard":
+            what = f"hard bounce {self.status}"
+        else:
+            what = f"soft bounce {self.status} ({self.soft_count} in {SOFT_WINDOW.days} days)"
+        outcome = {
+            "suppressed": "suppressed",
+            "already-suppressed": "already suppressed",
+            "recorded": "recorded",
+            "seen-before": "already imported",
+        }[self.outcome]
+        return f"{self.address}: {what}: {outcome}" + (f" — {self.detail}" if self.detail else "")
+
+
+@dataclass
+class BounceImport:
+    """Counts of a bounce import, and one event per bounced recipient."""
+
+    source: str
+    messages: int = 0
+    reports: int = 0
+    ignored: int = 0
+    hard: int = 0
+    soft: int = 0
+    other: int = 0
+    suppressed: int = 0
+    events: list[BounceEvent] = field(default_factory=list)
+
+    def summary(self) -> str:
+        return (
+            f"{self.source}: {self.messages} messages, {self.reports} delivery reports, "
+            f"{self.ignored} other messages ignored; {self.hard} hard bounces, "
+            f"{self.soft} soft bounces, {self.other} other statuses; "
+            f"{self.suppressed} addresses newly suppressed"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "messages": self.messages,
+            "reports": self.reports,
+            "ignored": self.ignored,
+            "hard": self.hard,
+            "soft": self.soft,
+            "other": self.other,
+            "suppressed": self.suppressed,
+            "events": [
+                {
+                    "address": e.address,
+                    "kind": e.kind,
+                    "status": e.status,
+                    "detail": e.detail,
+                    "outcome": e.outcome,
+                    "soft_count": e.soft_count,
+                }
+                for e in self.events
+            ],
+        }
+
+
+def _field(block: Message, name: str) -> str:
+    value = block.get(name)
+    # Unfold: diagnostic codes are often folded over several lines.
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _address(value: str) -> str:
+    """``rfc822; <taro@example.jp>`` -> ``taro@example.jp``."""
+    _kind, semicolon, rest = value.partition(";")
+    address = (rest if semicolon else value).strip().strip("<>").strip()
+    return address if "@" in address else ""
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    if ";" in value:  # "Arrival-Date" never has one, but some MTAs prefix a type
+        value = value.rsplit(";", 1)[-1]
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _status_blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [b for b in payload if isinstance(b, Message)]
+        if blocks:
+            return blocks
+    # Some reports arrive with the status part encoded: parse its text ourselves.
+    raw = part.get_payload(decode=True)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+    chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+    return [HeaderParser().parsestr(chunk) for chunk in chunks if chunk.strip()]
+
+
+def parse_report(message: Message) -> list[RecipientStatus] | None:
+    """The per-recipient statuses of a delivery status notification; None if it is not one."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if message.get_param("report-type", "").lower() != "delivery-status":  # type: ignore[union-attr]
+        return None
+    status_part = next(
+        (p for p in message.walk() if p.get_content_type() == "message/delivery-status"), None
+    )
+    if status_part is None:
+        return None
+    blocks = _status_blocks(status_part)
+    if not blocks:
+        return None
+    per_message, recipients = blocks[0], blocks[1:]
+    if per_message.get("Final-Recipient") is not None:
+        # No per-message block at all (seen from some gateways): every block is a recipient.
+        per_message, recipients = Message(), blocks
+    arrival = _date(_field(per_message, "Arrival-Date"))
+    statuses: list[RecipientStatus] = []
+    for block in recipients:
+        address = _address(_field(block, "Original-Recipient")) or _address(
+            _field(block, "Final-Recipient")
+        )
+        if not address:
+            continue
+        diagnostic = _field(block, "Diagnostic-Code")
+        found = _STATUS.search(_field(block, "Status")) or _STATUS.search(diagnostic)
+        if found:
+            status = found.group(0)
+        else:
+            basic = _BASIC_CODE.search(diagnostic)
+            status = f"{basic.group(1)}.0.0" if basic else ""
+        statuses.append(
+            RecipientStatus(
+                address=address,
+                action=_field(block, "Action").lower(),
+                status=status,
+                diagnostic=diagnostic,
+                when=_date(_field(block, "Last-Attempt-Date")) or arrival,
+            )
+        )
+    return statuses
+
+
+def _messages(path: Path) -> Iterator[bytes]:
+    shown = display_path(path)
+    box: mailbox.Mailbox[mailbox.Message]
+    if path.is_dir():
+        if not (path / "cur").is_dir() or not (path / "new").is_dir():
+            raise InputError(
+                "is a folder but not a Maildir (no cur/ and new/)",
+                path=shown,
+                hint="give an mbox file or a Maildir folder",
+            )
+        box = mailbox.Maildir(path, factory=None, create=False)
+    elif path.is_file():
+        box = mailbox.mbox(path, create=False)
+    else:
+        raise InputError("no such mbox file or Maildir folder", path=shown)
+    try:
+        for key in box.iterkeys():
+            yield box.get_bytes(key)
+    finally:
+        box.close()
+
+
+def import_bounces(
+    path: Path,
+    ledger: Ledger,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    soft_limit: int = SOFT_LIMIT,
+    soft_window: timedelta = SOFT_WINDOW,
+) -> BounceImport:
+    """Suppress the hard bounces of a mailbox, record its soft bounces; importing twice is safe.
+
+    A soft bounce is dated by the report (Last-Attempt-Date, Arrival-Date, Date), else
+    by ``clock``; the address is suppressed when ``soft_limit`` of them fall within
+    ``soft_window`` ending at the latest one.
+    """
+    result = BounceImport(source=display_path(path))
+    parser = BytesParser(policy=email.policy.default)
+    source = path.name
+    for data in _messages(path):
+        result.messages += 1
+        message = parser.parsebytes(data)
+        assert isinstance(message, EmailMessage)
+        statuses = parse_report(message)
+        if statuses is None:
+            result.ignored += 1
+            continue
+        result.reports += 1
+        message_id = str(message.get("Message-ID", "")).strip()
+        if not message_id:
+            message_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        sent = _date(str(message.get("Date", "")))
+        for status in statuses:
+            permanent = status.status.startswith("5") and status.action == "failed"
+            transient = status.status.startswith("4") and status.action in ("failed", "delayed")
+            detail = " ".join(x for x in (status.status, status.diagnostic) if x)
+            if permanent:
+                result.hard += 1
+                new = ledger.suppress(
+                    status.address, reason="bounced", source=source, detail=detail
+                )
+                result.suppressed += new
+                result.events.append(
+                    BounceEvent(
+                        address_key(status.address),
+                        "hard",
+                        status.status,
+                        status.diagnostic,
+                        "suppressed" if new else "already-suppressed",
+                    )
+                )
+            elif transient:
+                result.soft += 1
+                result.events.append(
+                    _soft_bounce(
+                        ledger,
+                        status,
+                        message_id=message_id,
+                        when=status.when or sent or clock().astimezone(UTC),
+                        source=source,
+                        detail=detail,
+                        limit=soft_limit,
+                        window=soft_window,
+                        result=result,
+                    )
+                )
+            else:
+                result.other += 1
+    return result
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _soft_bounce(
+    ledger: Ledger,
+    status: RecipientStatus,
+    *,
+    message_id: str,
+    when: datetime,
+    source: str,
+    detail: str,
+    limit: int,
+    window: timedelta,
+    result: BounceImport,
+) -> BounceEvent:
+    key = address_key(status.address)
+    with ledger.transaction():
+        recorded = ledger.record_soft_bounce(
+            key,
+            message_id=message_id,
+            status=status.status,
+            detail=status.diagnostic,
+            source=source,
+            at=_iso(when),
+        )
+        count = ledger.soft_bounce_count(key, since=_iso(when - window), until=_iso(when))
+        outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
+        outcome = "recorded" if recorded else "seen-before"
+        if count >= limit:
+            new = ledger.suppress(
+                key,
+                reason="bounced",
+                source=source,
+                detail=f"{count} soft bounces in {window.days} days, last: {detail}",
+            )
+            result.suppressed += new
+            outcome = "suppressed" if new else "already-suppressed"
+    return BounceEvent(key, "soft", status.status, status.diagnostic, outcome, soft_count=count)

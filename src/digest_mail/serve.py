@@ -1,0 +1,191 @@
+"""The one-click unsubscribe endpoint (RFC 8058), served with aiohttp.
+
+``POST /unsubscribe?t=TOKEN`` with the body ``List-Unsubscribe=One-Click`` is what mail
+providers send when a reader presses their "unsubscribe" button: it suppresses the
+address at once and answers 200. ``GET`` (a reader following the footer link, or a
+scanner prefetching it) changes nothing and shows a small Japanese page whose button
+POSTs. A forged, truncated or missing token gets 400 and changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+
+from digest_mail.config import Workspace
+from digest_mail.ledger import Ledger
+from digest_mail.unsubscribe import TokenError, signing_key, verify_token
+
+__all__ = ["ServerInfo", "make_app", "serve", "unsubscribe_path"]
+
+ONE_CLICK = "One-Click"
+_LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
+_HEADERS = {
+    "Cache-Control": "no-store",
+    # The token is in the URL: never leak it to another site.
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+}
+_PAGE = """<!doctype html>
+<html lang="ja">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="robots" content="noindex">
+<title>{title}</title>
+<style>
+body {{ font-family: sans-serif; max-width: 32em; margin: 3em auto; padding: 0 1em;
+       line-height: 1.7; color: #222; }}
+button {{ font-size: 1em; padding: .6em 1.4em; border: 0; border-radius: 4px;
+          background: #b22222; color: #fff; cursor: pointer; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+{body}
+</body>
+</html>
+"""
+
+
+def unsubscribe_path(workspace: Workspace) -> str:
+    """The path of ``[unsubscribe] base_url`` (``/unsubscribe`` by default)."""
+    return urlsplit(workspace.settings.unsubscribe.base_url).path or "/unsubscribe"
+
+
+def _page(title: str, body: str, *, status: int = 200) -> web.Response:
+    return web.Response(
+        text=_PAGE.format(title=html.escape(title), body=body),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+        headers=_HEADERS,
+    )
+
+
+def _bad_link(error: TokenError) -> web.Response:
+    return _page(
+        "リンクが無効です",
+        "<p>この配信停止リンクは無効か、途中で切れています。メールに記載されたリンクを"
+        "そのまま開いてください。</p>"
+        f"<p><small>{html.escape(str(error))}</small></p>",
+        status=400,
+    )
+
+
+def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Application:
+    """The unsubscribe application; it opens the ledger on startup and closes it on cleanup."""
+    key = signing_key(workspace) if key is None else key
+    newsletter = workspace.settings.newsletter.name
+    app = web.Application(client_max_size=16 * 1024)
+
+    def token_of(request: web.Request, form: dict[str, str] | None = None) -> tuple[str, str, str]:
+        token = request.query.get("t", "") or (form or {}).get("t", "")
+        if not token:
+            raise TokenError("the unsubscribe link has no token")
+        list_name, address = verify_token(key, token)
+        return token, list_name, address
+
+    async def confirm(request: web.Request) -> web.Response:
+        try:
+            token, list_name, address = token_of(request)
+        except TokenError as exc:
+            return _bad_link(exc)
+        action = html.escape(f"{request.path}?t={quote(token, safe='')}")
+        return _page(
+            "配信停止の確認",
+            f"<p>{html.escape(address)} 宛の {html.escape(newsletter)}"
+            f"（{html.escape(list_name)}）の配信を停止しますか？</p>"
+            f'<form method="post" action="{action}">'
+            f'<input type="hidden" name="List-Unsubscribe" value="{ONE_CLICK}">'
+            "<button type=\"submit\">配信を停止する</button></form>"
+            "<p><small>このページを開いただけでは配信は停止されません。</small></p>",
+        )
+
+    async def unsubscribe(request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            _token, list_name, address = token_of(request, form)
+        except TokenError as exc:
+            return _bad_link(exc)
+        if form.get("List-Unsubscribe") != ONE_CLICK:
+            return _page(
+                "リクエストが不正です",
+                "<p>List-Unsubscribe=One-Click がありません。</p>",
+                status=400,
+            )
+        request.app[_LEDGER].suppress(
+            address, reason="unsubscribed", source=list_name, detail="one-click"
+        )
+        return _page(
+            "配信を停止しました",
+            f"<p>{html.escape(address)} 宛の {html.escape(newsletter)}"
+            f"（{html.escape(list_name)}）の配信を停止しました。"
+            "ご購読ありがとうございました。</p>",
+        )
+
+    async def open_ledger(app: web.Application) -> None:
+        app[_LEDGER] = Ledger(workspace.ledger_path)
+
+    async def close_ledger(app: web.Application) -> None:
+        app[_LEDGER].close()
+
+    path = unsubscribe_path(workspace)
+    app.router.add_get(path, confirm)
+    app.router.add_post(path, unsubscribe)
+    app.on_startup.append(open_ledger)
+    app.on_cleanup.append(close_ledger)
+    return app
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """Where the server listens (the port is the real one when 0 was asked for)."""
+
+    host: str
+    port: int
+    path: str
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}{self.path}"
+
+
+async def _serve(
+    workspace: Workspace, host: str, port: int, on_ready: Callable[[ServerInfo], None]
+) -> None:
+    runner = web.AppRunner(make_app(workspace), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        # SIGTERM (systemd, a test) stops cleanly: the ledger is closed on the way out.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        on_ready(ServerInfo(host, int(bound), unsubscribe_path(workspace)))
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def serve(
+    workspace: Workspace, *, host: str, port: int, on_ready: Callable[[ServerInfo], None]
+) -> None:
+    """Run the endpoint until interrupted; ``on_ready`` is told the address once bound."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(workspace, host, port, on_ready))
