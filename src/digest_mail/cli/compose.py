@@ -1,0 +1,174 @@
+"""Building and looking at an edition: ``compose``, ``check``, ``preview``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from digest_mail.articles import display_path
+from digest_mail.check import check_draft
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.config import Workspace
+from digest_mail.edition import compose as compose_edition
+from digest_mail.edition import resolve_draft
+from digest_mail.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@click.command()
+@click.argument("articles", nargs=-1, type=click.Path(path_type=Path))
+@click.option(
+    "--since",
+    metavar="DURATION",
+    default=None,
+    help="Articles published within this span, e.g. 7d (default without ARTICLE: [edition] since).",
+)
+@click.option("--category", default=None, help="Only articles of this category, e.g. 国際.")
+@click.option("--edition", "edition_id", default=None, help="Edition id (default: this ISO week, e.g. 2026-W48).")
+@click.option("--subject", default=None, help="Subject; {edition} becomes the id (default: [edition] subject).")
+@click.option("--intro", default=None, help="Intro paragraph under the greeting (default: [edition] intro).")
+@click.option("--preheader", default=None, help="Inbox preview line (default: [edition] preheader).")
+@json_option
+@pass_workspace
+def compose(
+    workspace: Workspace,
+    articles: tuple[Path, ...],
+    since: str | None,
+    category: str | None,
+    edition_id: str | None,
+    subject: str | None,
+    intro: str | None,
+    preheader: str | None,
+    as_json: bool,
+) -> None:
+    """Build a draft edition into drafts/<edition>/ from ARTICLE files or recent articles.
+
+    With ARTICLE files, they appear in the order given; without, every article in
+    articles/ published within --since (default [edition] since) appears, newest first.
+    Writes index.html, index.txt, index.mjml, edition.json and preview.eml; composing
+    the same edition again replaces its draft.
+
+    \b
+    Example:
+        digest-mail compose --since 7d
+        digest-mail compose articles/*.md --edition 2026-W48 --subject "{edition} 特集号"
+    """
+    draft = compose_edition(
+        workspace,
+        articles,
+        since=since,
+        category=category,
+        edition_id=edition_id,
+        subject=subject,
+        intro=intro,
+        preheader=preheader,
+    )
+    if as_json:
+        _echo_json(
+            {
+                "edition": draft.id,
+                "path": str(draft.path),
+                "subject": draft.subject,
+                "articles": len(draft.articles),
+                "html_bytes": draft.html_bytes,
+                "text_lines": draft.text_lines,
+                "content_hash": draft.content_hash,
+            }
+        )
+        return
+    click.echo(f"{display_path(draft.path)}/")
+    click.echo(
+        f"  {draft.subject}\n"
+        f"  {len(draft.articles)} articles, HTML {draft.html_bytes / 1024:.1f} KB, "
+        f"text {draft.text_lines} lines"
+    )
+
+
+@click.command()
+@click.argument("draft", required=False)
+@json_option
+@pass_workspace
+def check(workspace: Workspace, draft: str | None, as_json: bool) -> None:
+    """Find what will hurt DRAFT in inboxes; exit 1 when there are errors.
+
+    Errors: HTML over Gmail's 102 KB clip, images without alt text, relative or http
+    links, no unsubscribe placeholder, unknown placeholders or template/MJML leftovers,
+    an empty text part. Warnings: text lines over 78 columns (URLs excepted), a missing
+    preheader. DRAFT is an edition id or a draft folder (default: the latest draft).
+
+    \b
+    Example:
+        digest-mail check
+        digest-mail check 2026-W48 --json
+    """
+    report = check_draft(resolve_draft(workspace, draft))
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        click.echo(f"{report.draft_id}: {display_path(Path(report.draft_path))}/")
+        for finding in report.findings:
+            click.echo(f"  {finding.level}: {finding.code}: {finding.message}")
+        verdict = "OK" if report.ok else "FAILED"
+        click.echo(
+            f"{verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings "
+            f"(HTML {report.html_bytes / 1024:.1f} KB, text {report.text_lines} lines)"
+        )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("draft", required=False)
+@click.option(
+    "--width",
+    "widths",
+    type=int,
+    multiple=True,
+    metavar="PX",
+    help=f"Screenshot width; repeat for several (default: {', '.join(map(str, DEFAULT_WIDTHS))}).",
+)
+@click.option("--height", type=int, default=None, metavar="PX", help="Window height (default: the whole page).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a browser instead.")
+@json_option
+@pass_workspace
+def preview(
+    workspace: Workspace,
+    draft: str | None,
+    widths: tuple[int, ...],
+    height: int | None,
+    open_browser: bool,
+    as_json: bool,
+) -> None:
+    """Screenshot DRAFT at phone and desktop widths with headless Chromium.
+
+    The placeholders are filled with a sample reader first. PNGs go to
+    drafts/<edition>/preview/. DRAFT is an edition id or a draft folder (default: the
+    latest draft). Needs Chromium and Japanese fonts: apt-get install chromium fonts-noto-cjk.
+
+    \b
+    Example:
+        digest-mail preview
+        digest-mail preview 2026-W48 --width 375 --width 600
+        digest-mail preview --open
+    """
+    chosen = resolve_draft(workspace, draft)
+    if open_browser:
+        page = open_preview(chosen, workspace.settings)
+        click.echo(f"opened {display_path(page)}")
+        return
+    shots = screenshot_draft(chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height)
+    if as_json:
+        _echo_json(
+            {"edition": chosen.id, "screenshots": [{"width": s.width, "height": s.height, "path": str(s.path)} for s in shots]}
+        )
+        return
+    for shot in shots:
+        click.echo(f"{display_path(shot.path)}  ({shot.width}×{shot.height})")
+
+
+COMMANDS = [compose, check, preview]
