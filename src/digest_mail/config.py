@@ -121,7 +121,12 @@ _SECTIONS: dict[str, type[Any]] = {
     if f.name != "schedules"
 }
 # Secrets have variables of their own and must never be settings.
-_SECRET_VARIABLES = {"DIGEST_MAIL_SMTP_PASSWORD", "DIGEST_MAIL_SECRET", "DIGEST_MAIL_WORKSPACE"}
+_SECRET_VARIABLES = {
+    "DIGEST_MAIL_SMTP_PASSWORD",
+    "DIGEST_MAIL_SECRET",
+    "DIGEST_MAIL_WORKSPACE",
+    "DIGEST_MAIL_DKIM_KEY",
+}
 
 
 @dataclass(frozen=True)
