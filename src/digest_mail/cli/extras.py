@@ -8,9 +8,11 @@ from pathlib import Path
 
 import click
 
+from digest_mail.archive import archived_editions, edition_url, publish_archive
 from digest_mail.articles import display_path, select_articles
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace, parse_duration
+from digest_mail.edition import resolve_draft
 from digest_mail.feed import import_feed
 from digest_mail.scaffold import init_workspace
 
@@ -147,4 +149,45 @@ def init(directory: Path, staff: tuple[str, ...]) -> None:
         click.echo(f"  {command}")
 
 
-COMMANDS: list[click.Command] = [articles, init]
+@click.command()
+@click.argument("draft", required=False)
+@json_option
+@pass_workspace
+def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
+    """Publish DRAFT (default: the newest) as a static page in archive/<edition>/.
+
+    Per-recipient values become neutral ones (no address, no unsubscribe token);
+    archive/index.html and the Atom feed archive/feed.xml are rebuilt. Host the
+    archive/ folder at [archive] base_url: the email's "view in browser" link goes
+    there. send does this by itself after a campaign finishes.
+
+    \b
+    Example:
+        digest-mail archive 2026-W48
+        rsync -a archive/ www.example.jp:/srv/newsletter/
+    """
+    chosen = resolve_draft(workspace, draft)
+    page = publish_archive(workspace, chosen)
+    editions = archived_editions(workspace)
+    url = edition_url(workspace.settings, chosen.id)
+    if as_json:
+        _echo_json(
+            {
+                "edition": chosen.id,
+                "page": display_path(page),
+                "url": url,
+                "index": display_path(workspace.archive_dir / "index.html"),
+                "feed": display_path(workspace.archive_dir / "feed.xml"),
+                "editions": len(editions),
+            }
+        )
+        return
+    plural = "edition" if len(editions) == 1 else "editions"
+    click.echo(f"Published {display_path(page)}  ({url})")
+    click.echo(
+        f"Rebuilt {display_path(workspace.archive_dir / 'index.html')} and "
+        f"{display_path(workspace.archive_dir / 'feed.xml')} ({len(editions)} {plural})"
+    )
+
+
+COMMANDS: list[click.Command] = [archive, articles, init]
