@@ -30,8 +30,30 @@ __all__ = [
 ]
 
 _FENCE = "---"
+
+
+class _FrontMatterLoader(yaml.SafeLoader):
+    """SafeLoader (no Python tags) that leaves dates as text.
+
+    PyYAML's own timestamp constructor raises a bare ValueError for 2025-02-30 with no
+    hint of the field; reading dates as text lets :func:`_date` name the field and line.
+    """
+
+
+_FrontMatterLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _KNOWN_FIELDS = (
-    "title", "url", "published", "lead", "category", "image", "image_alt", "points", "sources",
+    "title",
+    "url",
+    "published",
+    "lead",
+    "category",
+    "image",
+    "image_alt",
+    "points",
+    "sources",
 )
 
 
@@ -63,7 +85,9 @@ class Article:
 def display_path(path: Path) -> str:
     """``path`` relative to the current directory when it is inside it (shorter errors)."""
     try:
-        return os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        return (
+            os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        )
     except (OSError, ValueError):
         return str(path)
 
@@ -79,7 +103,9 @@ class _Fields:
 
     def error(self, field: str, message: str, hint: str | None = None) -> InputError:
         key = field.split(".", 1)[0].split("[", 1)[0]
-        return InputError(message, path=self.shown, line=self.lines.get(key), field=field, hint=hint)
+        return InputError(
+            message, path=self.shown, line=self.lines.get(key), field=field, hint=hint
+        )
 
     def text(self, field: str, *, required: bool) -> str | None:
         value = self.data.get(field)
@@ -127,7 +153,9 @@ def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
     hint = "start the file with a '---' line, the YAML fields, then another '---' line"
     lines = text.splitlines(keepends=True)
     if not lines or lines[0].strip() != _FENCE:
-        raise InputError("no front matter: the first line must be '---'", path=shown, line=1, hint=hint)
+        raise InputError(
+            "no front matter: the first line must be '---'", path=shown, line=1, hint=hint
+        )
     for index, line in enumerate(lines[1:], start=1):
         if line.rstrip("\r\n").rstrip() == _FENCE:
             return "".join(lines[1:index]), "".join(lines[index + 1 :]), index + 2
@@ -137,7 +165,7 @@ def _split_front_matter(path: Path, text: str) -> tuple[str, str, int]:
 def _parse_front_matter(path: Path, front: str) -> _Fields:
     shown = display_path(path)
     try:
-        data = yaml.safe_load(front)
+        data = yaml.load(front, Loader=_FrontMatterLoader)  # a SafeLoader: no Python tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else None
@@ -195,7 +223,9 @@ def _sources(fields: _Fields) -> tuple[Source, ...]:
             Source(
                 title=title.strip(),
                 url=_https_url(fields, f"{where}.url", url.strip()),
-                published=None if published is None else _date(fields, f"{where}.published", published),
+                published=None
+                if published is None
+                else _date(fields, f"{where}.published", published),
             )
         )
     return tuple(sources)
@@ -231,8 +261,12 @@ def load_article(path: Path | str) -> Article:
     if image is not None:
         image = _https_url(fields, "image", image)
         if image_alt is None:
-            raise fields.error(
-                "image_alt", "an image needs alt text", hint="add 'image_alt:' describing the image"
+            raise InputError(
+                "an image needs alt text",
+                path=fields.shown,
+                line=fields.lines.get("image"),
+                field="image_alt",
+                hint="add 'image_alt:' describing the image",
             )
     return Article(
         path=path,

@@ -118,10 +118,18 @@ def check_draft(draft: Draft) -> CheckReport:
     html, text = draft.html, draft.text
     size = draft.html_bytes
     if size > GMAIL_CLIP_BYTES:
-        add("error", "html-size", f"index.html is {size / 1024:.1f} KB: Gmail clips messages over 102 KB "
-            "(fewer articles, shorter leads or fewer points)")
+        add(
+            "error",
+            "html-size",
+            f"index.html is {size / 1024:.1f} KB: Gmail clips messages over 102 KB "
+            "(fewer articles, shorter leads or fewer points)",
+        )
     elif size > CLIP_WARNING_BYTES:
-        add("warning", "html-size", f"index.html is {size / 1024:.1f} KB, close to Gmail's 102 KB clip")
+        add(
+            "warning",
+            "html-size",
+            f"index.html is {size / 1024:.1f} KB, close to Gmail's 102 KB clip",
+        )
 
     if not draft.subject.strip():
         add("error", "subject", "the subject is empty (compose --subject or [edition] subject)")
@@ -145,14 +153,26 @@ def check_draft(draft: Draft) -> CheckReport:
     unsubscribe = PLACEHOLDERS["unsubscribe_url"]
     for part, body in (("index.html", html), ("index.txt", text)):
         if unsubscribe not in body:
-            add("error", "unsubscribe", f"{part} has no unsubscribe link ({unsubscribe} placeholder)")
+            add(
+                "error",
+                "unsubscribe",
+                f"{part} has no unsubscribe link ({unsubscribe} placeholder)",
+            )
         unknown = sorted({t for t in _TOKEN.findall(body) if t not in PLACEHOLDERS.values()})
         if unknown:
-            add("error", "placeholder", f"{part} has unknown placeholders: {', '.join(unknown)} "
-                f"(known: {', '.join(PLACEHOLDERS.values())})")
+            add(
+                "error",
+                "placeholder",
+                f"{part} has unknown placeholders: {', '.join(unknown)} "
+                f"(known: {', '.join(PLACEHOLDERS.values())})",
+            )
         leftovers = sorted({m.group()[:40] for m in _TEMPLATE_LEFTOVER.finditer(body)})
         if leftovers:
-            add("error", "leftover", f"{part} has unrendered template or MJML code: {', '.join(leftovers[:3])}")
+            add(
+                "error",
+                "leftover",
+                f"{part} has unrendered template or MJML code: {', '.join(leftovers[:3])}",
+            )
 
     if not text.strip():
         add("error", "text-empty", "index.txt is empty: spam filters punish HTML-only mail")
@@ -160,21 +180,38 @@ def check_draft(draft: Draft) -> CheckReport:
         long_lines = [
             (number, display_width(line))
             for number, line in enumerate(text.splitlines(), start=1)
-            if display_width(line) > TEXT_LINE_LIMIT and not is_url_line(line, width=TEXT_LINE_LIMIT)
+            if display_width(line) > TEXT_LINE_LIMIT
+            and not is_url_line(line, width=TEXT_LINE_LIMIT)
         ]
         for number, width in long_lines[:_MAX_LISTED]:
-            add("warning", "text-width", f"index.txt:{number}: line is {width} columns (limit {TEXT_LINE_LIMIT})")
+            add(
+                "warning",
+                "text-width",
+                f"index.txt:{number}: line is {width} columns (limit {TEXT_LINE_LIMIT})",
+            )
         if len(long_lines) > _MAX_LISTED:
-            add("warning", "text-width", f"index.txt: {len(long_lines) - _MAX_LISTED} more lines over "
-                f"{TEXT_LINE_LIMIT} columns")
+            add(
+                "warning",
+                "text-width",
+                f"index.txt: {len(long_lines) - _MAX_LISTED} more lines over "
+                f"{TEXT_LINE_LIMIT} columns",
+            )
         for article in draft.articles:
             url = article.get("url", "")
             if url and url not in text:
-                add("warning", "text-link", f"index.txt has no link to {article.get('title', url)!r}")
+                add(
+                    "warning",
+                    "text-link",
+                    f"index.txt has no link to {article.get('title', url)!r}",
+                )
 
     if not draft.preheader.strip():
-        add("warning", "preheader", "no preheader: inboxes will show the first words of the body "
-            "(compose --preheader or [edition] preheader)")
+        add(
+            "warning",
+            "preheader",
+            "no preheader: inboxes will show the first words of the body "
+            "(compose --preheader or [edition] preheader)",
+        )
     return CheckReport(
         draft_id=draft.id,
         draft_path=str(draft.path),

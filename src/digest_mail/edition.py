@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from digest_mail.articles import Article, display_path, filter_articles, load_articles, select_articles
+from digest_mail.articles import (
+    Article,
+    display_path,
+    filter_articles,
+    load_articles,
+    select_articles,
+)
 from digest_mail.config import Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.render import RenderedEdition, render_edition
@@ -98,12 +104,18 @@ def build_edition(
         ) from None
     resolved_subject = " ".join(resolved_subject.split())
     if not resolved_subject:
-        raise InputError("the subject is empty", field="--subject", hint="pass --subject or set [edition] subject")
+        raise InputError(
+            "the subject is empty",
+            field="--subject",
+            hint="pass --subject or set [edition] subject",
+        )
     return Edition(
         id=ident,
         subject=resolved_subject,
         intro=(settings.edition.intro if intro is None else intro).strip(),
-        preheader=" ".join((settings.edition.preheader if preheader is None else preheader).split()),
+        preheader=" ".join(
+            (settings.edition.preheader if preheader is None else preheader).split()
+        ),
         articles=tuple(articles),
     )
 
@@ -178,7 +190,11 @@ def _preview_message(draft: Draft, settings: Settings) -> bytes:
 
 
 def save_draft(
-    workspace: Workspace, edition: Edition, rendered: RenderedEdition, *, now: dt.datetime | None = None
+    workspace: Workspace,
+    edition: Edition,
+    rendered: RenderedEdition,
+    *,
+    now: dt.datetime | None = None,
 ) -> Draft:
     """Write ``drafts/<id>/`` atomically (temp folder beside it, then rename)."""
     drafts = workspace.drafts_dir
@@ -300,7 +316,8 @@ def latest_draft(workspace: Workspace) -> Draft:
     folders = _draft_folders(workspace)
     if not folders:
         raise DigestMailError(
-            f"no drafts in {display_path(workspace.drafts_dir)}/", hint="run 'digest-mail compose' first"
+            f"no drafts in {display_path(workspace.drafts_dir)}/",
+            hint="run 'digest-mail compose' first",
         )
     newest = max(folders, key=lambda p: ((p / "edition.json").stat().st_mtime_ns, p.name))
     return _read_draft(newest)
@@ -325,7 +342,9 @@ def choose_articles(
         chosen = filter_articles(load_articles(paths), since=window, category=category, today=today)
     else:
         if window is None:
-            window = dt.timedelta(seconds=parse_duration(workspace.settings.edition.since, key="edition.since"))
+            window = dt.timedelta(
+                seconds=parse_duration(workspace.settings.edition.since, key="edition.since")
+            )
             since = workspace.settings.edition.since
         chosen = select_articles(workspace, since=window, category=category, today=today)
     if not chosen:
@@ -336,8 +355,8 @@ def choose_articles(
             what.append(f"in category {category!r}")
         where = "of the files named" if paths else f"in {display_path(workspace.articles_dir)}/"
         raise InputError(
-            f"no articles selected: none {where} {' and '.join(what) or 'found'}".replace("  ", " "),
-            hint="name article files (digest-mail compose articles/*.md) or widen --since, e.g. --since 30d",
+            f"no articles selected: none {where} {' and '.join(what) or 'found'}",
+            hint="name article files (compose articles/*.md) or widen --since, e.g. --since 30d",
         )
     return chosen
 
@@ -367,5 +386,7 @@ def compose(
         intro=intro,
         preheader=preheader,
     )
-    rendered = render_edition(edition, settings=workspace.settings, templates_dir=workspace.templates_dir)
+    rendered = render_edition(
+        edition, settings=workspace.settings, templates_dir=workspace.templates_dir
+    )
     return save_draft(workspace, edition, rendered, now=now)

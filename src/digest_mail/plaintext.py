@@ -16,7 +16,9 @@ __all__ = ["URL_RE", "display_width", "is_url_line", "wrap_lines", "wrap_text"]
 
 URL_RE = re.compile(r"(?:https?://|mailto:|@@[a-z_]+_url@@)\S*")
 # Closing punctuation and small kana that must not start a line.
-_NO_START = set("、。，．,.!?！？)）」』】〉》〕］｝ー々ゝゞぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ…‥・：；:;")
+_NO_START = set(
+    "、。，．,.!?！？)）」』】〉》〕］｝ー々ゝゞぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ…‥・：；:;"
+)
 # Opening brackets that must not end a line.
 _NO_END = set("(（「『【〈《〔［｛")
 _TOKEN_RE = re.compile(
@@ -118,7 +120,9 @@ def _wrap_paragraph(paragraph: str, width: int, first: str, rest: str) -> list[s
     return lines
 
 
-def wrap_lines(text: str, *, width: int = 72, indent: str = "", subsequent_indent: str | None = None) -> list[str]:
+def wrap_lines(
+    text: str, *, width: int = 72, indent: str = "", subsequent_indent: str | None = None
+) -> list[str]:
     """Wrap ``text`` to ``width`` display columns; each input line is its own paragraph."""
     rest = indent if subsequent_indent is None else subsequent_indent
     out: list[str] = []
@@ -131,6 +135,10 @@ def wrap_lines(text: str, *, width: int = 72, indent: str = "", subsequent_inden
     return out
 
 
-def wrap_text(text: str, width: int = 72, indent: str = "", subsequent_indent: str | None = None) -> str:
+def wrap_text(
+    text: str, width: int = 72, indent: str = "", subsequent_indent: str | None = None
+) -> str:
     """:func:`wrap_lines` joined with newlines (the ``wrap`` filter of text templates)."""
-    return "\n".join(wrap_lines(text, width=width, indent=indent, subsequent_indent=subsequent_indent))
+    return "\n".join(
+        wrap_lines(text, width=width, indent=indent, subsequent_indent=subsequent_indent)
+    )

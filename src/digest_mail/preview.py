@@ -23,7 +23,13 @@ from digest_mail.edition import SAMPLE_RECIPIENT, Draft
 from digest_mail.errors import DigestMailError
 from digest_mail.render import PLACEHOLDERS
 
-__all__ = ["ChromiumMissingError", "Screenshot", "find_chromium", "open_preview", "screenshot_draft"]
+__all__ = [
+    "ChromiumMissingError",
+    "Screenshot",
+    "find_chromium",
+    "open_preview",
+    "screenshot_draft",
+]
 
 DEFAULT_WIDTHS = (375, 600)
 _CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
@@ -32,7 +38,9 @@ INSTALL_HINT = "apt-get install chromium fonts-noto-cjk"
 
 class ChromiumMissingError(DigestMailError):
     def __init__(self) -> None:
-        super().__init__(f"headless Chromium is not installed; to take screenshots run: {INSTALL_HINT}")
+        super().__init__(
+            f"headless Chromium is not installed; to take screenshots run: {INSTALL_HINT}"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,9 @@ def write_preview_html(draft: Draft, settings: Settings) -> Path:
     return target
 
 
-def _chromium_command(browser: str, profile: str, width: int, height: int, *action: str) -> list[str]:
+def _chromium_command(
+    browser: str, profile: str, width: int, height: int, *action: str
+) -> list[str]:
     return [
         browser,
         "--headless",
@@ -116,7 +126,9 @@ def measure_height(browser: str, page: Path, width: int, *, timeout: float) -> i
     with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
         probe = Path(profile) / "measure.html"
         probe.write_text(probe_page, encoding="utf-8")
-        result = _run(_chromium_command(browser, profile, width, 800, "--dump-dom", probe.as_uri()), timeout)
+        result = _run(
+            _chromium_command(browser, profile, width, 800, "--dump-dom", probe.as_uri()), timeout
+        )
     match = re.search(r'data-page-height="(\d+)"', result.stdout)
     if not match:
         detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
@@ -137,7 +149,9 @@ def screenshot_draft(
     browser = chromium or find_chromium()
     for width in widths:
         if not 200 <= width <= 2000:
-            raise DigestMailError(f"--width {width} is out of range", hint="use 200 to 2000 pixels, e.g. 375")
+            raise DigestMailError(
+                f"--width {width} is out of range", hint="use 200 to 2000 pixels, e.g. 375"
+            )
     page = write_preview_html(draft, settings)
     shots = []
     for width in widths:
@@ -145,7 +159,9 @@ def screenshot_draft(
         target = page.parent / f"preview-{width}.png"
         target.unlink(missing_ok=True)
         with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
-            command = _chromium_command(browser, profile, width, tall, f"--screenshot={target}", page.resolve().as_uri())
+            command = _chromium_command(
+                browser, profile, width, tall, f"--screenshot={target}", page.resolve().as_uri()
+            )
             result = _run(command, timeout)
         if not target.is_file():
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]

@@ -105,7 +105,9 @@ def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, A
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
         where = display_path(Path(exc.filename)) if exc.filename else exc.name or name
-        raise InputError(f"template syntax error: {exc.message}", path=where, line=exc.lineno, hint=hint) from None
+        raise InputError(
+            f"template syntax error: {exc.message}", path=where, line=exc.lineno, hint=hint
+        ) from None
     except jinja2.TemplateNotFound as exc:
         raise InputError(f"template {exc.name!r} not found", path=name, hint=hint) from None
     except (jinja2.UndefinedError, TypeError, ValueError, AttributeError) as exc:
@@ -123,7 +125,9 @@ def mjml_to_html(source: str, *, template: str = HTML_TEMPLATE) -> str:
         html = mjml2html(source, disable_comments=True, fonts={})
     except ValueError as exc:
         raise InputError(
-            f"MJML does not compile: {exc}", path=template, hint="check the tags the template writes"
+            f"MJML does not compile: {exc}",
+            path=template,
+            hint="check the tags the template writes",
         ) from None
     leftover = re.search(r"<mj-[a-z-]+", html)
     if leftover:
@@ -137,7 +141,7 @@ def mjml_to_html(source: str, *, template: str = HTML_TEMPLATE) -> str:
 
 def inline_css(html: str) -> str:
     """premailer, configured so the doctype, media queries and img sizes survive."""
-    inlined = Premailer(
+    inlined: str = Premailer(
         html,
         keep_style_tags=True,
         strip_important=False,

@@ -29,10 +29,23 @@ def _echo_json(data: object) -> None:
     help="Articles published within this span, e.g. 7d (default without ARTICLE: [edition] since).",
 )
 @click.option("--category", default=None, help="Only articles of this category, e.g. 国際.")
-@click.option("--edition", "edition_id", default=None, help="Edition id (default: this ISO week, e.g. 2026-W48).")
-@click.option("--subject", default=None, help="Subject; {edition} becomes the id (default: [edition] subject).")
-@click.option("--intro", default=None, help="Intro paragraph under the greeting (default: [edition] intro).")
-@click.option("--preheader", default=None, help="Inbox preview line (default: [edition] preheader).")
+@click.option(
+    "--edition",
+    "edition_id",
+    default=None,
+    help="Edition id (default: this ISO week, e.g. 2026-W48).",
+)
+@click.option(
+    "--subject",
+    default=None,
+    help="Subject; {edition} becomes the id (default: [edition] subject).",
+)
+@click.option(
+    "--intro", default=None, help="Intro paragraph under the greeting (default: [edition] intro)."
+)
+@click.option(
+    "--preheader", default=None, help="Inbox preview line (default: [edition] preheader)."
+)
 @json_option
 @pass_workspace
 def compose(
@@ -132,7 +145,13 @@ def check(workspace: Workspace, draft: str | None, as_json: bool) -> None:
     metavar="PX",
     help=f"Screenshot width; repeat for several (default: {', '.join(map(str, DEFAULT_WIDTHS))}).",
 )
-@click.option("--height", type=int, default=None, metavar="PX", help="Window height (default: the whole page).")
+@click.option(
+    "--height",
+    type=int,
+    default=None,
+    metavar="PX",
+    help="Window height (default: the whole page).",
+)
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a browser instead.")
 @json_option
 @pass_workspace
@@ -161,10 +180,17 @@ def preview(
         page = open_preview(chosen, workspace.settings)
         click.echo(f"opened {display_path(page)}")
         return
-    shots = screenshot_draft(chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height)
+    shots = screenshot_draft(
+        chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height
+    )
     if as_json:
         _echo_json(
-            {"edition": chosen.id, "screenshots": [{"width": s.width, "height": s.height, "path": str(s.path)} for s in shots]}
+            {
+                "edition": chosen.id,
+                "screenshots": [
+                    {"width": s.width, "height": s.height, "path": str(s.path)} for s in shots
+                ],
+            }
         )
         return
     for shot in shots:

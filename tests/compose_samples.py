@@ -1,0 +1,66 @@
+# ruff: noqa: E501  (Japanese sample data and exact messages are long lines on purpose)
+"""Article files for compose tests, in the shape of the site's real articles."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+ARTICLE = """\
+---
+title: {title}
+url: {url}
+published: {published}
+lead: 専門家の分析から、世界の不安定化と新たなリスクを探る。私たちの暮らしへの影響を読み解く。
+category: {category}
+points:
+  - トランプ氏の再選は、米国の外交政策を大きく変え、国際社会に大きな影響を与える可能性があります。
+  - 核軍縮の停滞や、北朝鮮問題への新たなアプローチなど、世界の安全保障環境に変化が予想されます。
+  - 同盟国との関係にも変化が生じ、日本の安全保障環境にも影響を及ぼす可能性があります。
+sources:
+  - title: 米国、完全非核化から北朝鮮に譲歩か現実的な核開発凍結案が浮上
+    url: https://mainichi.jp/articles/20190726/k00/00m/030/248000c
+    published: 2019-07-26
+---
+
+## 北極星なき外交
+
+北朝鮮問題におけるトランプ氏の姿勢と、日本の安全保障への影響について解説します。
+"""
+
+
+def write_article(
+    folder: Path,
+    slug: str,
+    *,
+    title: str | None = None,
+    published: dt.date | str = dt.date(2026, 11, 20),
+    category: str = "国際",
+    url: str | None = None,
+) -> Path:
+    """An article file ``folder/slug.md``; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{slug}.md"
+    path.write_text(
+        ARTICLE.format(
+            title=title or f"トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?({slug})",
+            url=url or f"https://chrysanthemum-digest.example.jp/articles/{slug}",
+            published=published.isoformat() if isinstance(published, dt.date) else published,
+            category=category,
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def replace_field(path: Path, line_start: str, new_line: str | None) -> None:
+    """Replace (or with None, delete) the front matter line starting with ``line_start``."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    out = []
+    for line in lines:
+        if line.startswith(line_start):
+            if new_line is not None:
+                out.append(new_line + "\n")
+        else:
+            out.append(line)
+    path.write_text("".join(out), encoding="utf-8")
