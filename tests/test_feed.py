@@ -265,3 +265,23 @@ def test_html_helpers_sanitize_before_anything_else() -> None:
     assert html_to_markdown("<p># 見出しではない</p><p>*星* と [角括弧]</p>") == (
         "\\# 見出しではない\n\n\\*星\\* と \\[角括弧\\]"
     )
+
+
+def test_imported_articles_compose_and_stay_sanitized(workspace: Path, run) -> None:
+    """The issue's promise: feed entries become articles that compose accepts, and the
+    script in the feed reaches neither the HTML nor the text part."""
+    for feed in (ATOM, RSS):
+        assert run("articles", "import", str(feed)).exit_code == 0
+    # The sample articles have no date in their names; imported ones do.
+    imported = sorted(f"articles/{p.name}" for p in (workspace / "articles").glob("2026-11-*.md"))
+    assert len(imported) == 4
+    result = run("compose", *imported, "--edition", "2026-W48", "--json")
+    assert result.exit_code == 0, result.output
+    html = (workspace / "drafts/2026-W48/index.html").read_text(encoding="utf-8")
+    text = (workspace / "drafts/2026-W48/index.txt").read_text(encoding="utf-8")
+    titles = ("円安はどこまで続く? 家計と企業への影響を読み解く", "核のタブーと被爆地の声")
+    for title in titles:
+        assert title in html and title in text
+    for part in (html, text):
+        for bad in ("<script", "evil.example.net", "javascript:", "onerror", "document.cookie"):
+            assert bad not in part
