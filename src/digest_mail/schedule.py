@@ -47,7 +47,6 @@ from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import Ledger
 
 if TYPE_CHECKING:
-    from digest_mail.campaign import CampaignReport
     from digest_mail.edition import Draft
 
 __all__ = [
@@ -262,12 +261,12 @@ class EditionChoice:
 
 def sent_editions(ledger: Ledger, list_name: str) -> set[str]:
     """Editions this list has received: a campaign (edition, list) that finished."""
-    tables = {
-        row[0] for row in ledger.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
-    if "campaigns" not in tables:
-        return set()
-    return set()
+    rows = ledger.db.execute(
+        "SELECT DISTINCT edition FROM campaigns"
+        " WHERE list_name = ? AND kind = 'campaign' AND state = 'finished'",
+        (list_name,),
+    )
+    return {row[0] for row in rows}
 
 
 def _newness(state: ApprovalState) -> tuple[str, str]:
@@ -595,7 +594,7 @@ def _send(
     now: datetime,
 ) -> RunOutcome:
     from digest_mail.approval import approval_state
-    from digest_mail.campaign import run_campaign
+    from digest_mail.campaign import CampaignInterrupted, run_campaign
     from digest_mail.edition import load_draft
 
     resumed = run.state != "claimed"
@@ -607,26 +606,43 @@ def _send(
             raise DigestMailError(state.describe())
         _update_run(ledger, schedule.name, slot, state="sending", note="sending")
         report = run_campaign(workspace, draft, schedule.list_name)
+    except CampaignInterrupted:
+        # SIGTERM/Ctrl-C: the slot stays 'sending' and the next run resumes it.
+        _update_run(ledger, schedule.name, slot, state="sending", note="interrupted; resumes")
+        raise
     except Exception as exc:
-        note = f"failed: {exc}"
+        message = str(exc)
+        if isinstance(exc, DigestMailError) and exc.hint:
+            message += f" ({exc.hint})"
         _update_run(
-            ledger, schedule.name, slot, state="failed", note=note, finished=datetime.now(UTC)
+            ledger,
+            schedule.name,
+            slot,
+            state="failed",
+            note=f"failed: {message}",
+            finished=datetime.now(UTC),
+        )
+        retry = (
+            f"run-due retries until {_slot_key(slot + schedule.late_after)}"
+            if now - slot <= schedule.late_after
+            else "past late_after: not retried"
         )
         return outcome(
             "failed",
             "failed",
-            f"{edition} to {schedule.list_name} failed: {exc}",
+            f"{edition} to {schedule.list_name} failed: {message}; {retry}",
             edition=edition,
         )
-    summary = _summary(report)
-    campaign_id = str(report.campaign_id)
+    summary = f"{report.summary()} of {report.total} ({report.sent_this_run} this run)"
+    if not report.complete:
+        summary += f"; {report.stopped or 'incomplete'}: rerun '{report.resume_command()}'"
     _update_run(
         ledger,
         schedule.name,
         slot,
         state="sent",
         note=summary,
-        campaign_id=campaign_id,
+        campaign_id=report.campaign_id,
         finished=datetime.now(UTC),
     )
     verb = "resumed and sent" if resumed else "sent"
@@ -635,34 +651,9 @@ def _send(
         "sent",
         f"{verb} {edition} to {schedule.list_name}: {summary}",
         edition=edition,
-        campaign_id=campaign_id,
-        report=_report_dict(report),
+        campaign_id=report.campaign_id,
+        report=report.as_dict(),
     )
-
-
-def _summary(report: CampaignReport) -> str:
-    parts = [f"{report.sent} sent"]
-    for name in ("deferred", "failed", "suppressed", "skipped_invalid", "uncertain"):
-        value = getattr(report, name)
-        if value:
-            parts.append(f"{value} {name.replace('_', ' ')}")
-    return ", ".join(parts) + f" of {report.total}"
-
-
-def _report_dict(report: CampaignReport) -> dict[str, Any]:
-    names = (
-        "campaign_id",
-        "edition",
-        "list_name",
-        "total",
-        "sent",
-        "deferred",
-        "failed",
-        "suppressed",
-        "skipped_invalid",
-        "uncertain",
-    )
-    return {name: getattr(report, name) for name in names}
 
 
 def _human(delta: timedelta) -> str:
@@ -885,12 +876,18 @@ def run_daemon(
     Waits are capped at ``max_wait`` so a suspended machine or a changed clock is noticed.
     A failed run is logged and the loop carries on.
     """
+    from digest_mail.campaign import CampaignInterrupted
+
     schedules = _require_schedules(workspace)
     while True:
         now = clock()
         try:
             for item in run_due(workspace, now=now):
                 log(item.line())
+        except CampaignInterrupted as exc:
+            # The campaign took the signal meant for us: stop, the slot resumes next time.
+            log(f"stopping: {exc}")
+            return
         except Exception as exc:
             log(f"run failed: {exc}")
         schedule, target = next_due(schedules, clock())
