@@ -183,7 +183,8 @@ def parse_report(message: Message) -> list[RecipientStatus] | None:
     if per_message.get("Final-Recipient") is not None:
         # No per-message block at all (seen from some gateways): every block is a recipient.
         per_message, recipients = Message(), blocks
-    arrival = _date(_field(per_message, "Arrival-Date"))
+    # When it bounced: the last attempt if told, else when the report was written.
+    reported = _date(str(message.get("Date", ""))) or _date(_field(per_message, "Arrival-Date"))
     statuses: list[RecipientStatus] = []
     for block in recipients:
         address = _address(_field(block, "Original-Recipient")) or _address(
@@ -204,7 +205,7 @@ def parse_report(message: Message) -> list[RecipientStatus] | None:
                 action=_field(block, "Action").lower(),
                 status=status,
                 diagnostic=diagnostic,
-                when=_date(_field(block, "Last-Attempt-Date")) or arrival,
+                when=_date(_field(block, "Last-Attempt-Date")) or reported,
             )
         )
     return statuses
@@ -261,7 +262,6 @@ def import_bounces(
         message_id = str(message.get("Message-ID", "")).strip()
         if not message_id:
             message_id = "sha256:" + hashlib.sha256(data).hexdigest()
-        sent = _date(str(message.get("Date", "")))
         for status in statuses:
             permanent = status.status.startswith("5") and status.action == "failed"
             transient = status.status.startswith("4") and status.action in ("failed", "delayed")
@@ -288,7 +288,7 @@ def import_bounces(
                         ledger,
                         status,
                         message_id=message_id,
-                        when=status.when or sent or clock().astimezone(UTC),
+                        when=status.when or clock().astimezone(UTC),
                         source=source,
                         detail=detail,
                         limit=soft_limit,

@@ -264,19 +264,46 @@ class _Source:
     rows: Iterator[tuple[int, list[str]]]
 
 
-def _first_undecodable(stream: io.BufferedReader, encoding: str) -> tuple[int, bytes] | None:
-    """(line, offending bytes) of the first decoding error, or None if all decodes."""
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+@dataclass(frozen=True)
+class _Undecodable:
+    line: int
+    bad: bytes
+    after_non_ascii: bool  # valid non-ASCII text came before the error
+
+
+def _first_undecodable(stream: io.BufferedReader, encoding: str) -> _Undecodable | None:
+    """Where decoding ``stream`` first fails, or None if all of it decodes."""
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
+    non_ascii = False
     while True:
         chunk = stream.read(_CHUNK)
         try:
-            decoder.decode(chunk, final=not chunk)
+            text = decoder.decode(chunk, final=not chunk)
         except UnicodeDecodeError as exc:
             # Bytes still pending from the previous chunk are never a newline.
-            return lines + exc.object[: exc.start].count(b"\n"), exc.object[exc.start : exc.end]
+            before = exc.object[: exc.start]
+            return _Undecodable(
+                lines + before.count(b"\n"),
+                exc.object[exc.start : exc.end],
+                non_ascii or not before.isascii(),
+            )
+        # cp932 maps unassigned bytes and user-defined characters into the private use
+        # area: in a subscriber list that is a wrong guess, never a name.
+        private = _PRIVATE_USE.search(text)
+        if private:
+            offset = len(text[: private.start()].encode(encoding))
+            return _Undecodable(
+                lines + chunk[:offset].count(b"\n"),
+                private.group().encode(encoding),
+                non_ascii or not chunk[:offset].isascii(),
+            )
         if not chunk:
             return None
+        non_ascii = non_ascii or not chunk.isascii()
         lines += chunk.count(b"\n")
 
 
@@ -291,16 +318,21 @@ def _detect_encoding(path: Path) -> str:
         utf8 = _first_undecodable(stream, "utf-8")
         if utf8 is None:
             return "utf-8"
-        stream.seek(0)
-        sjis = _first_undecodable(stream, "cp932")
-        if sjis is None:
-            return "cp932"
-    line, bad = max(utf8, sjis, key=lambda failure: failure[0])
+        failure = utf8
+        # Japanese cp932 text is almost never valid UTF-8 for long: when UTF-8 text came
+        # before the bad bytes, the file is broken UTF-8, and reading it as cp932 would
+        # turn every name into mojibake.
+        if not utf8.after_non_ascii:
+            stream.seek(0)
+            sjis = _first_undecodable(stream, "cp932")
+            if sjis is None:
+                return "cp932"
+            failure = max(utf8, sjis, key=lambda f: f.line)
     raise InputError(
-        f"neither UTF-8 nor cp932 (Shift_JIS) text: cannot decode byte(s) {bad.hex(' ')}",
+        f"neither UTF-8 nor cp932 (Shift_JIS) text: cannot decode byte(s) {failure.bad.hex(' ')}",
         path=display_path(path),
-        line=line,
-        hint="save the file as 'CSV UTF-8' and check the line",
+        line=failure.line,
+        hint="save the file as 'CSV UTF-8' and check that line",
     )
 
 
