@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
 import json
 import re
 from pathlib import Path
@@ -168,3 +169,40 @@ def test_archive_without_drafts_says_what_to_do(ws: Workspace, run) -> None:
     result = run("archive")
     assert result.exit_code == 1
     assert result.output == "Error: no drafts in drafts/\nHint: run 'digest-mail compose' first\n"
+
+
+def test_archive_after_a_real_campaign_holds_no_recipient_data(ws: Workspace) -> None:
+    """Send the edition to the sample list through the capture transport, publish as the
+    send command does, and look for every recipient's address, name and token."""
+    from digest_mail.archive import publish_after_campaign
+    from digest_mail.campaign import run_campaign, send_test
+    from digest_mail.subscribers import Recipient, scan_list
+
+    draft = _compose(ws, "2026-W48")
+    test_report = send_test(ws, draft)
+    assert publish_after_campaign(ws, draft, test_report, now=SENT_W48) is None
+    assert not ws.archive_dir.exists()
+
+    report = run_campaign(ws, draft, "weekly")
+    assert report.complete and report.sent > 0
+    page_path = publish_after_campaign(ws, draft, report, now=SENT_W48)
+    assert page_path == ws.archive_dir / "2026-W48" / "index.html"
+
+    published = "\n".join(
+        p.read_text(encoding="utf-8") for p in ws.archive_dir.rglob("*") if p.is_file()
+    )
+    recipients = [r for r in scan_list(ws.list_path("weekly")) if isinstance(r, Recipient)]
+    assert len(recipients) >= report.sent
+    for recipient in recipients:
+        assert recipient.email not in published
+        if recipient.name:
+            assert recipient.name not in published
+    captured = [p for p in ws.outbox_dir.rglob("*") if p.is_file() and p.parent.name == "new"]
+    tokens = set()
+    for path in captured:
+        header = email.message_from_bytes(path.read_bytes())["List-Unsubscribe"]
+        tokens.update(re.findall(r"[?&]t=([A-Za-z0-9_.-]+)", str(header)))
+    assert len(tokens) >= report.sent
+    assert not any(token in published for token in tokens)
+    assert ws.settings.unsubscribe.base_url not in published
+    assert "mailto:" + ws.settings.unsubscribe.mailto not in published

@@ -25,7 +25,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
@@ -41,6 +41,7 @@ __all__ = [
     "archive_page",
     "archived_editions",
     "edition_url",
+    "publish_after_campaign",
     "publish_archive",
     "render_feed",
     "render_index",
@@ -331,3 +332,24 @@ def publish_archive(
     _write_atomic(workspace.archive_dir / "index.html", render_index(editions, settings).encode())
     _write_atomic(workspace.archive_dir / "feed.xml", render_feed(editions, settings, now=now))
     return target
+
+
+class FinishedCampaign(Protocol):
+    """What :func:`publish_after_campaign` needs of a ``campaign.CampaignReport``."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def dry_run(self) -> bool: ...
+    @property
+    def complete(self) -> bool: ...
+
+
+def publish_after_campaign(
+    workspace: Workspace, draft: Draft, report: FinishedCampaign, *, now: dt.datetime | None = None
+) -> Path | None:
+    """Publish the edition once a real campaign has finished: nothing queued, deferred or
+    uncertain. Test sends and dry runs never publish. Returns the page, or None."""
+    if report.kind != "campaign" or report.dry_run or not report.complete:
+        return None
+    return publish_archive(workspace, draft, now=now)
