@@ -11,6 +11,9 @@ from click.testing import CliRunner, Result
 
 from digest_mail.cli import cli
 
+# The aiosmtpd test server (fixture smtp_server) of the delivery tests.
+pytest_plugins = ["smtpserver"]
+
 REPO = Path(__file__).resolve().parent.parent
 WORKSPACE_ITEMS = ("digest-mail.toml", "articles", "templates", "subscribers")
 

@@ -1,0 +1,990 @@
+"""Campaigns: send one edition to one list, resumable, never doubled.
+
+A campaign is (edition, list). When it first starts, the list is snapshotted into the
+ledger (one ``deliveries`` row per recipient, ``queued``); suppressed addresses and
+invalid rows are recorded as such. Then workers pull jobs from a queue, splice each
+message from the edition's :class:`~digest_mail.message.MessageTemplate` and hand the
+bytes to the transport.
+
+Durability without a commit per message: rows are claimed (``queued`` → ``sending``) in
+small batches *before* their messages go out, and results are committed in batches
+every 50 ms or 100 results. A crash leaves at most the claimed-but-unrecorded rows in
+``sending``; the next run marks them ``uncertain`` (they may or may not have been
+accepted) and does not resend them unless asked to (``resend_uncertain``).
+
+Temporary failures (4xx, drops, timeouts) go to the back of the queue after an
+exponential backoff with jitter, until ``[smtp] retry_for`` has passed: then the row is
+``deferred`` (a rerun tries it again). 5xx is final (``failed``); 550/551/553 also
+suppress the address. A relay that refuses us (AUTH, TLS, sender) stops the campaign;
+in-flight rows are released back to ``queued``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import heapq
+import random
+import re
+import signal
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import IO, Any, Protocol
+
+from digest_mail.config import Workspace, parse_duration
+from digest_mail.errors import DigestMailError
+from digest_mail.ledger import Ledger, utcnow
+from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
+from digest_mail.subscribers import Recipient, RowProblem, iter_recipients, normalize_address
+from digest_mail.transport import (
+    Clock,
+    PermanentFailure,
+    RelayError,
+    SystemClock,
+    TemporaryFailure,
+    Transport,
+    open_transport,
+    supports_8bit,
+)
+from digest_mail.unsubscribe import make_token, signing_key, unsubscribe_mailto, unsubscribe_url
+
+SNAPSHOT_BATCH = 1000
+FLUSH_EVERY = 0.05  # seconds
+FLUSH_SIZE = 100
+BACKOFF_BASE = 30.0  # seconds before the first retry
+BACKOFF_CAP = 900.0
+
+STATES = ("queued", "sending", "sent", "deferred", "failed", "suppressed", "skipped", "uncertain")
+
+
+class CampaignDraft(DraftLike, Protocol):
+    @property
+    def content_hash(self) -> str: ...
+
+
+class CampaignError(DigestMailError):
+    """A campaign cannot start or had to stop; the ledger is intact."""
+
+
+class CampaignInterrupted(CampaignError):
+    """Ctrl-C or SIGTERM: in-flight messages were finished or released."""
+
+
+@dataclass
+class CampaignReport:
+    """What a run of a campaign did, and where the campaign stands now."""
+
+    campaign_id: str
+    edition: str
+    list_name: str
+    total: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    suppressed: int = 0
+    skipped_invalid: int = 0
+    uncertain: int = 0
+    queued: int = 0
+    kind: str = "campaign"
+    sent_this_run: int = 0
+    transport: str = ""
+    stopped: str = ""  # why the run stopped early, empty when it ran to the end
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    uncertain_addresses: list[str] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return not self.stopped and self.queued == 0 and self.deferred == 0 and self.uncertain == 0
+
+    def summary(self) -> str:
+        text = (
+            f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed, "
+            f"{self.suppressed} suppressed, {self.skipped_invalid} skipped-invalid"
+        )
+        if self.uncertain:
+            text += f", {self.uncertain} uncertain"
+        if self.queued:
+            text += f", {self.queued} not yet sent"
+        return text
+
+    def resume_command(self) -> str:
+        if self.kind == "test":
+            return f"digest-mail test-send {self.edition}"
+        return f"digest-mail send {self.edition} --list {self.list_name}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign_id,
+            "kind": self.kind,
+            "edition": self.edition,
+            "list": self.list_name,
+            "total": self.total,
+            "sent": self.sent,
+            "deferred": self.deferred,
+            "failed": self.failed,
+            "suppressed": self.suppressed,
+            "skipped_invalid": self.skipped_invalid,
+            "uncertain": self.uncertain,
+            "queued": self.queued,
+            "sent_this_run": self.sent_this_run,
+            "stopped": self.stopped,
+            "complete": self.complete,
+            "dry_run": self.dry_run,
+            "transport": self.transport,
+            "failures": self.failures,
+            "uncertain_addresses": self.uncertain_addresses,
+            "resume": self.resume_command(),
+        }
+
+
+# --- the ledger side -------------------------------------------------------------------
+
+
+def campaign_id_for(edition: str, list_name: str) -> str:
+    return f"{edition}/{list_name}"
+
+
+@dataclass
+class _Job:
+    seq: int
+    address: str
+    email: str
+    name: str
+    attempts: int
+    message_id: str
+    first_try: float = 0.0
+
+
+class _Store:
+    """The campaign's rows in the ledger. One writer per campaign (see :func:`_lock`)."""
+
+    def __init__(self, ledger: Ledger, campaign_id: str) -> None:
+        self.ledger = ledger
+        self.db = ledger.db
+        self.id = campaign_id
+
+    def row(self) -> Any:
+        return self.db.execute("SELECT * FROM campaigns WHERE id = ?", (self.id,)).fetchone()
+
+    def create(self, *, edition: str, list_name: str, kind: str, content_hash: str) -> None:
+        with self.ledger.transaction():
+            self.db.execute(
+                "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
+                "created_at) "
+                "VALUES (?, ?, ?, ?, ?, 'snapshotting', ?)",
+                (self.id, edition, list_name, kind, content_hash, utcnow()),
+            )
+
+    def restart_snapshot(self) -> None:
+        with self.ledger.transaction():
+            self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
+
+    def snapshot(self, items: Iterator[Recipient | RowProblem | tuple[Recipient, str]]) -> None:
+        """Insert every row: queued recipients, suppressed ones, skipped problems."""
+        now = utcnow()
+        batch: list[tuple[Any, ...]] = []
+        total = invalid = 0
+
+        def flush() -> None:
+            with self.ledger.transaction():
+                self.db.executemany(
+                    "INSERT INTO deliveries (campaign_id, seq, address, email, name, state, "
+                    "last_reply, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (campaign_id, address) DO NOTHING",
+                    batch,
+                )
+            batch.clear()
+
+        for seq, item in enumerate(items, start=1):
+            if isinstance(item, RowProblem):
+                invalid += 1
+                batch.append(
+                    (self.id, seq, f"#line {item.line}", item.value, "", "skipped", str(item), now)
+                )
+            elif isinstance(item, tuple):
+                recipient, reason = item
+                total += 1
+                batch.append(
+                    (
+                        self.id,
+                        seq,
+                        recipient.key,
+                        recipient.email,
+                        recipient.name,
+                        "suppressed",
+                        reason,
+                        now,
+                    )
+                )
+            else:
+                total += 1
+                batch.append((self.id, seq, item.key, item.email, item.name, "queued", "", now))
+            if len(batch) >= SNAPSHOT_BATCH:
+                flush()
+        if batch:
+            flush()
+        with self.ledger.transaction():
+            self.db.execute(
+                "UPDATE campaigns SET state = 'sending', total = ?, skipped_invalid = ?, "
+                "started_at = ? "
+                "WHERE id = ?",
+                (total, invalid, utcnow(), self.id),
+            )
+
+    def set_content_hash(self, content_hash: str) -> None:
+        with self.ledger.transaction():
+            self.db.execute(
+                "UPDATE campaigns SET content_hash = ? WHERE id = ?", (content_hash, self.id)
+            )
+
+    def counts(self) -> dict[str, int]:
+        rows = self.db.execute(
+            "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
+            (self.id,),
+        ).fetchall()
+        counts = dict.fromkeys(STATES, 0)
+        counts.update({state: n for state, n in rows})
+        return counts
+
+    def mark_uncertain(self) -> int:
+        """Rows left ``sending`` by a run that died: we cannot know if they went out."""
+        with self.ledger.transaction():
+            cursor = self.db.execute(
+                "UPDATE deliveries SET state = 'uncertain', uncertain = 1, updated_at = ? "
+                "WHERE campaign_id = ? AND state = 'sending'",
+                (utcnow(), self.id),
+            )
+        return cursor.rowcount
+
+    def requeue(self, *, uncertain: bool) -> None:
+        """Deferred rows get a fresh retry window; uncertain ones only when asked."""
+        states = ("deferred", "uncertain") if uncertain else ("deferred",)
+        with self.ledger.transaction():
+            for state in states:
+                self.db.execute(
+                    "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id "
+                    "= ? AND state = ?",
+                    (utcnow(), self.id, state),
+                )
+
+    def apply_suppressions(self) -> None:
+        """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent."""
+        with self.ledger.transaction():
+            self.db.execute(
+                "UPDATE deliveries SET state = 'suppressed', last_reply = 'suppressed since "
+                "the snapshot', "
+                "updated_at = ? WHERE campaign_id = ? AND state = 'queued' "
+                "AND address IN (SELECT address FROM suppressions)",
+                (utcnow(), self.id),
+            )
+
+    def claim(self, after_seq: int, limit: int, domain: str) -> list[_Job]:
+        """The next ``limit`` queued rows, marked ``sending`` and given Message-IDs, committed."""
+        with self.ledger.transaction():
+            rows = self.db.execute(
+                "SELECT seq, address, email, name, attempts, message_id FROM deliveries "
+                "WHERE campaign_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?",
+                (self.id, after_seq, limit),
+            ).fetchall()
+            jobs = [
+                _Job(seq, address, email, name, attempts, message_id or new_message_id(domain))
+                for seq, address, email, name, attempts, message_id in rows
+            ]
+            self._mark_sending(jobs)
+        return jobs
+
+    def claim_retries(self, jobs: Sequence[_Job]) -> None:
+        with self.ledger.transaction():
+            self._mark_sending(jobs)
+
+    def _mark_sending(self, jobs: Sequence[_Job]) -> None:
+        now = utcnow()
+        self.db.executemany(
+            "UPDATE deliveries SET state = 'sending', message_id = ?, updated_at = ? "
+            "WHERE campaign_id = ? AND address = ?",
+            [(job.message_id, now, self.id, job.address) for job in jobs],
+        )
+
+    def record(self, results: Sequence[tuple[str, _Job, int | None, str]], *, source: str) -> None:
+        """Commit a batch of (state, job, code, reply); bounces become suppressions."""
+        now = utcnow()
+        with self.ledger.transaction():
+            self.db.executemany(
+                "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
+                "updated_at = ? WHERE campaign_id = ? AND address = ?",
+                [
+                    (state, job.attempts, code, reply, now, self.id, job.address)
+                    for state, job, code, reply in results
+                ],
+            )
+            for state, job, code, reply in results:
+                if state == "failed" and code in {550, 551, 553}:
+                    self.ledger.suppress(
+                        job.address, reason="bounced", source=source, detail=f"{code} {reply}"
+                    )
+
+    def finish(self, state: str, note: str = "") -> None:
+        with self.ledger.transaction():
+            self.db.execute(
+                "UPDATE campaigns SET state = ?, note = ?, finished_at = ? WHERE id = ?",
+                (state, note, utcnow() if state == "finished" else None, self.id),
+            )
+
+    def report(self) -> CampaignReport:
+        row = self.row()
+        counts = self.counts()
+        failures = [
+            {
+                "email": r["email"],
+                "code": r["last_code"],
+                "reply": r["last_reply"],
+                "attempts": r["attempts"],
+            }
+            for r in self.db.execute(
+                "SELECT email, last_code, last_reply, attempts FROM deliveries "
+                "WHERE campaign_id = ? AND state IN ('failed', 'deferred') ORDER BY seq LIMIT 1000",
+                (self.id,),
+            )
+        ]
+        uncertain = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT email FROM deliveries WHERE campaign_id = ? AND state = 'uncertain' "
+                "ORDER BY seq",
+                (self.id,),
+            )
+        ]
+        return CampaignReport(
+            campaign_id=self.id,
+            edition=row["edition"],
+            list_name=row["list_name"],
+            kind=row["kind"],
+            total=row["total"],
+            sent=counts["sent"],
+            deferred=counts["deferred"],
+            failed=counts["failed"],
+            suppressed=counts["suppressed"],
+            skipped_invalid=counts["skipped"],
+            uncertain=counts["uncertain"],
+            queued=counts["queued"] + counts["sending"],
+            failures=failures,
+            uncertain_addresses=uncertain,
+            stopped=row["note"] if row["state"] == "stopped" else "",
+        )
+
+
+@contextlib.contextmanager
+def _lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
+    """One sender per campaign at a time (a lock the kernel drops if the process dies)."""
+    directory = workspace.var_dir / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id) + ".lock")
+    handle: IO[str] = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CampaignError(
+                f"campaign {campaign_id} is being sent by another process",
+                hint="wait for it to finish, or check 'digest-mail status'",
+            ) from None
+        yield
+    finally:
+        handle.close()
+
+
+# --- the sender ------------------------------------------------------------------------
+
+
+class _DateCache:
+    """RFC 5322 Date for 'now', formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._value = ""
+
+    def __call__(self) -> str:
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._value = format_datetime(datetime.fromtimestamp(now, UTC))
+        return self._value
+
+
+Progress = Callable[[CampaignReport], None]
+
+
+@dataclass
+class _Options:
+    concurrency: int
+    retry_for: float
+    clock: Clock
+    progress: Progress | None
+    backoff_base: float = BACKOFF_BASE
+    backoff_cap: float = BACKOFF_CAP
+    random: Callable[[], float] = random.random
+
+
+class _Sender:
+    def __init__(
+        self,
+        *,
+        store: _Store,
+        transport: Transport,
+        template: MessageTemplate,
+        workspace: Workspace,
+        list_name: str,
+        report: CampaignReport,
+        options: _Options,
+        sign: Callable[[bytes], bytes] | None,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.template = template
+        self.settings = workspace.settings
+        self.list_name = list_name
+        self.report = report
+        self.options = options
+        self.sign = sign
+        self.key = signing_key(workspace)
+        self.domain = template.domain
+        self.envelope_from = template.envelope_from
+        self.date = _DateCache()
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.retries: list[tuple[float, int, _Job]] = []
+        self.results: list[tuple[str, _Job, int | None, str]] = []
+        self.last_flush = time.monotonic()
+        self.inflight = 0
+        self.wake = asyncio.Event()
+        self.stopping = False
+        self.stop_error: DeliveryStop | None = None
+
+    # Workers pull jobs; the feeder claims rows, schedules retries and flushes results.
+
+    async def run(self) -> None:
+        workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
+        try:
+            await self._feed()
+        finally:
+            self.stopping = True
+            for _ in workers:
+                self.queue.put_nowait(_STOP)
+            await asyncio.gather(*workers, return_exceptions=True)
+            # Claimed but never attempted, or waiting for a retry: back to queued.
+            leftovers = [job for _, _, job in self.retries]
+            while not self.queue.empty():
+                job = self.queue.get_nowait()
+                if job is not _STOP:
+                    leftovers.append(job)
+            self.retries.clear()
+            self.results.extend(("queued", job, None, "") for job in leftovers)
+            self._flush(force=True)
+
+    async def _feed(self) -> None:
+        clock = self.options.clock
+        cursor = 0
+        exhausted = False
+        low_water = max(4, self.options.concurrency * 2)
+        while not self.stopping:
+            now = clock.monotonic()
+            due: list[_Job] = []
+            while self.retries and self.retries[0][0] <= now:
+                due.append(heapq.heappop(self.retries)[2])
+            if due:
+                # Their 'queued' results must be written before they are claimed again,
+                # or a late flush would mark an in-flight message 'queued'.
+                self._flush(force=True)
+                self.store.claim_retries(due)
+                for job in due:
+                    self.queue.put_nowait(job)
+            if not exhausted and self.queue.qsize() < low_water:
+                jobs = self.store.claim(cursor, low_water * 2, self.domain)
+                if jobs:
+                    cursor = jobs[-1].seq
+                    for job in jobs:
+                        job.first_try = now
+                        self.queue.put_nowait(job)
+                else:
+                    exhausted = True
+            self._flush()
+            if exhausted and not self.retries and self.inflight == 0 and self.queue.empty():
+                return
+            if self.queue.empty() and self.inflight == 0 and self.retries:
+                # Nothing to do until the next retry is due.
+                self._flush(force=True)
+                await clock.sleep(max(0.0, self.retries[0][0] - clock.monotonic()))
+                continue
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), FLUSH_EVERY)
+
+    async def _worker(self) -> None:
+        while True:
+            job = await self.queue.get()
+            if job is _STOP:
+                return
+            if self.stopping:
+                self.queue.put_nowait(job)
+                return
+            self.inflight += 1
+            try:
+                await self._send(job)
+            finally:
+                self.inflight -= 1
+                self.wake.set()
+
+    async def _send(self, job: _Job) -> None:
+        token = make_token(self.key, self.list_name, job.email)
+        data = self.template.render(
+            to_address=job.email,
+            to_name=job.name,
+            unsubscribe_url=unsubscribe_url(self.settings, token),
+            unsubscribe_mailto=unsubscribe_mailto(self.settings, token),
+            message_id=job.message_id,
+            date=self.date(),
+        )
+        if self.sign is not None:
+            data = self.sign(data)
+        job.attempts += 1
+        try:
+            await self.transport.send(self.envelope_from, [job.email], data)
+        except TemporaryFailure as exc:
+            self._retry(job, exc)
+        except PermanentFailure as exc:
+            self.results.append(("failed", job, exc.code, exc.message))
+        except RelayError as exc:
+            job.attempts -= 1
+            self.results.append(("queued", job, exc.code, exc.message))
+            if self.stop_error is None:
+                self.stop_error = DeliveryStop(exc)
+            self.stopping = True
+        except DigestMailError as exc:  # a header value we refuse to write
+            self.results.append(("failed", job, None, exc.message))
+        else:
+            self.results.append(("sent", job, 250, ""))
+            self.report.sent_this_run += 1
+            if self.options.progress is not None and self.report.sent_this_run % 50 == 0:
+                self.options.progress(self.report)
+
+    def _retry(self, job: _Job, exc: TemporaryFailure) -> None:
+        options = self.options
+        now = options.clock.monotonic()
+        delay = min(options.backoff_cap, options.backoff_base * 2 ** max(0, job.attempts - 1))
+        delay *= 0.5 + options.random()  # jitter: retries of many recipients spread out
+        if now + delay - job.first_try > options.retry_for:
+            self.results.append(("deferred", job, exc.code, exc.message))
+            return
+        self.results.append(("queued", job, exc.code, exc.message))
+        heapq.heappush(self.retries, (now + delay, job.seq, job))
+
+    def _flush(self, *, force: bool = False) -> None:
+        if not self.results:
+            return
+        now = time.monotonic()
+        if not force and len(self.results) < FLUSH_SIZE and now - self.last_flush < FLUSH_EVERY:
+            return
+        results, self.results = self.results, []
+        self.store.record(results, source=f"campaign {self.store.id}")
+        self.last_flush = now
+
+
+_STOP = _Job(-1, "", "", "", 0, "")
+
+
+class DeliveryStop(CampaignError):
+    """The relay refused us; carries the transport's one-line reason."""
+
+    def __init__(self, cause: RelayError) -> None:
+        super().__init__(cause.message, hint=cause.hint)
+        self.cause = cause
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def _recipients_snapshot(
+    workspace: Workspace, list_name: str, ledger: Ledger
+) -> Iterator[Recipient | RowProblem | tuple[Recipient, str]]:
+    excluded: list[tuple[Recipient, str]] = []
+
+    def on_excluded(recipient: Recipient, reason: str) -> None:
+        if reason == "suppressed":
+            excluded.append((recipient, reason))
+
+    for item in iter_recipients(workspace, list_name, ledger, on_excluded=on_excluded):
+        yield from excluded
+        excluded.clear()
+        yield item
+    yield from excluded
+
+
+def _make_signer(workspace: Workspace) -> Callable[[bytes], bytes] | None:
+    from digest_mail.dkim import load_signer
+
+    return load_signer(workspace)
+
+
+async def _choose_encoding(transport: Transport) -> BodyEncoding:
+    return "8bit" if await supports_8bit(transport) else "base64"
+
+
+def _options(
+    workspace: Workspace, concurrency: int | None, clock: Clock | None, progress: Progress | None
+) -> _Options:
+    smtp = workspace.settings.smtp
+    return _Options(
+        concurrency=max(1, concurrency or smtp.concurrency),
+        retry_for=parse_duration(smtp.retry_for, key="smtp.retry_for"),
+        clock=clock or SystemClock(),
+        progress=progress,
+    )
+
+
+async def _deliver(
+    *,
+    workspace: Workspace,
+    store: _Store,
+    draft: CampaignDraft,
+    list_name: str,
+    report: CampaignReport,
+    options: _Options,
+    transport: Transport,
+    subject_prefix: str,
+) -> None:
+    sign = _make_signer(workspace)
+    try:
+        try:
+            encoding = await _choose_encoding(transport)
+        except RelayError as exc:
+            raise DeliveryStop(exc) from None
+        template = MessageTemplate(
+            draft,
+            settings=workspace.settings,
+            list_name=list_name,
+            subject_prefix=subject_prefix,
+            body_encoding=encoding,
+        )
+        sender = _Sender(
+            store=store,
+            transport=transport,
+            template=template,
+            workspace=workspace,
+            list_name=list_name,
+            report=report,
+            options=options,
+            sign=sign,
+        )
+        loop = asyncio.get_running_loop()
+        interrupted = False
+
+        def on_signal() -> None:
+            nonlocal interrupted
+            interrupted = True
+            sender.stopping = True
+            sender.wake.set()
+
+        handled = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, on_signal)
+                handled.append(sig)
+            except (RuntimeError, ValueError):  # not the main thread
+                pass
+        try:
+            await sender.run()
+        finally:
+            for sig in handled:
+                loop.remove_signal_handler(sig)
+        if sender.stop_error is not None:
+            raise sender.stop_error
+        if interrupted:
+            raise CampaignInterrupted(
+                "interrupted: in-flight messages were finished, the rest is queued"
+            )
+    finally:
+        await transport.close()
+
+
+def _run(
+    workspace: Workspace,
+    draft: CampaignDraft,
+    list_name: str,
+    *,
+    campaign_id: str,
+    kind: str,
+    items: Callable[[Ledger], Iterator[Recipient | RowProblem | tuple[Recipient, str]]],
+    subject_prefix: str,
+    concurrency: int | None,
+    rate: float | None,
+    resend_uncertain: bool,
+    progress: Progress | None,
+    clock: Clock | None,
+    dry_run: bool = False,
+    transport: Transport | None = None,
+) -> CampaignReport:
+    with _lock(workspace, campaign_id), Ledger(workspace.ledger_path) as ledger:
+        store = _Store(ledger, campaign_id)
+        row = store.row()
+        if row is not None and row["content_hash"] != draft.content_hash:
+            counts = store.counts()
+            started = counts["sent"] + counts["sending"] + counts["uncertain"] + counts["failed"]
+            if started:
+                raise CampaignError(
+                    f"draft {draft.id} changed after campaign {campaign_id} started "
+                    f"({counts['sent']} already sent)",
+                    hint=(
+                        "send the changed draft as a new edition, or restore the draft that "
+                        "was approved"
+                    ),
+                )
+        if dry_run:
+            return _dry_run_report(workspace, store, draft, list_name, kind, items(ledger))
+        if row is None:
+            store.create(
+                edition=draft.id, list_name=list_name, kind=kind, content_hash=draft.content_hash
+            )
+            row = store.row()
+        elif row["content_hash"] != draft.content_hash:
+            store.set_content_hash(draft.content_hash)
+        if row["state"] == "snapshotting":
+            store.restart_snapshot()
+            store.snapshot(items(ledger))
+        store.mark_uncertain()
+        store.requeue(uncertain=resend_uncertain)
+        store.apply_suppressions()
+        report = store.report()
+        options = _options(workspace, concurrency, clock, progress)
+        if report.queued == 0:
+            store.finish(
+                "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
+            )
+            final = store.report()
+            final.transport = "nothing to send"
+            return final
+        the_transport = transport or open_transport(
+            workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
+        )
+        report.transport = str(getattr(the_transport, "description", type(the_transport).__name__))
+        with _status_on_exit(store, report):
+            try:
+                asyncio.run(
+                    _deliver(
+                        workspace=workspace,
+                        store=store,
+                        draft=draft,
+                        list_name=list_name,
+                        report=report,
+                        options=options,
+                        transport=the_transport,
+                        subject_prefix=subject_prefix,
+                    )
+                )
+            except CampaignError as exc:
+                store.finish("stopped", exc.message)
+                final = store.report()
+                raise _with_report(exc, final, report) from None
+        final = store.report()
+        final.sent_this_run = report.sent_this_run
+        final.transport = report.transport
+        store.finish("finished" if final.complete else "stopped", _uncertain_note(final))
+        final.stopped = "" if final.complete else _uncertain_note(final)
+        return final
+
+
+def _uncertain_note(report: CampaignReport) -> str:
+    if report.uncertain:
+        return (
+            f"{report.uncertain} uncertain (in flight when a run died): resend with "
+            f"--resend-uncertain"
+        )
+    if report.deferred:
+        return f"{report.deferred} deferred after retrying: rerun to try them again"
+    return ""
+
+
+@contextlib.contextmanager
+def _status_on_exit(store: _Store, report: CampaignReport) -> Iterator[None]:
+    try:
+        yield
+    except KeyboardInterrupt:  # a second Ctrl-C: whatever was claimed stays 'sending'
+        store.finish("stopped", "killed while sending")
+        raise
+
+
+def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport) -> CampaignError:
+    final.sent_this_run = run.sent_this_run
+    final.transport = run.transport
+    final.stopped = exc.message
+    exc.report = final  # type: ignore[attr-defined]
+    resume = final.resume_command()
+    exc.hint = (exc.hint + "; then " if exc.hint else "") + f"rerun '{resume}' to resume"
+    return exc
+
+
+def _dry_run_report(
+    workspace: Workspace,
+    store: _Store,
+    draft: CampaignDraft,
+    list_name: str,
+    kind: str,
+    items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
+) -> CampaignReport:
+    """What a send would do now, changing nothing."""
+    if store.row() is not None:
+        report = store.report()
+        report.dry_run = True
+        report.transport = "dry run"
+        return report
+    report = CampaignReport(
+        campaign_id=store.id, edition=draft.id, list_name=list_name, kind=kind, dry_run=True
+    )
+    for item in items:
+        if isinstance(item, RowProblem):
+            report.skipped_invalid += 1
+        elif isinstance(item, tuple):
+            report.total += 1
+            report.suppressed += 1
+        else:
+            report.total += 1
+            report.queued += 1
+    report.transport = "dry run"
+    return report
+
+
+def count_recipients(workspace: Workspace, draft: CampaignDraft, list_name: str) -> CampaignReport:
+    """How many a send would reach now (for the confirmation prompt); changes nothing."""
+    return run_campaign(workspace, draft, list_name, dry_run=True)
+
+
+def run_campaign(
+    workspace: Workspace,
+    draft: CampaignDraft,
+    list_name: str,
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    resend_uncertain: bool = False,
+    progress: Progress | None = None,
+    clock: Clock | None = None,
+    dry_run: bool = False,
+    transport: Transport | None = None,
+) -> CampaignReport:
+    """Create or resume the campaign (draft's edition, ``list_name``) and send what is left."""
+    workspace.list_path(list_name)
+    return _run(
+        workspace,
+        draft,
+        list_name,
+        campaign_id=campaign_id_for(draft.id, list_name),
+        kind="campaign",
+        items=lambda ledger: _recipients_snapshot(workspace, list_name, ledger),
+        subject_prefix="",
+        concurrency=concurrency,
+        rate=rate,
+        resend_uncertain=resend_uncertain,
+        progress=progress,
+        clock=clock,
+        dry_run=dry_run,
+        transport=transport,
+    )
+
+
+def send_test(
+    workspace: Workspace,
+    draft: CampaignDraft,
+    *,
+    to: Sequence[str] | None = None,
+    clock: Clock | None = None,
+    transport: Transport | None = None,
+) -> CampaignReport:
+    """A test send: the staff list, or explicit addresses; subject ``[TEST] …``.
+
+    Never a subscriber list: a list name other than ``[lists] staff`` is refused.
+    Every test send is its own campaign (kind ``test``), so tests may repeat.
+    """
+    staff = workspace.settings.lists.staff
+    lists = [t for t in (to or [staff]) if "@" not in t]
+    addresses = [t for t in (to or []) if "@" in t]
+    for name in lists:
+        if name != staff:
+            raise CampaignError(
+                f"test-send only goes to the staff list {staff!r}, not {name!r}",
+                hint=(
+                    f"use 'digest-mail send {draft.id} --list {name}' to send to a subscriber list"
+                ),
+            )
+    checked = []
+    for address in addresses:
+        try:
+            email, key = normalize_address(address)
+        except DigestMailError as exc:
+            raise CampaignError(f"--to {address!r}: {exc.message}") from None
+        checked.append(
+            Recipient(email=email, key=key, name="", status="subscribed", attrs={}, line=0)
+        )
+    label = staff if lists else "addresses"
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    campaign_id = f"{draft.id}/test/{stamp}"
+
+    def items(ledger: Ledger) -> Iterator[Recipient | RowProblem | tuple[Recipient, str]]:
+        if lists:
+            yield from _recipients_snapshot(workspace, staff, ledger)
+        for recipient in checked:
+            yield (recipient, "suppressed") if ledger.is_suppressed(recipient.key) else recipient
+
+    return _run(
+        workspace,
+        draft,
+        label,
+        campaign_id=campaign_id,
+        kind="test",
+        items=items,
+        subject_prefix="[TEST] ",
+        concurrency=None,
+        rate=None,
+        resend_uncertain=False,
+        progress=None,
+        clock=clock,
+        transport=transport,
+    )
+
+
+# --- status ----------------------------------------------------------------------------
+
+
+def campaign_status(workspace: Workspace, ref: str | None = None) -> list[CampaignReport]:
+    """Reports for ``ref`` (a campaign id like 2026-W48/weekly, or an edition id), or for
+    the most recent campaign when ``ref`` is None."""
+    if not workspace.ledger_path.exists():
+        raise CampaignError(
+            "no campaigns yet (the ledger is empty)",
+            hint="run 'digest-mail send DRAFT --list NAME'",
+        )
+    with Ledger(workspace.ledger_path) as ledger:
+        db = ledger.db
+        if ref is None:
+            rows = db.execute(
+                "SELECT id FROM campaigns WHERE kind = 'campaign' ORDER BY created_at DESC, id "
+                "DESC LIMIT 1"
+            ).fetchall()
+            if not rows:
+                rows = db.execute(
+                    "SELECT id FROM campaigns ORDER BY created_at DESC LIMIT 1"
+                ).fetchall()
+        else:
+            rows = db.execute(
+                "SELECT id FROM campaigns WHERE id = ? OR (edition = ? AND kind = 'campaign') "
+                "ORDER BY created_at, id",
+                (ref, ref),
+            ).fetchall()
+        if not rows:
+            raise CampaignError(
+                f"no campaign {ref!r}" if ref else "no campaigns yet",
+                hint="campaigns are named EDITION/LIST, e.g. 2026-W48/weekly",
+            )
+        return [_Store(ledger, r[0]).report() for r in rows]

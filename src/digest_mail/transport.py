@@ -1,0 +1,582 @@
+"""Transports: where finished message bytes go.
+
+One small interface (:class:`Transport`: ``send`` and ``close``) with two kinds behind it:
+
+- :class:`CaptureTransport` writes each message into a Maildir (``outbox/`` by default):
+  the default, so nothing can reach real people by accident.
+- :class:`SmtpTransport` is a pool of aiosmtplib connections to a relay, each sending
+  many messages, behind a token-bucket rate limit.
+
+Failures are classified once, here, into :class:`TemporaryFailure` (retry later),
+:class:`PermanentFailure` (final for that recipient) and :class:`RelayError` (the relay
+cannot be used at all: stop the campaign).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import secrets
+import socket
+import ssl
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from digest_mail.config import Workspace, read_secret
+from digest_mail.errors import ConfigError, DigestMailError
+
+# --- errors ----------------------------------------------------------------------------
+
+
+class DeliveryError(DigestMailError):
+    """Sending one message failed; carries the SMTP reply when there was one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.code = code
+        self.recipient = recipient
+
+    @property
+    def reply(self) -> str:
+        return f"{self.code} {self.message}" if self.code else self.message
+
+
+class TemporaryFailure(DeliveryError):
+    """4xx, a dropped connection or a timeout: the same message may succeed later."""
+
+
+class PermanentFailure(DeliveryError):
+    """5xx for this recipient: final."""
+
+    @property
+    def bounced(self) -> bool:
+        """550/551/553: the mailbox does not exist or is not accepted — suppress it."""
+        return self.code in {550, 551, 553}
+
+
+class RelayError(DeliveryError):
+    """The relay refuses us (AUTH, TLS, unreachable): stop the whole campaign."""
+
+
+# --- clock -----------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """Time as the sender sees it; tests inject one that never sleeps on real time."""
+
+    def monotonic(self) -> float: ...
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class RateLimiter:
+    """Token buckets: at most ``per_second`` messages a second and ``per_hour`` an hour.
+
+    0 means unlimited. The hourly bucket holds one minute's worth so a burst can never
+    spend the whole hour at once.
+    """
+
+    def __init__(
+        self, *, per_second: float = 0.0, per_hour: int = 0, clock: Clock | None = None
+    ) -> None:
+        self.clock = clock or SystemClock()
+        self._buckets: list[list[float]] = []  # [rate per second, capacity, tokens, last]
+        now = self.clock.monotonic()
+        if per_second > 0:
+            capacity = max(1.0, per_second)
+            self._buckets.append([per_second, capacity, capacity, now])
+        if per_hour > 0:
+            capacity = max(1.0, per_hour / 60)
+            self._buckets.append([per_hour / 3600, capacity, capacity, now])
+        self._lock = asyncio.Lock()
+
+    @property
+    def limited(self) -> bool:
+        return bool(self._buckets)
+
+    async def acquire(self) -> None:
+        if not self._buckets:
+            return
+        async with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                wait = 0.0
+                for bucket in self._buckets:
+                    rate, capacity, tokens, last = bucket
+                    tokens = min(capacity, tokens + (now - last) * rate)
+                    bucket[2], bucket[3] = tokens, now
+                    if tokens < 1:
+                        wait = max(wait, (1 - tokens) / rate)
+                if wait <= 0:
+                    for bucket in self._buckets:
+                        bucket[2] -= 1
+                    return
+                await self.clock.sleep(wait)
+
+
+# --- the interface ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class Transport(Protocol):
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None: ...
+    async def close(self) -> None: ...
+
+
+async def supports_8bit(transport: Transport) -> bool:
+    """Whether the transport carries 8bit bodies (asks the relay's EHLO for SMTP)."""
+    probe: Callable[[], Awaitable[bool]] | None = getattr(transport, "supports_8bit", None)
+    return True if probe is None else await probe()
+
+
+# --- capture ---------------------------------------------------------------------------
+
+
+class MaildirWriter:
+    """Writes exact message bytes into a Maildir (tmp/ then rename into new/).
+
+    The envelope is not written into the message (its bytes stay exactly what was signed
+    and sent); each delivery appends one JSON line ``{"file", "from", "to"}`` to
+    ``envelopes.jsonl`` in the Maildir's root.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        for sub in ("tmp", "new", "cur"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        self._host = socket.gethostname().replace("/", "_").replace(":", "_")
+        self._log = open(directory / "envelopes.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    def deliver(self, envelope_from: str, recipients: Sequence[str], data: bytes) -> str:
+        name = f"{time.time_ns()}.{os.getpid()}_{secrets.token_hex(6)}.{self._host}"
+        tmp = self.directory / "tmp" / name
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, self.directory / "new" / name)
+        self._log.write(
+            json.dumps({"file": name, "from": envelope_from, "to": list(recipients)}) + "\n"
+        )
+        self._log.flush()
+        return name
+
+    def close(self) -> None:
+        self._log.close()
+
+
+class CaptureTransport:
+    """Mail goes to a Maildir on disk; nothing leaves the machine."""
+
+    kind = "capture"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writer = MaildirWriter(directory)
+
+    @property
+    def description(self) -> str:
+        return f"capture to {self.directory}"
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        self._writer.deliver(envelope_from, recipients, data)
+
+    async def close(self) -> None:
+        self._writer.close()
+
+
+# --- SMTP ------------------------------------------------------------------------------
+
+LOOPBACK_NAMES = {"localhost", "localhost.localdomain"}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    """One relay parsed from ``[smtp] url``."""
+
+    url: str
+    host: str
+    port: int
+    implicit_tls: bool
+    starttls: bool
+    username: str
+    weight: int = 1
+
+    @property
+    def encrypted(self) -> bool:
+        return self.implicit_tls or self.starttls
+
+    @property
+    def display(self) -> str:
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        user = f"{self.username}@" if self.username else ""
+        return f"{scheme}://{user}{self.host}:{self.port}"
+
+
+def parse_relay_url(url: str, *, username: str = "") -> RelayConfig:
+    """``smtp://user@host:587`` (STARTTLS), ``smtps://host:465`` (implicit TLS).
+
+    Plain SMTP is only for loopback relays (a local Postfix, ``dev-smtp``); add
+    ``?tls=starttls`` to insist on STARTTLS there too. ``?weight=N`` weights this relay
+    when several are configured.
+    """
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    if scheme not in {"smtp", "smtps"} or not parts.hostname:
+        raise ConfigError(
+            f"{url!r} is not an SMTP relay URL",
+            key="smtp.url",
+            hint="use smtp://user@host:587 (STARTTLS), smtps://host:465 or capture",
+        )
+    if parts.password is not None:
+        raise ConfigError(
+            "the SMTP URL must not contain a password",
+            key="smtp.url",
+            hint="set DIGEST_MAIL_SMTP_PASSWORD or [smtp] password_file (owner-only)",
+        )
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    unknown = set(query) - {"tls", "weight"}
+    if unknown:
+        raise ConfigError(f"unknown URL option {sorted(unknown)[0]!r} in {url!r}", key="smtp.url")
+    host = parts.hostname
+    implicit = scheme == "smtps"
+    try:
+        port = parts.port or (465 if implicit else 587)
+        weight = int(query.get("weight", "1"))
+    except ValueError:
+        raise ConfigError(f"bad port or weight in {url!r}", key="smtp.url") from None
+    if weight < 1:
+        raise ConfigError(f"weight must be at least 1 in {url!r}", key="smtp.url")
+    tls = query.get("tls", "")
+    if tls not in {"", "starttls"}:
+        raise ConfigError(f"tls={tls!r}: the only option is tls=starttls", key="smtp.url")
+    starttls = not implicit and (tls == "starttls" or not is_loopback(host))
+    return RelayConfig(
+        url=url,
+        host=host,
+        port=port,
+        implicit_tls=implicit,
+        starttls=starttls,
+        username=unquote(parts.username or "") or username,
+        weight=weight,
+    )
+
+
+def _split_urls(value: str) -> list[str]:
+    return [u.strip() for u in value.replace(",", " ").split() if u.strip()]
+
+
+_TRANSIENT_ERRORS = (
+    aiosmtplib.SMTPServerDisconnected,
+    aiosmtplib.SMTPTimeoutError,
+    ConnectionError,
+    OSError,
+)
+
+
+class _Connection:
+    """One SMTP session, reused for many messages; reconnects after a drop or 421."""
+
+    def __init__(
+        self, relay: RelayConfig, *, password: str | None, timeout: float, tls: ssl.SSLContext
+    ) -> None:
+        self.relay = relay
+        self.password = password
+        self.timeout = timeout
+        self.tls = tls
+        self.smtp: aiosmtplib.SMTP | None = None
+        self.sent = 0
+
+    async def connect(self) -> aiosmtplib.SMTP:
+        if self.smtp is not None and self.smtp.is_connected:
+            return self.smtp
+        relay = self.relay
+        smtp = aiosmtplib.SMTP(
+            hostname=relay.host,
+            port=relay.port,
+            timeout=self.timeout,
+            use_tls=relay.implicit_tls,
+            start_tls=relay.starttls if not relay.implicit_tls else False,
+            tls_context=self.tls,
+            local_hostname="localhost" if is_loopback(relay.host) else None,
+        )
+        try:
+            await smtp.connect()
+            if relay.username:
+                if not relay.encrypted and not is_loopback(
+                    relay.host
+                ):  # pragma: no cover - parse forbids
+                    raise RelayError(f"{relay.display}: refusing to send credentials without TLS")
+                if self.password is None:
+                    raise RelayError(
+                        f"{relay.display}: no password for {relay.username!r}",
+                        hint="set DIGEST_MAIL_SMTP_PASSWORD or [smtp] password_file (owner-only)",
+                    )
+                await smtp.login(relay.username, self.password)
+        except RelayError:
+            smtp.close()
+            raise
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise RelayError(
+                f"{relay.display} refused the login for {relay.username!r}: {exc.code} "
+                f"{exc.message}",
+                code=exc.code,
+                hint="check the username and DIGEST_MAIL_SMTP_PASSWORD",
+            ) from None
+        except aiosmtplib.SMTPException as exc:
+            smtp.close()
+            text = str(exc)
+            if isinstance(exc.__cause__, ssl.SSLError) or "TLS" in text or "tls" in text:
+                raise RelayError(
+                    f"{relay.display}: TLS failed: {text}",
+                    hint="the relay must offer a valid certificate (or fix [smtp] url)",
+                ) from None
+            if "AUTH" in text.upper():
+                raise RelayError(
+                    f"{relay.display}: {text}", hint="check [smtp] url and the relay's AUTH setup"
+                ) from None
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600:
+                raise RelayError(
+                    f"{relay.display} refused the connection: {exc.code} {exc.message}",
+                    code=exc.code,
+                ) from None
+            raise TemporaryFailure(f"{relay.display}: {text}") from None
+        except ssl.SSLError as exc:
+            smtp.close()
+            raise RelayError(
+                f"{relay.display}: TLS failed: {exc}",
+                hint="the relay must offer a valid certificate (or fix [smtp] url)",
+            ) from None
+        except OSError as exc:
+            smtp.close()
+            raise TemporaryFailure(f"{relay.display}: cannot connect: {exc}") from None
+        self.smtp = smtp
+        self.sent = 0
+        return smtp
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        smtp = await self.connect()
+        options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
+        try:
+            _, _ = await smtp.sendmail(envelope_from, recipients, data, mail_options=options)
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if exc.code >= 500:
+                # Every message would fail the same way: the campaign must stop.
+                raise RelayError(
+                    f"{self.relay.display} refused the sender {envelope_from!r}: {exc.code} "
+                    f"{exc.message}",
+                    code=exc.code,
+                    hint="check [newsletter] from and the relay's sender policy",
+                ) from None
+            raise _classify(exc.code, exc.message, recipients[0], self) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            first = exc.recipients[0]
+            raise _classify(first.code, first.message, first.recipient, self) from None
+        except aiosmtplib.SMTPResponseException as exc:
+            raise _classify(exc.code, exc.message, recipients[0], self) from None
+        except _TRANSIENT_ERRORS as exc:
+            self.drop()
+            raise TemporaryFailure(
+                f"connection lost: {exc or type(exc).__name__}", recipient=recipients[0]
+            ) from None
+        self.sent += 1
+
+    def drop(self) -> None:
+        if self.smtp is not None:
+            self.smtp.close()
+        self.smtp = None
+
+    async def quit(self) -> None:
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None and smtp.is_connected:
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                smtp.close()
+
+
+def _classify(code: int, message: str, recipient: str, conn: _Connection) -> DeliveryError:
+    text = " ".join(message.split())
+    if code == 421:
+        conn.drop()  # the relay is closing this session: reconnect for the next message
+    if code >= 500:
+        return PermanentFailure(text, code=code, recipient=recipient)
+    return TemporaryFailure(text, code=code, recipient=recipient)
+
+
+class SmtpTransport:
+    """A pool of ``size`` connections to one relay, each sending many messages."""
+
+    kind = "smtp"
+
+    def __init__(
+        self,
+        relay: RelayConfig,
+        *,
+        password: str | None = None,
+        size: int = 8,
+        timeout: float = 30.0,
+        limiter: RateLimiter | None = None,
+        tls_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self.relay = relay
+        self.limiter = limiter or RateLimiter()
+        tls = tls_context or ssl.create_default_context()
+        self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
+        self._all = [
+            _Connection(relay, password=password, timeout=timeout, tls=tls)
+            for _ in range(max(1, size))
+        ]
+        for conn in self._all:
+            self._idle.put_nowait(conn)
+        self._ever_connected = False
+
+    @property
+    def description(self) -> str:
+        return f"SMTP relay {self.relay.display}"
+
+    async def supports_8bit(self) -> bool:
+        conn = await self._idle.get()
+        try:
+            smtp = await self._connect(conn)
+            return smtp.supports_extension("8bitmime")
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def _connect(self, conn: _Connection) -> aiosmtplib.SMTP:
+        try:
+            smtp = await conn.connect()
+        except TemporaryFailure as exc:
+            if not self._ever_connected:
+                # Unreachable from the start: a configuration problem, not a hiccup.
+                raise RelayError(
+                    exc.message, hint="check [smtp] url and that the relay is running"
+                ) from None
+            raise
+        self._ever_connected = True
+        return smtp
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        await self.limiter.acquire()
+        conn = await self._idle.get()
+        try:
+            await self._connect(conn)
+            await conn.send(envelope_from, recipients, data)
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(conn.quit() for conn in self._all), return_exceptions=True)
+
+
+class WeightedTransport:
+    """Several relays; each message goes to one, in proportion to the relays' weights."""
+
+    kind = "smtp"
+
+    def __init__(self, transports: Sequence[SmtpTransport]) -> None:
+        self.transports = list(transports)
+        self._cycle: list[SmtpTransport] = []
+        for transport in self.transports:
+            self._cycle.extend([transport] * transport.relay.weight)
+        self._next = 0
+
+    @property
+    def description(self) -> str:
+        return ", ".join(f"{t.description} (weight {t.relay.weight})" for t in self.transports)
+
+    async def supports_8bit(self) -> bool:
+        results = [await t.supports_8bit() for t in self.transports]
+        return all(results)
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        transport = self._cycle[self._next % len(self._cycle)]
+        self._next += 1
+        await transport.send(envelope_from, recipients, data)
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()
+
+
+def open_transport(
+    workspace: Workspace,
+    *,
+    concurrency: int | None = None,
+    rate: float | None = None,
+    clock: Clock | None = None,
+    tls_context: ssl.SSLContext | None = None,
+) -> CaptureTransport | SmtpTransport | WeightedTransport:
+    """The transport ``[smtp] url`` names: capture (default) or an SMTP relay pool."""
+    smtp = workspace.settings.smtp
+    url = smtp.url.strip()
+    if url in {"", "capture"}:
+        return CaptureTransport(workspace.outbox_dir)
+    relays = [parse_relay_url(u, username=smtp.username) for u in _split_urls(url)]
+    password = read_secret(
+        variable="DIGEST_MAIL_SMTP_PASSWORD", file=smtp.password_file, what="SMTP password"
+    )
+    context = tls_context or ssl.create_default_context()
+    if smtp.insecure_skip_verify:
+        print(
+            "WARNING: [smtp] insecure_skip_verify is on: the relay's TLS certificate is NOT "
+            "checked; anyone on the path can read this mail and the password.",
+            file=sys.stderr,
+        )
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    size = concurrency or smtp.concurrency
+    transports = []
+    for relay in relays:
+        share = max(1, round(size * relay.weight / sum(r.weight for r in relays)))
+        limiter = RateLimiter(
+            per_second=(rate if rate is not None else smtp.rate)
+            * relay.weight
+            / sum(r.weight for r in relays),
+            per_hour=smtp.rate_per_hour * relay.weight // sum(r.weight for r in relays),
+            clock=clock,
+        )
+        transports.append(
+            SmtpTransport(
+                relay,
+                password=password,
+                size=share,
+                timeout=smtp.timeout,
+                limiter=limiter,
+                tls_context=context,
+            )
+        )
+    if len(transports) == 1:
+        return transports[0]
+    return WeightedTransport(transports)
