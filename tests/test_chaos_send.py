@@ -1,0 +1,74 @@
+"""Chaos: a 5,000-recipient campaign where 10 % of SMTP transactions meet a fault.
+
+The fault server decides each transaction's fate from (seed, recipient, attempt), so the
+test knows each recipient's correct end without trusting the code under test: sent, or
+failed with exactly the 5xx reply the server gave. The ledger must agree row by row, the
+set the server accepted must equal the set the ledger calls sent, and nobody may be
+accepted twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from chaos_helpers import FastClock, deliveries, env_for, write_list
+from delivery_draft import make_draft
+from digest_mail.campaign import run_campaign
+from digest_mail.config import find_workspace
+from faultserver import FaultPlan, FaultServer, check_against_ledger
+
+RECIPIENTS = 5000
+SEED = 20261125
+
+
+def _verdicts(plan: FaultPlan, addresses: list[str]) -> dict[str, tuple[str, str]]:
+    return {a.lower(): plan.expected(a) for a in addresses}
+
+
+@pytest.mark.slow
+def test_five_thousand_with_ten_percent_faults(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = write_list(workspace / "subscribers" / "chaos.csv", RECIPIENTS)
+    plan = FaultPlan(seed=SEED, rate=0.10)
+    clock = FastClock()
+    with FaultServer(plan, stall_seconds=3.0) as server:
+        for name, value in env_for(server.url, timeout=0.5).items():
+            monkeypatch.setenv(name, value)
+        ws = find_workspace(workspace)
+        report = run_campaign(ws, make_draft(), "chaos", concurrency=8, clock=clock)
+    recorder = server.recorder
+    faults = recorder.faults_by_kind()
+    transactions = sum(recorder.attempts.values())
+    print(
+        f"\nchaos: {RECIPIENTS} recipients, {transactions} transactions, "
+        f"{sum(faults.values())} faults injected {dict(sorted(faults.items()))}, "
+        f"backoff skipped {clock.slept:.0f} s"
+    )
+    assert sum(faults.values()) >= 0.09 * RECIPIENTS
+    assert len(faults) >= 10  # nearly every kind met at least once
+
+    rows = deliveries(ws.ledger_path, report.campaign_id)
+    assert len(rows) == RECIPIENTS
+    expected = _verdicts(plan, addresses)
+    states = Counter(r.state for r in rows.values())
+    assert set(states) <= {"sent", "failed"}, states
+    wrong = []
+    for key, (state, reply) in expected.items():
+        row = rows[key]
+        if row.state != state:
+            wrong.append(f"{key}: ledger {row.state} ({row.code} {row.reply}), server says {state}")
+        elif state == "failed" and f"{row.code} {row.reply}" != reply:
+            wrong.append(f"{key}: ledger reply {row.code} {row.reply!r}, server said {reply!r}")
+    assert wrong == []
+
+    sent = {k for k, r in rows.items() if r.state == "sent"}
+    assert check_against_ledger(recorder, sent=sent, uncertain=set()) == []
+    # The Message-ID the server got is the one the ledger recorded.
+    by_id = {a.recipient.lower(): a.message_id for a in recorder.messages()}
+    assert all(by_id[k] == rows[k].message_id for k in sent)
+    assert report.sent == len(sent) and report.failed == RECIPIENTS - len(sent)
+    assert report.deferred == 0 and report.uncertain == 0
