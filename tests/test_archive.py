@@ -206,3 +206,19 @@ def test_archive_after_a_real_campaign_holds_no_recipient_data(ws: Workspace) ->
     assert not any(token in published for token in tokens)
     assert ws.settings.unsubscribe.base_url not in published
     assert "mailto:" + ws.settings.unsubscribe.mailto not in published
+
+
+def test_a_scheduled_send_publishes_the_archive(workspace: Path, run) -> None:
+    """run-due is how the weekly edition really goes out: it publishes like send does."""
+    from schedule_helpers import set_schedules, weekly
+
+    set_schedules(workspace, weekly(cron="0 8 * * MON"))
+    ws = find_workspace(workspace, environ={})
+    _compose(ws, "2026-W48")
+    assert run("approve", "2026-W48").exit_code == 0
+    result = run("schedule", "run-due", "--now", "2026-11-30T08:05:00+09:00")
+    assert result.exit_code == 0, result.output
+    assert "archive not published" not in result.output
+    (edition,) = archived_editions(ws)
+    assert edition.id == "2026-W48"
+    assert (ws.archive_dir / "2026-W48" / "index.html").is_file()

@@ -636,6 +636,14 @@ def _send(
     summary = f"{report.summary()} of {report.total} ({report.sent_this_run} this run)"
     if not report.complete:
         summary += f"; {report.stopped or 'incomplete'}: rerun '{report.resume_command()}'"
+    else:
+        from digest_mail.archive import publish_after_campaign
+
+        # The mail went out; a failed archive page must not turn the run into a failure.
+        try:
+            publish_after_campaign(workspace, draft, report)
+        except (DigestMailError, OSError) as exc:
+            summary += f"; archive not published: {exc} (run 'digest-mail archive {edition}')"
     _update_run(
         ledger,
         schedule.name,
