@@ -90,6 +90,7 @@ class CampaignReport:
     uncertain: int = 0
     queued: int = 0
     kind: str = "campaign"
+    state: str = ""
     sent_this_run: int = 0
     transport: str = ""
     stopped: str = ""  # why the run stopped early, empty when it ran to the end
@@ -121,6 +122,7 @@ class CampaignReport:
         return {
             "campaign": self.campaign_id,
             "kind": self.kind,
+            "state": self.state,
             "edition": self.edition,
             "list": self.list_name,
             "total": self.total,
@@ -364,6 +366,7 @@ class _Store:
             edition=row["edition"],
             list_name=row["list_name"],
             kind=row["kind"],
+            state=row["state"],
             total=row["total"],
             sent=counts["sent"],
             deferred=counts["deferred"],
@@ -640,6 +643,7 @@ def _options(
     return _Options(
         concurrency=max(1, concurrency or smtp.concurrency),
         retry_for=parse_duration(smtp.retry_for, key="smtp.retry_for"),
+        backoff_base=parse_duration(smtp.retry_backoff, key="smtp.retry_backoff"),
         clock=clock or SystemClock(),
         progress=progress,
     )
@@ -791,7 +795,8 @@ def _run(
         final = store.report()
         final.sent_this_run = report.sent_this_run
         final.transport = report.transport
-        store.finish("finished" if final.complete else "stopped", _uncertain_note(final))
+        final.state = "finished" if final.complete else "stopped"
+        store.finish(final.state, _uncertain_note(final))
         final.stopped = "" if final.complete else _uncertain_note(final)
         return final
 

@@ -54,6 +54,8 @@ class SmtpSettings:
     rate_per_hour: int = 0
     insecure_skip_verify: bool = False
     retry_for: str = "1h"
+    # First retry after this (doubling, jittered, capped at 15m); tests set it near 0.
+    retry_backoff: str = "30s"
 
 
 @dataclass(frozen=True)
