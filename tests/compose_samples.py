@@ -1,4 +1,4 @@
-# ruff: noqa: E501  (Japanese sample data and exact messages are long lines on purpose)
+
 """Article files for compose tests, in the shape of the site's real articles."""
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ def write_article(
     path = folder / f"{slug}.md"
     path.write_text(
         ARTICLE.format(
-            title=title or f"トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?({slug})",
+            title=title
+            or f"トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?({slug})",
             url=url or f"https://chrysanthemum-digest.example.jp/articles/{slug}",
             published=published.isoformat() if isinstance(published, dt.date) else published,
             category=category,

@@ -20,7 +20,14 @@ SAMPLE_ARTICLES = sorted((REPO / "articles").glob("*.md"))
 def test_the_sample_workspace_has_six_japanese_articles_in_every_category() -> None:
     articles = load_articles(SAMPLE_ARTICLES)
     assert len(articles) >= 6
-    assert {a.category for a in articles} >= {"国際", "経済", "政治", "社会", "テクノロジー", "文化"}
+    assert {a.category for a in articles} >= {
+        "国際",
+        "経済",
+        "政治",
+        "社会",
+        "テクノロジー",
+        "文化",
+    }
     assert len({a.published for a in articles}) >= 5
     assert any(a.image and a.image_alt for a in articles)
     assert any(not a.points for a in articles)
@@ -66,8 +73,16 @@ def test_the_real_article_keeps_its_shape() -> None:
             "{path}:3: url: 'http://chrysanthemum-digest.example.jp/articles/a' is not an absolute https URL",
         ),
         ("url:", "url: /articles/a", "{path}:3: url: '/articles/a' is not an absolute https URL"),
-        ("published:", "published: 2025-02-30", "{path}:4: published: '2025-02-30' is not a date like 2025-02-20"),
-        ("published:", "published: 2025年2月20日", "{path}:4: published: '2025年2月20日' is not a date like 2025-02-20"),
+        (
+            "published:",
+            "published: 2025-02-30",
+            "{path}:4: published: '2025-02-30' is not a date like 2025-02-20",
+        ),
+        (
+            "published:",
+            "published: 2025年2月20日",
+            "{path}:4: published: '2025年2月20日' is not a date like 2025-02-20",
+        ),
         ("published:", None, "{path}: published: missing required field"),
         (
             "category:",
@@ -80,13 +95,21 @@ def test_the_real_article_keeps_its_shape() -> None:
             "{path}:7: image: 'hero.jpg' is not an absolute https URL",
         ),
         ("category:", "category: 国際\nsubtitle: 副題", "{path}:7: subtitle: unknown field"),
-        ("points:", "points: 要点", "{path}:7: points: expected a list of short sentences ('- …' lines)"),
+        (
+            "points:",
+            "points: 要点",
+            "{path}:7: points: expected a list of short sentences ('- …' lines)",
+        ),
         (
             "    published: 2019",
             "    published: 2019/07/26",
             "{path}:11: sources[0].published: '2019/07/26' is not a date like 2025-02-20",
         ),
-        ("lead:", "lead: 「引用」: 解説", "{path}:5: front matter is not valid YAML: mapping values are not allowed here"),
+        (
+            "lead:",
+            "lead: 「引用」: 解説",
+            "{path}:5: front matter is not valid YAML: mapping values are not allowed here",
+        ),
     ],
 )
 def test_each_front_matter_mistake_names_file_line_and_field(
@@ -105,13 +128,18 @@ def test_a_file_without_front_matter_is_named(tmp_path: Path) -> None:
     with pytest.raises(InputError) as caught:
         load_article(path)
     assert str(caught.value) == f"{path}:1: no front matter: the first line must be '---'"
-    assert caught.value.hint == "start the file with a '---' line, the YAML fields, then another '---' line"
+    assert (
+        caught.value.hint
+        == "start the file with a '---' line, the YAML fields, then another '---' line"
+    )
 
 
 def test_unclosed_front_matter_and_non_utf8_are_named(tmp_path: Path) -> None:
     unclosed = tmp_path / "unclosed.md"
     unclosed.write_text("---\ntitle: 見出し\n", encoding="utf-8")
-    with pytest.raises(InputError, match=r"unclosed.md:1: front matter is not closed by a '---' line"):
+    with pytest.raises(
+        InputError, match=r"unclosed.md:1: front matter is not closed by a '---' line"
+    ):
         load_article(unclosed)
     sjis = tmp_path / "sjis.md"
     sjis.write_bytes("---\ntitle: 見出し\n---\n".encode("cp932"))
@@ -139,5 +167,7 @@ def test_select_articles_by_window_and_category(workspace: Path) -> None:
     ]
     culture = select_articles(ws, since=dt.timedelta(days=7), category="文化", today=today)
     assert [a.slug for a in culture] == ["kyoto-crafts-successors"]
-    assert select_articles(ws, since=None, category="国際", today=today)[0].published == dt.date(2025, 2, 20)
+    assert select_articles(ws, since=None, category="国際", today=today)[0].published == dt.date(
+        2025, 2, 20
+    )
     assert select_articles(ws, since=dt.timedelta(days=7), category="国際", today=today) == []

@@ -99,10 +99,15 @@ def _template_location(tb: TracebackType | None) -> tuple[str | None, int | None
     return found
 
 
-def _render_template(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> str:
+def _render_template(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any]
+) -> tuple[str, str]:
+    """(output, the template file shown to the user: workspace override or packaged)."""
     hint = "fix the template, or delete the override in templates/email/ to use the default"
     try:
-        return env.get_template(name).render(context)
+        template = env.get_template(name)
+        shown = display_path(Path(template.filename)) if template.filename else name
+        return template.render(context), shown
     except jinja2.TemplateSyntaxError as exc:
         where = display_path(Path(exc.filename)) if exc.filename else exc.name or name
         raise InputError(
@@ -179,8 +184,8 @@ def render_edition(
     """Render ``edition`` once into HTML (inlined CSS) and text with placeholders kept."""
     env = environment(templates_dir)
     context = template_context(edition, settings)
-    mjml = _render_template(env, HTML_TEMPLATE, context)
-    html = inline_css(mjml_to_html(mjml))
-    text = _render_template(env, TEXT_TEMPLATE, context)
+    mjml, html_template = _render_template(env, HTML_TEMPLATE, context)
+    html = inline_css(mjml_to_html(mjml, template=html_template))
+    text, _ = _render_template(env, TEXT_TEMPLATE, context)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
     return RenderedEdition(html=html, text=text, mjml=mjml)

@@ -1,0 +1,154 @@
+
+"""The rendered edition: real Jinja2, mjml-python and premailer, rendered once per module."""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import re
+from pathlib import Path
+
+import pytest
+
+from compose_samples import write_article
+from conftest import REPO
+from digest_mail.articles import load_articles
+from digest_mail.config import load_settings
+from digest_mail.edition import build_edition
+from digest_mail.plaintext import display_width, is_url_line
+from digest_mail.render import PLACEHOLDERS, RenderedEdition, render_edition
+
+SETTINGS = load_settings(REPO / "digest-mail.toml", environ={})
+ARTICLES = load_articles(sorted((REPO / "articles").glob("*.md")))
+TODAY = dt.date(2026, 11, 25)
+
+
+def _render(articles: list, templates_dir: Path | None = None) -> RenderedEdition:  # type: ignore[type-arg]
+    edition = build_edition(articles, settings=SETTINGS, today=TODAY)
+    return render_edition(edition, settings=SETTINGS, templates_dir=templates_dir)
+
+
+@pytest.fixture(scope="module")
+def rendered() -> RenderedEdition:
+    return _render(ARTICLES, REPO / "templates" / "email")
+
+
+def _head(page: str) -> str:
+    return page[: page.index("</head>")]
+
+
+def _squash(text: str) -> str:
+    return re.sub(r"\s+", "", text)
+
+
+def test_doctype_and_japanese_language_are_kept(rendered: RenderedEdition) -> None:
+    assert rendered.html.startswith("<!doctype html>")
+    assert '<html lang="ja"' in rendered.html
+    assert '<mjml lang="ja">' in rendered.mjml
+    assert "<mj-" not in rendered.html
+
+
+def test_media_queries_stay_in_head_for_phones_and_dark_mode(rendered: RenderedEdition) -> None:
+    head = _head(rendered.html)
+    assert "@media only screen and (max-width: 480px)" in head
+    assert "@media (prefers-color-scheme: dark)" in head
+    assert '<meta name="color-scheme" content="light dark">' in head
+    assert "@media" not in rendered.html[len(head) :]
+
+
+def test_content_elements_carry_inline_styles(rendered: RenderedEdition) -> None:
+    for css_class in ("title", "lead", "meta", "category", "points", "footer", "greeting"):
+        tags = re.findall(rf'<[a-z0-9]+ class="{css_class}"[^>]*>', rendered.html)
+        assert tags, css_class
+        assert all('style="' in tag for tag in tags), css_class
+    assert re.search(r'<h2 class="title" style="[^"]*font-size:19px', rendered.html)
+
+
+def test_no_remote_fonts_and_image_sizes_survive_premailer(rendered: RenderedEdition) -> None:
+    assert "fonts.googleapis" not in rendered.html
+    assert "@import" not in rendered.html
+    image = re.search(r"<img [^>]*>", rendered.html)
+    assert image is not None
+    assert 'width="552"' in image.group()
+    assert 'alt="日傘をさして夏の商店街を歩く高齢の女性"' in image.group()
+
+
+def test_every_article_title_and_link_is_in_both_parts(rendered: RenderedEdition) -> None:
+    text = _squash(rendered.text)
+    for article in ARTICLES:
+        assert html.escape(article.title, quote=False) in rendered.html
+        assert f'href="{article.url}"' in rendered.html
+        assert _squash(article.title) in text
+        assert article.url in rendered.text.splitlines()
+
+
+def test_cards_show_category_japanese_date_points_and_read_more(rendered: RenderedEdition) -> None:
+    assert '<span class="category"' in rendered.html
+    assert "2025年2月20日" in rendered.html and "2025年2月20日" in rendered.text
+    assert rendered.html.count("さらに読む ⇒") == len(ARTICLES)
+    assert rendered.text.count("さらに読む ⇒") == len(ARTICLES)
+    # The article without points has no key-points block: one fewer than the articles.
+    assert rendered.html.count(">ポイント<") == len(ARTICLES) - 1
+    assert "トランプ氏の再選は、米国の外交政策を大きく変え" in rendered.html
+
+
+def test_masthead_greeting_and_footer(rendered: RenderedEdition) -> None:
+    assert "Chrysanthemum Digest</a></p>" in rendered.html
+    assert "@@name@@ さん、こんにちは。" in rendered.html
+    assert "@@name@@ さん、こんにちは。" in rendered.text
+    assert SETTINGS.newsletter.why in rendered.html
+    assert 'href="https://chrysanthemum-digest.example.jp/newsletter/2026-W48/"' in rendered.html
+    assert (
+        "https://chrysanthemum-digest.example.jp/newsletter/2026-W48/" in rendered.text.splitlines()
+    )
+    assert 'href="mailto:editors@example.jp"' in rendered.html
+
+
+@pytest.mark.parametrize("name", sorted(PLACEHOLDERS))
+def test_each_placeholder_survives_into_html_and_text(rendered: RenderedEdition, name: str) -> None:
+    token = PLACEHOLDERS[name]
+    assert token in rendered.html
+    assert token in rendered.text
+    assert "%40%40" not in rendered.html  # premailer did not URL-quote a token
+    if name == "unsubscribe_url":
+        assert f'href="{token}"' in rendered.html
+        assert token in rendered.text.splitlines()
+
+
+def test_preheader_is_hidden_without_low_contrast_colours(rendered: RenderedEdition) -> None:
+    match = re.search(r'<div class="preheader" style="([^"]*)">([^<]*)</div>', rendered.html)
+    assert match is not None
+    style, content = match.groups()
+    assert "display:none" in style.replace(" ", "")
+    assert "color" not in style  # white-on-white fires SpamAssassin's HTML_FONT_LOW_CONTRAST
+    assert content.startswith(SETTINGS.edition.preheader)
+    assert "color:#ffffff;line-height:1px" not in rendered.html  # no mj-preview div either
+
+
+def test_text_lines_fit_78_columns_except_urls(rendered: RenderedEdition) -> None:
+    too_wide = [
+        line
+        for line in rendered.text.splitlines()
+        if display_width(line) > 78 and not is_url_line(line, width=78)
+    ]
+    assert too_wide == []
+    assert (
+        max(display_width(line) for line in rendered.text.splitlines() if "://" not in line) <= 76
+    )
+    assert not any(line.startswith(("。", "、", "」")) for line in rendered.text.splitlines())
+
+
+def test_a_ten_article_edition_stays_under_gmails_clip(tmp_path: Path) -> None:
+    longest = max(ARTICLES, key=lambda a: len(a.lead) + sum(map(len, a.points)))
+    paths = [
+        write_article(tmp_path, f"article-{n:02d}", published=dt.date(2026, 11, 20))
+        for n in range(10)
+    ]
+    articles = [
+        a.__class__(**{**a.__dict__, "lead": longest.lead, "points": longest.points})
+        for a in load_articles(paths)
+    ]
+    result = _render(articles)
+    size = len(result.html.encode("utf-8"))
+    assert size < 102 * 1024, f"{size / 1024:.1f} KB"
+    assert result.html.count("さらに読む ⇒") == 10
