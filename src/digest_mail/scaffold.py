@@ -32,7 +32,7 @@ CONFIG_TEMPLATE = """\
 #   DIGEST_MAIL_SMTP_PASSWORD  the SMTP password (or [smtp] password_file)
 #   DIGEST_MAIL_SECRET         the unsubscribe signing key (or [unsubscribe] key_file;
 #                              without either, var/unsubscribe.key is made on first use)
-#   [dkim] key_file            the DKIM private key
+#   DIGEST_MAIL_DKIM_KEY       the DKIM private key, PEM (or [dkim] key_file)
 # A secret file must be readable by its owner only (chmod 600).
 
 [newsletter]
@@ -67,8 +67,10 @@ url = "capture"
 # concurrency = 8
 # rate = 0.0
 # rate_per_hour = 0
-# How long 4xx answers are retried before a delivery counts as failed.
+# How long 4xx answers are retried before a delivery counts as failed, and the first
+# wait between tries (it doubles each time, up to 15 minutes).
 # retry_for = "1h"
+# retry_backoff = "30s"
 # Only for a test relay with a self-signed certificate.
 # insecure_skip_verify = false
 
@@ -90,8 +92,8 @@ base_url = "https://chrysanthemum-digest.example.jp/newsletter"
 # subscribe_url = "https://chrysanthemum-digest.example.jp/newsletter/subscribe"
 
 [dkim]
-# Sign with DKIM when all three are set; publish the public key at
-# <selector>._domainkey.<domain>.
+# Sign with DKIM when domain and selector are set (the key: DIGEST_MAIL_DKIM_KEY or
+# key_file); publish the public key at <selector>._domainkey.<domain>.
 # domain = "example.jp"
 # selector = "digest2026"
 # key_file = "~/.config/digest-mail/dkim.pem"
