@@ -863,6 +863,8 @@ def import_list(
                 row = [""] * len(header)
                 row[header.index("email")] = new.email
                 _fill(row, header, new)
+                if "status" in header:
+                    row[header.index("status")] = new.status
                 writer.writerow(row)
                 report.new += 1
 
