@@ -56,6 +56,9 @@ def test_archive_command_publishes_page_index_and_feed(ws: Workspace, run) -> No
 def test_archive_page_has_neutral_values_only(ws: Workspace) -> None:
     draft = _compose(ws, "2026-W48")
     assert "@@name@@" in draft.html and "@@unsubscribe_url@@" in draft.html
+    # The email's "view in browser" link is where this page is served.
+    assert f'href="{BASE}/2026-W48/"' in draft.html
+    assert f"{BASE}/2026-W48/" in draft.text
     page = publish_archive(ws, draft, now=SENT_W48).read_text(encoding="utf-8")
     assert "@@" not in page
     assert "token" not in page
