@@ -530,6 +530,17 @@ class WeightedTransport:
             await transport.close()
 
 
+def describe_transport(workspace: Workspace) -> str:
+    """Where mail would go, for prompts and --dry-run (opens nothing)."""
+    url = workspace.settings.smtp.url.strip()
+    if url in {"", "capture"}:
+        return f"capture to {workspace.outbox_dir} (nothing leaves this machine)"
+    relays = [
+        parse_relay_url(u, username=workspace.settings.smtp.username) for u in _split_urls(url)
+    ]
+    return ", ".join(f"SMTP relay {r.display}" for r in relays)
+
+
 def open_transport(
     workspace: Workspace,
     *,

@@ -1,0 +1,319 @@
+"""Delivery: ``test-send``, ``send``, ``status``, ``dev-smtp``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+
+from digest_mail.campaign import (
+    CampaignError,
+    CampaignReport,
+    campaign_status,
+    count_recipients,
+    run_campaign,
+    send_test,
+)
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.config import Workspace
+from digest_mail.errors import DigestMailError
+from digest_mail.transport import describe_transport
+
+
+def _draft(workspace: Workspace, ref: str | None) -> Any:
+    from digest_mail.edition import latest_draft, load_draft
+
+    return load_draft(workspace, ref) if ref else latest_draft(workspace)
+
+
+def _echo_json(data: object) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None]:
+    """A rich progress bar on a terminal, plain log lines otherwise."""
+    if not enabled:
+        yield None
+        return
+    if sys.stderr.isatty():
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        with Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        ) as bar:
+            task: list[Any] = []
+
+            def update(report: CampaignReport) -> None:
+                if not task:
+                    task.append(bar.add_task(f"Sending {report.edition}", total=report.queued))
+                bar.update(task[0], completed=report.sent_this_run)
+
+            yield update
+        return
+    last = [time.monotonic()]
+
+    def log(report: CampaignReport) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 5:
+            last[0] = now
+            click.echo(f"… {report.sent_this_run} of {report.queued} sent", err=True)
+
+    yield log
+
+
+def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
+    if as_json:
+        _echo_json(report.as_dict())
+    else:
+        if report.sent_this_run == 0 and report.complete:
+            click.echo(
+                f"Nothing left to send: {report.edition} to {report.list_name} is complete "
+                f"({report.summary()})"
+            )
+        else:
+            click.echo(f"{verb} {report.edition} to {report.list_name}: {report.summary()}")
+        for failure in report.failures[:20]:
+            code = failure["code"] or ""
+            click.echo(f"  {failure['email']}: {code} {failure['reply']}".rstrip())
+        if len(report.failures) > 20:
+            click.echo(f"  … {len(report.failures) - 20} more: see 'digest-mail status'")
+    if not report.complete:
+        raise DigestMailError(
+            f"campaign {report.campaign_id} is not complete ({report.stopped or report.summary()})",
+            hint=_resume_hint(report),
+        )
+
+
+def _resume_hint(report: CampaignReport) -> str:
+    command = report.resume_command()
+    if report.uncertain and report.queued == 0 and report.deferred == 0:
+        return (
+            f"{report.uncertain} may have been delivered already; rerun '{command} "
+            "--resend-uncertain' to send them again"
+        )
+    return f"rerun '{command}' to resume"
+
+
+def _stopped(exc: CampaignError, *, as_json: bool) -> None:
+    report: CampaignReport | None = getattr(exc, "report", None)
+    if report is not None:
+        if as_json:
+            _echo_json(report.as_dict())
+        else:
+            click.echo(f"Stopped {report.edition} to {report.list_name}: {report.summary()}")
+    raise exc
+
+
+@click.command()
+@click.argument("draft", required=False)
+@click.option("--list", "list_name", required=True, help="The list: subscribers/NAME.csv.")
+@click.option("--dry-run", is_flag=True, help="Count who would receive it; send nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="SMTP connections (default [smtp] concurrency).",
+)
+@click.option(
+    "--rate", type=click.FloatRange(min=0), help="Messages per second at most (0: no limit)."
+)
+@click.option(
+    "--resend-uncertain",
+    is_flag=True,
+    help="Resend messages a crashed run may or may not have sent.",
+)
+@json_option
+@pass_workspace
+def send(
+    workspace: Workspace,
+    draft: str | None,
+    list_name: str,
+    dry_run: bool,
+    yes: bool,
+    concurrency: int | None,
+    rate: float | None,
+    resend_uncertain: bool,
+    as_json: bool,
+) -> None:
+    """Send DRAFT (default: the newest draft) to a list; rerun to resume.
+
+    The first run snapshots the list (minus suppressions and invalid rows) into the
+    ledger; every rerun sends only what is not yet sent, so nobody gets the edition
+    twice. Asks for confirmation with the count unless --yes.
+
+    \b
+    Example:
+        digest-mail send 2026-W48 --list weekly --dry-run
+        digest-mail send 2026-W48 --list weekly --yes
+    """
+    the_draft = _draft(workspace, draft)
+    preview = count_recipients(workspace, the_draft, list_name)
+    where = describe_transport(workspace)
+    if dry_run:
+        if as_json:
+            data = preview.as_dict()
+            data["transport"] = where
+            _echo_json(data)
+        else:
+            click.echo(
+                f"Would send {the_draft.id} to {preview.queued} of list {list_name} via {where} "
+                f"({preview.sent} already sent, {preview.suppressed} suppressed, "
+                f"{preview.skipped_invalid} skipped-invalid)"
+            )
+        return
+    pending = preview.queued + preview.deferred + (preview.uncertain if resend_uncertain else 0)
+    if not yes and pending:
+        if not sys.stdin.isatty():
+            raise DigestMailError(
+                f"refusing to send {the_draft.id} to {pending} recipients without confirmation",
+                hint=f"add --yes: 'digest-mail send {the_draft.id} --list {list_name} --yes'",
+            )
+        click.confirm(
+            f"Send {the_draft.id} ({the_draft.subject}) to {pending} recipients of list "
+            f"{list_name} via {where}?",
+            abort=True,
+        )
+    with _progress(not as_json) as progress:
+        try:
+            report = run_campaign(
+                workspace,
+                the_draft,
+                list_name,
+                concurrency=concurrency,
+                rate=rate,
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+            )
+        except CampaignError as exc:
+            _stopped(exc, as_json=as_json)
+            return
+    _finish(report, as_json=as_json, verb="Sent")
+
+
+@click.command("test-send")
+@click.argument("draft", required=False)
+@click.option(
+    "--to",
+    "to",
+    multiple=True,
+    metavar="staff|ADDR",
+    help="The staff list (default) or addresses; repeat for several.",
+)
+@json_option
+@pass_workspace
+def test_send(workspace: Workspace, draft: str | None, to: tuple[str, ...], as_json: bool) -> None:
+    """Send DRAFT (default: the newest draft) to staff, subject marked [TEST].
+
+    Only the staff list ([lists] staff) or explicit addresses: a subscriber list is
+    refused. Each test send is recorded in the ledger; tests may repeat.
+
+    \b
+    Example:
+        digest-mail test-send 2026-W48
+        digest-mail test-send 2026-W48 --to editors@example.jp
+    """
+    the_draft = _draft(workspace, draft)
+    try:
+        report = send_test(workspace, the_draft, to=list(to) or None)
+    except CampaignError as exc:
+        _stopped(exc, as_json=as_json)
+        return
+    _finish(report, as_json=as_json, verb="Test-sent")
+
+
+@click.command()
+@click.argument("campaign", required=False)
+@json_option
+@pass_workspace
+def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
+    """What a campaign sent, deferred, failed and suppressed, and how to resume it.
+
+    CAMPAIGN is EDITION/LIST (2026-W48/weekly) or an edition id (all its lists);
+    default: the most recent campaign.
+
+    \b
+    Example:
+        digest-mail status
+        digest-mail status 2026-W48/weekly --json
+    """
+    reports = campaign_status(workspace, campaign)
+    if as_json:
+        _echo_json([r.as_dict() for r in reports] if campaign else reports[-1].as_dict())
+        return
+    for report in reports:
+        click.echo(
+            f"{report.campaign_id} ({report.kind}, {report.state}): {report.total} recipients"
+        )
+        click.echo(
+            f"  {report.sent} sent, {report.queued} queued, {report.deferred} deferred, "
+            f"{report.failed} failed, {report.suppressed} suppressed, "
+            f"{report.skipped_invalid} skipped-invalid, {report.uncertain} uncertain"
+        )
+        if report.failures:
+            click.echo("  Failed or deferred:")
+            for failure in report.failures:
+                attempts = failure["attempts"]
+                reply = f"{failure['code'] or ''} {failure['reply']}".strip()
+                plural = "s" if attempts != 1 else ""
+                click.echo(f"    {failure['email']}: {reply} ({attempts} attempt{plural})")
+        if report.uncertain_addresses:
+            click.echo("  Uncertain (in flight when a run died; may have been delivered):")
+            for address in report.uncertain_addresses:
+                click.echo(f"    {address}")
+        if report.stopped:
+            click.echo(f"  Stopped: {report.stopped}")
+        if not report.complete and report.kind == "campaign":
+            command = report.resume_command()
+            click.echo(f"  Resume: {command}")
+            if report.uncertain:
+                click.echo(f"  Resend the uncertain ones: {command} --resend-uncertain")
+
+
+@click.command("dev-smtp")
+@click.option("--port", default=1025, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--maildir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to keep received mail (default: outbox/dev-smtp).",
+)
+@pass_workspace
+def dev_smtp(workspace: Workspace, port: int, maildir: Path | None) -> None:
+    """Run a local SMTP server on 127.0.0.1 that keeps all mail in a Maildir.
+
+    Try the real SMTP path without a relay: point [smtp] url (or
+    DIGEST_MAIL_SMTP_URL) at it. Nothing is forwarded. Stop with Ctrl-C.
+
+    \b
+    Example:
+        digest-mail dev-smtp --port 1025 &
+        DIGEST_MAIL_SMTP_URL=smtp://127.0.0.1:1025 digest-mail test-send
+    """
+    from digest_mail.devsmtp import serve_capture
+
+    directory = maildir or workspace.outbox_dir / "dev-smtp"
+
+    def started(bound: int) -> None:
+        click.echo(
+            f"dev-smtp: listening on 127.0.0.1:{bound}, keeping mail in {directory}/ (Ctrl-C stops)"
+        )
+
+    def received(sender: str, recipients: list[str], size: int) -> None:
+        click.echo(f"dev-smtp: {sender} -> {', '.join(recipients)} ({size} bytes)")
+
+    asyncio.run(serve_capture(directory, port=port, on_start=started, on_message=received))
+    click.echo("dev-smtp: stopped")
+
+
+COMMANDS = [test_send, send, status, dev_smtp]
