@@ -1,0 +1,157 @@
+"""The one-click endpoint, started for real on 127.0.0.1 and asked over HTTP."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import quote
+from urllib.request import Request, urlopen
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from digest_mail.config import Workspace, find_workspace
+from digest_mail.ledger import Ledger
+from digest_mail.serve import make_app
+from digest_mail.unsubscribe import make_token, signing_key
+
+ONE_CLICK = {"List-Unsubscribe": "One-Click"}
+
+
+@pytest.fixture
+async def server(workspace: Path) -> AsyncIterator[tuple[str, Workspace]]:
+    ws = find_workspace(workspace)
+    runner = web.AppRunner(make_app(ws))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/unsubscribe", ws
+    await runner.cleanup()
+
+
+def suppressions(ws: Workspace) -> list[tuple[str, str, str, str]]:
+    with Ledger(ws.ledger_path) as ledger:
+        return [(s.address, s.reason, s.source, s.detail) for s in ledger.suppressions()]
+
+
+async def test_one_click_post_suppresses_and_repeating_is_harmless(server) -> None:
+    url, ws = server
+    token = make_token(signing_key(ws), "weekly", "Suzuki.Hanako@example.com")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, params={"t": token}, data=ONE_CLICK) as response:
+            assert response.status == 200
+            assert response.headers["Cache-Control"] == "no-store"
+            assert "配信を停止しました" in await response.text()
+        assert suppressions(ws) == [
+            ("suzuki.hanako@example.com", "unsubscribed", "weekly", "one-click")
+        ]
+        async with http.post(url, params={"t": token}, data=ONE_CLICK) as response:
+            assert response.status == 200
+    assert len(suppressions(ws)) == 1
+
+
+async def test_get_shows_a_japanese_page_that_posts_and_changes_nothing(server) -> None:
+    url, ws = server
+    token = make_token(signing_key(ws), "weekly", "<b>taro</b>@example.jp")
+    async with aiohttp.ClientSession() as http, http.get(url, params={"t": token}) as response:
+        assert response.status == 200
+        assert response.content_type == "text/html"
+        page = await response.text()
+    assert "配信を停止しますか" in page
+    assert "&lt;b&gt;taro&lt;/b&gt;@example.jp" in page and "<b>taro" not in page
+    action = re.search(r'<form method="post" action="([^"]+)">', page)
+    assert action is not None and action.group(1) == f"/unsubscribe?t={quote(token, safe='')}"
+    assert '<input type="hidden" name="List-Unsubscribe" value="One-Click">' in page
+    assert suppressions(ws) == []
+    # The page's own button: a form POST to the action it names.
+    async with aiohttp.ClientSession() as http:
+        base = url.removesuffix("/unsubscribe")
+        async with http.post(
+            base + action.group(1).replace("&amp;", "&"), data=ONE_CLICK
+        ) as response:
+            assert response.status == 200
+    assert suppressions(ws)[0][0] == "<b>taro</b>@example.jp"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"t": "d2Vla2x5AHRhcm9AZXhhbXBsZS5qcA.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+        {"t": "d2Vla2x5AHRhcm9AZXhhbXBsZS5qcA"},
+        {},
+    ],
+    ids=["forged", "truncated", "missing"],
+)
+async def test_bad_tokens_get_400_and_change_nothing(server, query: dict[str, str]) -> None:
+    url, ws = server
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, params=query, data=ONE_CLICK) as response:
+            assert response.status == 400
+            assert "リンクが無効です" in await response.text()
+        async with http.get(url, params=query) as response:
+            assert response.status == 400
+    assert suppressions(ws) == []
+
+
+async def test_post_without_one_click_body_is_refused(server) -> None:
+    url, ws = server
+    token = make_token(signing_key(ws), "weekly", "taro@example.jp")
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, params={"t": token}, data={"other": "x"}) as response,
+    ):
+        assert response.status == 400
+    assert suppressions(ws) == []
+
+
+def test_serve_command_as_a_real_process(workspace: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest_mail", "serve", "--port", "0"],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        found = re.fullmatch(
+            r"Serving one-click unsubscribe on (http://127\.0\.0\.1:\d+/unsubscribe) "
+            r"\(Ctrl-C to stop\)\n",
+            line,
+        )
+        assert found, (line, process.stderr.read() if process.stderr else "")
+        ws = find_workspace(workspace)
+        token = make_token(signing_key(ws), "weekly", "ito.kenta@example.jp")
+        request = Request(
+            f"{found.group(1)}?t={token}",
+            data=b"List-Unsubscribe=One-Click",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            method="POST",
+        )
+        with urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        with pytest.raises(HTTPError) as refused:
+            urlopen(
+                Request(f"{found.group(1)}?t={token[:-5]}", data=b"List-Unsubscribe=One-Click"),
+                timeout=10,
+            )
+        assert refused.value.code == 400
+        refused.value.close()
+    finally:
+        process.terminate()
+        assert process.wait(timeout=10) == 0
+        if process.stdout:
+            process.stdout.close()
+        if process.stderr:
+            process.stderr.close()
+    assert suppressions(ws) == [("ito.kenta@example.jp", "unsubscribed", "weekly", "one-click")]
