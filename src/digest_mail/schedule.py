@@ -877,32 +877,42 @@ def run_daemon(
     wait: Callable[[float], bool],
     log: Callable[[str], None],
     max_wait: float = 3600.0,
+    retry_every: float = 300.0,
 ) -> None:
     """Run what is due, sleep until the next slot, repeat; return when ``wait`` says stop.
 
     ``wait(seconds)`` sleeps and returns True when the daemon should stop (a signal).
     Waits are capped at ``max_wait`` so a suspended machine or a changed clock is noticed.
-    A failed run is logged and the loop carries on.
+    A failed run is logged and the loop carries on; a failed or busy slot is tried again
+    after ``retry_every`` seconds (run-due itself stops retrying once past late_after).
     """
     from digest_mail.campaign import CampaignInterrupted
 
     schedules = _require_schedules(workspace)
     while True:
         now = clock()
+        retry = False
         try:
             for item in run_due(workspace, now=now):
                 log(item.line())
+                retry = retry or item.action in ("failed", "busy")
         except CampaignInterrupted as exc:
             # The campaign took the signal meant for us: stop, the slot resumes next time.
             log(f"stopping: {exc}")
             return
         except Exception as exc:
             log(f"run failed: {exc}")
-        schedule, target = next_due(schedules, clock())
-        log(
-            f"next: {schedule.name} at {schedule.local(target):%Y-%m-%d %H:%M %Z}"
-            f" ({_slot_key(target)})"
-        )
+            retry = True
+        now = clock()
+        schedule, target = next_due(schedules, now)
+        if retry and now + timedelta(seconds=retry_every) < target:
+            target = now + timedelta(seconds=retry_every)
+            log(f"retrying at {_slot_key(target)}")
+        else:
+            log(
+                f"next: {schedule.name} at {schedule.local(target):%Y-%m-%d %H:%M %Z}"
+                f" ({_slot_key(target)})"
+            )
         while (remaining := (target - clock()).total_seconds()) > 0:
             if wait(min(remaining, max_wait)):
                 log("stopping")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sys
 import threading
 from datetime import UTC, datetime
 from types import FrameType
@@ -164,7 +165,9 @@ def daemon(workspace: Workspace) -> None:
         signal.signal(signum, on_signal)
 
     def log(line: str) -> None:
+        # Flushed per line: under systemd or a pipe, a log line must not wait for a buffer.
         click.echo(f"{utcnow()} {line}")
+        sys.stdout.flush()
 
     log(f"digest-mail schedule daemon started in {workspace.root}")
     scheduling.run_daemon(workspace, clock=lambda: datetime.now(UTC), wait=stop.wait, log=log)

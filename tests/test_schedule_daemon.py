@@ -1,0 +1,157 @@
+"""schedule daemon (injected clock and sleep; a real process for SIGTERM) and install."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from digest_mail.ledger import Ledger
+from digest_mail.schedule import list_runs, run_daemon
+from schedule_helpers import compose_draft, outbox_messages, set_schedules, weekly, workspace_of
+
+SLOT = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # Monday 08:00 in Tokyo
+
+
+def test_daemon_survives_a_failed_run_retries_and_sleeps_until_the_next_slot(
+    workspace: Path, run
+) -> None:
+    set_schedules(workspace, weekly())
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    assert run("approve", "2026-W48").exit_code == 0
+    # The list is missing when the slot comes: the run fails and the daemon carries on.
+    weekly_csv = workspace / "subscribers" / "weekly.csv"
+    kept = weekly_csv.read_bytes()
+    weekly_csv.unlink()
+
+    now = [SLOT + timedelta(minutes=1)]
+    waits: list[float] = []
+    lines: list[str] = []
+
+    def wait(seconds: float) -> bool:
+        waits.append(seconds)
+        if len(waits) == 1:
+            weekly_csv.write_bytes(kept)  # an editor restores the list meanwhile
+        if len(waits) == 2:
+            return True  # SIGTERM while sleeping towards next week's slot
+        now[0] += timedelta(seconds=seconds)
+        return False
+
+    run_daemon(workspace_of(workspace), clock=lambda: now[0], wait=wait, log=lines.append)
+
+    assert lines[0].startswith(
+        "weekly: 2026-11-30 08:00 JST (2026-11-29T23:00:00+00:00): failed:"
+        " 2026-W48 to weekly failed:"
+    )
+    assert lines[0].endswith("; run-due retries until 2026-11-30T05:00:00+00:00")
+    assert lines[1] == "retrying at 2026-11-29T23:06:00+00:00"
+    assert lines[2].startswith(
+        "weekly: 2026-11-30 08:00 JST (2026-11-29T23:00:00+00:00): sent: "
+        "resumed and sent 2026-W48 to weekly: 31 sent,"
+    )
+    assert lines[3] == "next: weekly at 2026-12-07 08:00 JST (2026-12-06T23:00:00+00:00)"
+    assert lines[4:] == ["stopping"]
+    assert waits == [300.0, 3600.0]
+    assert len(outbox_messages(workspace)) == 31
+    with Ledger(workspace_of(workspace).ledger_path) as ledger:
+        assert [(r.slot, r.state) for r in list_runs(ledger)] == [
+            ("2026-11-29T23:00:00+00:00", "sent")
+        ]
+
+
+def test_daemon_runs_each_slot_as_it_comes(workspace: Path, run) -> None:
+    set_schedules(workspace, weekly(cron="0 8 * * *"))
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    run("approve", "2026-W48")
+    now = [SLOT - timedelta(hours=2)]
+    lines: list[str] = []
+
+    def wait(seconds: float) -> bool:
+        now[0] += timedelta(seconds=seconds)
+        return now[0] > SLOT + timedelta(days=1, hours=1)
+
+    run_daemon(workspace_of(workspace), clock=lambda: now[0], wait=wait, log=lines.append)
+    outcomes = [line.split(": ", 3)[2] for line in lines if line.startswith("weekly: ")]
+    # Yesterday's slot is long past (skipped late), today's sends, tomorrow's finds it sent.
+    assert outcomes == ["skipped", "sent", "skipped"]
+    assert len([m for m in outbox_messages(workspace) if "W48" in m["Subject"]]) == 31
+
+
+def test_daemon_stops_cleanly_on_sigterm(workspace: Path) -> None:
+    # A yearly slot: the daemon starts, records nothing new that matters, and waits.
+    set_schedules(workspace, weekly(cron="0 8 1 1 *", late_after="1m"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "digest_mail", "schedule", "daemon"],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    seen = []
+    for line in process.stdout:
+        seen.append(line)
+        if " next: weekly at " in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    rest, errors = process.communicate(timeout=30)
+    assert process.returncode == 0, errors
+    assert seen[0].split(" ", 1)[1].startswith("digest-mail schedule daemon started in ")
+    assert rest.splitlines()[-1].endswith(" stopping")
+    assert errors == ""
+
+
+def test_install_systemd_prints_service_and_timer(workspace: Path, run) -> None:
+    result = run("schedule", "install", "--systemd")
+    assert result.exit_code == 0
+    text = result.output
+    executable = Path(sys.executable).parent / "digest-mail"
+    assert f"WorkingDirectory={workspace}\n" in text
+    assert f"ExecStart={executable} schedule run-due\n" in text
+    assert Path(text.split("ExecStart=", 1)[1].split()[0]).is_absolute()
+    assert "[Timer]\n" in text and "OnCalendar=minutely\n" in text
+    assert "WantedBy=timers.target\n" in text
+    assert "# ~/.config/systemd/user/digest-mail-schedule.service" in text
+    assert "# ~/.config/systemd/user/digest-mail-schedule.timer" in text
+    analyze = shutil.which("systemd-analyze")
+    if analyze:  # where systemd is installed, let it check both units
+        service, timer = text.split("# ~/.config/systemd/user/digest-mail-schedule.timer")
+        units = workspace / "units"
+        units.mkdir()
+        (units / "digest-mail-schedule.service").write_text(service, encoding="utf-8")
+        (units / "digest-mail-schedule.timer").write_text(timer, encoding="utf-8")
+        check = subprocess.run(
+            [
+                analyze,
+                "verify",
+                "--man=no",
+                "digest-mail-schedule.service",
+                "digest-mail-schedule.timer",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=units,
+        )
+        assert check.returncode == 0, check.stderr
+
+
+def test_install_cron_prints_a_crontab_line(workspace: Path, run) -> None:
+    result = run("schedule", "install", "--cron")
+    assert result.exit_code == 0
+    executable = Path(sys.executable).parent / "digest-mail"
+    assert result.output.splitlines()[1] == (
+        f"* * * * * cd {workspace} && {executable} schedule run-due"
+        f" >> {workspace / 'var' / 'schedule.log'} 2>&1"
+    )
+
+
+def test_install_needs_a_kind(workspace: Path, run) -> None:
+    result = run("schedule", "install")
+    assert result.exit_code == 2
+    assert result.output.endswith("Error: choose --systemd or --cron\n")
