@@ -1,0 +1,175 @@
+"""Bounce import from a real mbox and Maildir of Postfix- and Exchange-style reports."""
+
+from __future__ import annotations
+
+import json
+import mailbox
+from datetime import UTC, datetime, timedelta
+from email import message_from_bytes
+from email.utils import format_datetime
+from pathlib import Path
+
+import pytest
+
+from digest_mail.bounces import import_bounces
+from digest_mail.errors import InputError
+from digest_mail.ledger import Ledger
+
+FIXTURES = Path(__file__).parent / "fixtures" / "bounces"
+ALL = (
+    "postfix-hard.eml",
+    "exchange-hard.eml",
+    "postfix-two-recipients.eml",
+    "postfix-delayed.eml",
+    "exchange-delayed.eml",
+    "autoreply.eml",
+)
+NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+
+
+def make_mbox(path: Path, messages: list[bytes]) -> Path:
+    box = mailbox.mbox(path)
+    for data in messages:
+        box.add(data)
+    box.flush()
+    box.close()
+    return path
+
+
+def fixture(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def redated(name: str, when: datetime, message_id: str) -> bytes:
+    """The same report, sent at another time (a later delay notice of the same MTA)."""
+    message = message_from_bytes(fixture(name))
+    message.replace_header("Date", format_datetime(when))
+    message.replace_header("Message-Id", message_id)
+    return message.as_bytes()
+
+
+def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
+    make_mbox(workspace / "bounces.mbox", [fixture(n) for n in ALL])
+    result = run("bounces", "import", "bounces.mbox")
+    assert result.exit_code == 0
+    assert result.output == (
+        "ghost.user@example.com: hard bounce 5.1.1: suppressed — smtp; 550 5.1.1 "
+        "<ghost.user@example.com>: Recipient address rejected: User unknown in virtual "
+        "mailbox table\n"
+        "kaigai.tantou@example.net: hard bounce 5.1.10: suppressed — smtp;550 5.1.10 "
+        "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup\n"
+        "kyuu.kaiin@example.jp: hard bounce 5.2.1: suppressed — smtp; 550 5.2.1 "
+        "<kyuu.kaiin@example.jp>: Mailbox disabled, not accepting messages\n"
+        "mailbox.full@example.jp: soft bounce 4.2.2 (1 in 30 days): recorded — smtp; 452 4.2.2 "
+        "<mailbox.full@example.jp>: Mailbox full\n"
+        "slow.server@example.net: soft bounce 4.4.7 (1 in 30 days): recorded — "
+        "smtp;400 4.4.7 Message delayed\n"
+        "bounces.mbox: 6 messages, 5 delivery reports, 1 other messages ignored; 3 hard bounces, "
+        "2 soft bounces, 1 other statuses; 3 addresses newly suppressed\n"
+    )
+    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+        rows = {s.address: (s.reason, s.source, s.detail) for s in ledger.suppressions()}
+    assert rows == {
+        "ghost.user@example.com": (
+            "bounced",
+            "bounces.mbox",
+            "5.1.1 smtp; 550 5.1.1 <ghost.user@example.com>: Recipient address rejected: "
+            "User unknown in virtual mailbox table",
+        ),
+        "kaigai.tantou@example.net": (
+            "bounced",
+            "bounces.mbox",
+            "5.1.10 smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP "
+            "address lookup",
+        ),
+        "kyuu.kaiin@example.jp": (
+            "bounced",
+            "bounces.mbox",
+            "5.2.1 smtp; 550 5.2.1 <kyuu.kaiin@example.jp>: Mailbox disabled, not accepting "
+            "messages",
+        ),
+    }
+    # The delivered recipient and the auto-reply's sender are left alone.
+    assert "tokyo.office@example.com" not in rows and "yamada.taro@example.jp" not in rows
+
+    again = json.loads(run("bounces", "import", "bounces.mbox", "--json").output)
+    assert again["suppressed"] == 0
+    assert [e["outcome"] for e in again["events"]] == [
+        "already-suppressed",
+        "already-suppressed",
+        "already-suppressed",
+        "seen-before",
+        "seen-before",
+    ]
+
+
+def test_maildir_folder(workspace: Path) -> None:
+    box = mailbox.Maildir(workspace / "Maildir")
+    for name in ("exchange-hard.eml", "autoreply.eml"):
+        box.add(fixture(name))
+    box.close()
+    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+        result = import_bounces(workspace / "Maildir", ledger, clock=lambda: NOW)
+        assert (result.messages, result.reports, result.ignored, result.suppressed) == (2, 1, 1, 1)
+        assert ledger.is_suppressed("Kaigai.Tantou@example.net")
+
+
+def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
+    start = datetime(2026, 11, 1, 4, 40, tzinfo=UTC)
+    messages = [
+        redated("postfix-delayed.eml", start + timedelta(days=d), f"<delay{d}@mail.example.jp>")
+        for d in (0, 12, 24)
+    ]
+    mbox = make_mbox(tmp_path / "soft.mbox", messages)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        result = import_bounces(mbox, ledger, clock=lambda: NOW)
+        assert [(e.soft_count, e.outcome) for e in result.events] == [
+            (1, "recorded"),
+            (2, "recorded"),
+            (3, "suppressed"),
+        ]
+        suppression = ledger.suppression("mailbox.full@example.jp")
+    assert suppression is not None
+    assert suppression.detail == (
+        "3 soft bounces in 30 days, last: 4.2.2 smtp; 452 4.2.2 <mailbox.full@example.jp>: "
+        "Mailbox full"
+    )
+
+
+def test_soft_bounces_spread_over_more_than_30_days_do_not(tmp_path: Path) -> None:
+    start = datetime(2026, 9, 1, tzinfo=UTC)
+    messages = [
+        redated("postfix-delayed.eml", start + timedelta(days=d), f"<spread{d}@mail.example.jp>")
+        for d in (0, 20, 40, 60)
+    ]
+    mbox = make_mbox(tmp_path / "soft.mbox", messages)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        result = import_bounces(mbox, ledger, clock=lambda: NOW)
+        assert [e.soft_count for e in result.events] == [1, 2, 2, 2]
+        assert not ledger.is_suppressed("mailbox.full@example.jp")
+
+
+def test_report_without_date_uses_the_injected_clock(tmp_path: Path) -> None:
+    message = message_from_bytes(fixture("exchange-delayed.eml"))
+    del message["Date"]
+    status = message.get_payload()[1].get_payload()[0]
+    del status["Arrival-Date"]
+    mbox = make_mbox(tmp_path / "nodate.mbox", [message.as_bytes()])
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        import_bounces(mbox, ledger, clock=lambda: NOW)
+        row = ledger.db.execute("SELECT bounced_at FROM soft_bounces").fetchone()
+    assert row[0] == "2026-11-26T03:00:00+00:00"
+
+
+def test_missing_path_and_non_maildir_folder(workspace: Path, run) -> None:
+    missing = run("bounces", "import", "nope.mbox")
+    assert (missing.exit_code, missing.output) == (
+        1,
+        "Error: nope.mbox: no such mbox file or Maildir folder\n",
+    )
+    (workspace / "plain").mkdir()
+    with (
+        Ledger(workspace / "var" / "ledger.sqlite3") as ledger,
+        pytest.raises(InputError, match="is a folder but not a Maildir"),
+    ):
+        import_bounces(workspace / "plain", ledger)
