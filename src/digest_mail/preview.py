@@ -8,6 +8,7 @@ client that blocks images.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
 import shutil
@@ -110,30 +111,36 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
         raise DigestMailError(f"Chromium could not start: {exc}", hint=INSTALL_HINT) from None
 
 
-def measure_height(browser: str, page: Path, width: int, *, timeout: float) -> int:
-    """The page's full height at ``width`` (--screenshot captures the window only).
+def measure_heights(
+    browser: str, page: Path, widths: Sequence[int], *, timeout: float
+) -> dict[int, int]:
+    """The page's full height at each width (--screenshot captures the window only).
 
-    Laid out in an iframe of that width: headless Chromium's --dump-dom ignores
-    --window-size below 500 px, and the iframe's document is same-origin via srcdoc.
+    One Chromium run lays the page out in an iframe per width: headless --dump-dom
+    ignores --window-size below 500 px, and srcdoc keeps each iframe same-origin.
     """
-    source = page.read_text(encoding="utf-8")
-    probe_page = (
-        '<!doctype html><html><body style="margin:0">'
-        f'<iframe style="width:{width}px;height:50px;border:0" onload="document.body.setAttribute('
-        "'data-page-height', String(this.contentDocument.documentElement.scrollHeight))\" "
-        f'srcdoc="{html.escape(source, quote=True)}"></iframe></body></html>'
+    source = html.escape(page.read_text(encoding="utf-8"), quote=True)
+    frames = "".join(
+        f'<iframe style="width:{width}px;height:50px;border:0;display:block" '
+        f"onload=\"document.body.setAttribute('data-height-{width}', "
+        f'String(this.contentDocument.documentElement.scrollHeight))" srcdoc="{source}"></iframe>'
+        for width in widths
     )
+    probe_page = f'<!doctype html><html><body style="margin:0">{frames}</body></html>'
     with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
         probe = Path(profile) / "measure.html"
         probe.write_text(probe_page, encoding="utf-8")
         result = _run(
-            _chromium_command(browser, profile, width, 800, "--dump-dom", probe.as_uri()), timeout
+            _chromium_command(browser, profile, 800, 800, "--dump-dom", probe.as_uri()), timeout
         )
-    match = re.search(r'data-page-height="(\d+)"', result.stdout)
-    if not match:
-        detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DigestMailError(f"Chromium could not lay out {page}: {detail}")
-    return max(200, min(int(match.group(1)), 30000))
+    heights = {}
+    for width in widths:
+        match = re.search(rf'data-height-{width}="(\d+)"', result.stdout)
+        if not match:
+            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            raise DigestMailError(f"Chromium could not lay out {page}: {detail}")
+        heights[width] = max(200, min(int(match.group(1)), 30000))
+    return heights
 
 
 def screenshot_draft(
@@ -145,29 +152,66 @@ def screenshot_draft(
     chromium: str | None = None,
     timeout: float = 90.0,
 ) -> list[Screenshot]:
-    """One full-page PNG per width in ``drafts/<id>/preview/``, placeholders filled."""
+    """One full-page PNG per width in ``drafts/<id>/preview/``, placeholders filled.
+
+    The screenshots run as parallel Chromium processes (about 3 s each otherwise).
+    """
     browser = chromium or find_chromium()
+    widths = list(dict.fromkeys(widths))
     for width in widths:
         if not 200 <= width <= 2000:
             raise DigestMailError(
                 f"--width {width} is out of range", hint="use 200 to 2000 pixels, e.g. 375"
             )
     page = write_preview_html(draft, settings)
-    shots = []
-    for width in widths:
-        tall = height or measure_height(browser, page, width, timeout=timeout)
-        target = page.parent / f"preview-{width}.png"
-        target.unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(prefix="digest-mail-chromium-") as profile:
-            command = _chromium_command(
-                browser, profile, width, tall, f"--screenshot={target}", page.resolve().as_uri()
+    heights = (
+        dict.fromkeys(widths, height)
+        if height
+        else measure_heights(browser, page, widths, timeout=timeout)
+    )
+    with contextlib.ExitStack() as stack:
+        running = []
+        for width in widths:
+            profile = stack.enter_context(
+                tempfile.TemporaryDirectory(prefix="digest-mail-chromium-")
             )
-            result = _run(command, timeout)
-        if not target.is_file():
-            detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise DigestMailError(f"Chromium wrote no screenshot at width {width}: {detail}")
-        shots.append(Screenshot(width=width, height=tall, path=target))
+            target = page.parent / f"preview-{width}.png"
+            target.unlink(missing_ok=True)
+            command = _chromium_command(
+                browser,
+                profile,
+                width,
+                heights[width],
+                f"--screenshot={target}",
+                page.resolve().as_uri(),
+            )
+            try:
+                process = subprocess.Popen(
+                    command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+                )
+            except OSError as exc:
+                raise DigestMailError(
+                    f"Chromium could not start: {exc}", hint=INSTALL_HINT
+                ) from None
+            stack.callback(_reap, process)
+            running.append((width, target, process))
+        shots = []
+        for width, target, process in running:
+            try:
+                _, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                raise DigestMailError(f"Chromium took longer than {timeout:.0f}s") from None
+            if not target.is_file():
+                detail = (stderr.strip().splitlines() or ["no output"])[-1]
+                raise DigestMailError(f"Chromium wrote no screenshot at width {width}: {detail}")
+            shots.append(Screenshot(width=width, height=heights[width], path=target))
     return shots
+
+
+def _reap(process: subprocess.Popen[str]) -> None:
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def open_preview(draft: Draft, settings: Settings) -> Path:

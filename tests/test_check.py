@@ -1,0 +1,171 @@
+# ruff: noqa: E501  (exact messages are long lines on purpose)
+"""``digest-mail check``: each inbox problem is found, errors exit 1, warnings do not."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+from digest_mail.edition import default_edition_id
+
+EDITION = default_edition_id(dt.date.today())
+
+
+@pytest.fixture
+def draft(workspace: Path, run: Runner) -> Path:
+    result = run(
+        "compose", "articles/heatwave-elderly-care.md", "articles/kyoto-crafts-successors.md"
+    )
+    assert result.exit_code == 0, result.output
+    return workspace / "drafts" / EDITION
+
+
+def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+def test_a_fresh_draft_passes(draft: Path, run: Runner) -> None:
+    result = run("check")
+    html_kb = len((draft / "index.html").read_bytes()) / 1024
+    lines = len((draft / "index.txt").read_text(encoding="utf-8").splitlines())
+    assert (result.exit_code, result.output) == (
+        0,
+        f"{EDITION}: drafts/{EDITION}/\nOK: 0 errors, 0 warnings (HTML {html_kb:.1f} KB, text {lines} lines)\n",
+    )
+
+
+def _html(old: str, new: str) -> Callable[[Path], None]:
+    return lambda d: _edit(d / "index.html", old, new)
+
+
+def _text(old: str, new: str) -> Callable[[Path], None]:
+    return lambda d: _edit(d / "index.txt", old, new)
+
+
+IMAGE_SRC = "https://chrysanthemum-digest.example.jp/images/heatwave-elderly-care.jpg"
+ARTICLE_URL = "https://chrysanthemum-digest.example.jp/articles/kyoto-crafts-successors"
+
+ERRORS: list[tuple[str, Callable[[Path], None], str]] = [
+    (
+        "http link",
+        _html(f'href="{ARTICLE_URL}"', 'href="http://chrysanthemum-digest.example.jp/kyoto"'),
+        "error: link: index.html:{line}: a href 'http://chrysanthemum-digest.example.jp/kyoto' uses http (use https)",
+    ),
+    (
+        "relative link",
+        _html(f'href="{ARTICLE_URL}"', 'href="/articles/kyoto"'),
+        "error: link: index.html:{line}: a href '/articles/kyoto' is relative (mail has no base address; use an absolute https URL)",
+    ),
+    (
+        "image without alt",
+        _html('alt="日傘をさして夏の商店街を歩く高齢の女性" ', ""),
+        f"error: img-alt: index.html:{{line}}: image {IMAGE_SRC} has no alt text",
+    ),
+    (
+        "no unsubscribe link",
+        _html('href="@@unsubscribe_url@@"', 'href="https://chrysanthemum-digest.example.jp/"'),
+        "error: unsubscribe: index.html has no unsubscribe link (@@unsubscribe_url@@ placeholder)",
+    ),
+    (
+        "unknown placeholder",
+        _text("@@name@@", "@@first_name@@"),
+        "error: placeholder: index.txt has unknown placeholders: @@first_name@@ (known: @@name@@, @@email@@, @@unsubscribe_url@@)",
+    ),
+    (
+        "template leftover",
+        _text("@@name@@", "{{ name }}"),
+        "error: leftover: index.txt has unrendered template or MJML code: {{{{ name }}}}",
+    ),
+    (
+        "mjml leftover",
+        _html("</body>", "<mj-text>x</mj-text></body>"),
+        "error: leftover: index.html has unrendered template or MJML code: <mj-text",
+    ),
+    (
+        "empty text part",
+        lambda d: (d / "index.txt").write_text("\n", encoding="utf-8"),
+        "error: text-empty: index.txt is empty: spam filters punish HTML-only mail",
+    ),
+    (
+        "over the clip",
+        _html("</body>", "<p>" + "あ" * 40000 + "</p></body>"),
+        "error: html-size: index.html is {kb} KB: Gmail clips messages over 102 KB (fewer articles, shorter leads or fewer points)",
+    ),
+]
+
+
+def _line_of(html: str, needle: str) -> int:
+    return html[: html.index(needle)].count("\n") + 1
+
+
+@pytest.mark.parametrize(("case", "damage", "expected"), ERRORS, ids=[e[0] for e in ERRORS])
+def test_each_error_is_reported_and_exits_1(
+    draft: Path, run: Runner, case: str, damage: Callable[[Path], None], expected: str
+) -> None:
+    damage(draft)
+    html = (draft / "index.html").read_text(encoding="utf-8")
+    needle = {
+        "http link": 'href="http://',
+        "relative link": 'href="/articles',
+        "image without alt": "<img ",
+    }.get(case)
+    line = _line_of(html, needle) if needle else 0
+    kb = f"{len(html.encode()) / 1024:.1f}"
+    result = run("check", EDITION)
+    assert result.exit_code == 1
+    findings = result.output.splitlines()[1:-1]
+    assert "  " + expected.format(line=line, kb=kb) in findings
+    assert result.output.splitlines()[-1].startswith("FAILED: ")
+
+
+def test_warnings_do_not_fail(draft: Path, run: Runner) -> None:
+    _edit(draft / "index.txt", "さらに読む ⇒\n", "さらに読む ⇒ " + "長" * 40 + "\n", count=2)
+    meta = json.loads((draft / "edition.json").read_text(encoding="utf-8"))
+    meta["preheader"] = ""
+    (draft / "edition.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    result = run("check", str(draft))
+    lines = result.output.splitlines()
+    assert result.exit_code == 0
+    widths = [line for line in lines if "text-width" in line]
+    assert len(widths) == 2
+    assert widths[0].endswith("line is 93 columns (limit 78)")
+    assert (
+        "  warning: preheader: no preheader: inboxes will show the first words of the body "
+        "(compose --preheader or [edition] preheader)"
+    ) in lines
+    assert lines[-1].startswith("OK: 0 errors, 3 warnings")
+
+
+def test_url_lines_may_exceed_78_columns(draft: Path, run: Runner) -> None:
+    long_url = "https://chrysanthemum-digest.example.jp/articles/" + "x" * 80
+    _edit(draft / "index.txt", "さらに読む ⇒\n", f"さらに読む ⇒\n{long_url}\n")
+    result = run("check", "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.output)["findings"] == []
+
+
+def test_json_report(draft: Path, run: Runner) -> None:
+    _edit(draft / "index.html", 'href="@@unsubscribe_url@@"', 'href="#"')
+    result = run("check", "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.output)
+    assert report["draft"] == EDITION
+    assert report["ok"] is False
+    assert report["errors"] == 2 and report["warnings"] == 0
+    assert {f["code"] for f in report["findings"]} == {"link", "unsubscribe"}
+    assert all(f["level"] == "error" for f in report["findings"])
+
+
+def test_check_without_drafts_says_to_compose(workspace: Path, run: Runner) -> None:
+    result = run("check")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: no drafts in drafts/\nHint: run 'digest-mail compose' first\n",
+    )
