@@ -255,3 +255,35 @@ def test_interrupted_scheduled_send_resumes_without_duplicates(
     finally:
         release.set()
         server.stop()
+
+
+def test_failed_send_exits_1_and_the_next_run_due_resumes_it(
+    workspace: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_schedules(workspace, weekly())
+    approved(workspace, run)
+    with monkeypatch.context() as patch:
+        # Nothing listens on port 1 of the loopback: the relay is down.
+        patch.setenv("DIGEST_MAIL_SMTP_URL", "smtp://127.0.0.1:1")
+        failed = run("schedule", "run-due", "--now", "2026-11-30T08:00:10+09:00")
+    assert failed.exit_code == 1
+    assert failed.output.startswith(f"{SLOT_LINE}: failed: 2026-W48 to weekly failed: ")
+    assert failed.output.endswith("; run-due retries until 2026-11-30T05:00:00+00:00\n")
+    assert runs(workspace) == [(SLOT, "failed", "2026-W48")]
+    resumed = run("schedule", "run-due", "--now", "2026-11-30T08:01:00+09:00")
+    assert resumed.exit_code == 0
+    assert resumed.output.startswith(f"{SLOT_LINE}: sent: resumed and sent 2026-W48 to weekly")
+    assert len(outbox_messages(workspace)) == 31
+    listed = run("schedule", "list", "--now", "2026-11-30T09:00:00+09:00")
+    assert "sends nothing: the newest approved edition 2026-W48 was already sent" in listed.output
+    # Past late_after a failed slot is left alone and says so.
+    with monkeypatch.context() as patch:
+        patch.setenv("DIGEST_MAIL_SMTP_URL", "smtp://127.0.0.1:1")
+        compose_draft(workspace, "2026-W49", title="京都の伝統工芸、後継者不足にどう向き合うか")
+        run("approve", "2026-W49")
+        run("schedule", "run-due", "--now", "2026-12-07T08:00:00+09:00")
+    late = run("schedule", "run-due", "--now", "2026-12-07T14:01:00+09:00")
+    assert late.output.startswith(
+        "weekly: 2026-12-07 08:00 JST (2026-12-06T23:00:00+00:00): done: failed earlier and now "
+        "past late_after, not retried: failed: "
+    )

@@ -260,10 +260,15 @@ class EditionChoice:
 
 
 def sent_editions(ledger: Ledger, list_name: str) -> set[str]:
-    """Editions this list has received: a campaign (edition, list) that finished."""
+    """Editions this list has received: a campaign (edition, list) that finished.
+
+    A campaign a scheduled run completed counts too, whatever state the campaign row
+    was left in by an earlier, failed run.
+    """
     rows = ledger.db.execute(
-        "SELECT DISTINCT edition FROM campaigns"
-        " WHERE list_name = ? AND kind = 'campaign' AND state = 'finished'",
+        "SELECT DISTINCT edition FROM campaigns WHERE list_name = ? AND kind = 'campaign'"
+        " AND (state = 'finished'"
+        " OR id IN (SELECT campaign_id FROM schedule_runs WHERE state = 'sent'))",
         (list_name,),
     )
     return {row[0] for row in rows}
