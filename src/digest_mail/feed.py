@@ -178,14 +178,19 @@ def sanitize_html(fragment: str) -> str:
     )
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&])")
-_MD_LINE_START = re.compile(r"^(\s*)([#>+\-=]|\d+[.)])", re.MULTILINE)
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&~|])")
+_MD_LINE_START = re.compile(r"^(\s*)([#>+\-=]|\d+(?=[.)]))", re.MULTILINE)
 
 
 def _escape_markdown(text: str) -> str:
     # Text that was escaped HTML in the feed (&lt;script&gt;) must stay text in Markdown.
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return _MD_LINE_START.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+    # "1." starts a list: the escape goes before the dot, a digit cannot be escaped.
+    def escape(match: re.Match[str]) -> str:
+        mark = match.group(2)
+        return match.group(1) + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
+
+    return _MD_LINE_START.sub(escape, text)
 
 
 class _Converter(HTMLParser):
