@@ -341,3 +341,23 @@ def test_packaged_templates_work_without_workspace_templates(workspace: Path, ru
     shutil.rmtree(workspace / "templates")
     assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
     assert "京都の伝統工芸" in latest_draft(find_workspace(workspace)).html
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not shutil.which("spamassassin"), reason="spamassassin is not installed")
+def test_spamassassin_does_not_flag_the_preview_message(composed: tuple[Path, Result]) -> None:
+    import subprocess
+
+    root, _ = composed
+    report = subprocess.run(
+        ["spamassassin", "-L", "-t", "-x", "--cf=use_bayes 0"],
+        input=(root / "drafts" / EDITION / "preview.eml").read_bytes(),
+        capture_output=True,
+        timeout=120,
+        check=True,
+    ).stdout.decode("utf-8", "replace")
+    details = report[report.index("Content analysis details") :]
+    assert "HTML_FONT_LOW_CONTRAST" not in details
+    assert "MIME_HTML_ONLY" not in details
+    score = float(details.split("(", 1)[1].split(" points", 1)[0])
+    assert score < 1.0, details
