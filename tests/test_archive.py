@@ -225,3 +225,31 @@ def test_a_scheduled_send_publishes_the_archive(workspace: Path, run) -> None:
     (edition,) = archived_editions(ws)
     assert edition.id == "2026-W48"
     assert (ws.archive_dir / "2026-W48" / "index.html").is_file()
+
+
+def test_send_publishes_the_archive_and_test_send_does_not(ws: Workspace, run) -> None:
+    _compose(ws, "2026-W48")
+    assert run("test-send", "2026-W48").exit_code == 0
+    dry = run("send", "2026-W48", "--list", "weekly", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert not ws.archive_dir.exists()
+
+    sent = run("send", "2026-W48", "--list", "weekly", "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert sent.output.endswith(
+        f"Archived archive/2026-W48/index.html  ({BASE}/2026-W48/)\n"
+    )
+    (edition,) = archived_editions(ws)
+    assert edition.id == "2026-W48"
+    as_json = run("send", "2026-W48", "--list", "weekly", "--yes", "--json")
+    assert as_json.exit_code == 0
+    json.loads(as_json.output)  # nothing but the report on stdout
+
+
+def test_send_warns_but_succeeds_when_the_archive_cannot_be_written(ws: Workspace, run) -> None:
+    _compose(ws, "2026-W48")
+    ws.archive_dir.write_text("not a folder\n", encoding="utf-8")
+    sent = run("send", "2026-W48", "--list", "weekly", "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert "Warning: the web archive was not updated: " in sent.output
+    assert "Hint: fix that, then run 'digest-mail archive 2026-W48'" in sent.output

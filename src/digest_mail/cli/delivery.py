@@ -200,6 +200,9 @@ def send(
             _stopped(exc, as_json=as_json)
             return
     _finish(report, as_json=as_json, verb="Sent")
+    from digest_mail.cli.extras import announce_archive
+
+    announce_archive(workspace, the_draft, report, as_json=as_json)
 
 
 @click.command("test-send")

@@ -8,11 +8,18 @@ from pathlib import Path
 
 import click
 
-from digest_mail.archive import archived_editions, edition_url, publish_archive
+from digest_mail.archive import (
+    FinishedCampaign,
+    archived_editions,
+    edition_url,
+    publish_after_campaign,
+    publish_archive,
+)
 from digest_mail.articles import display_path, select_articles
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace, parse_duration
-from digest_mail.edition import resolve_draft
+from digest_mail.edition import Draft, resolve_draft
+from digest_mail.errors import DigestMailError
 from digest_mail.feed import import_feed
 from digest_mail.scaffold import init_workspace
 
@@ -188,6 +195,25 @@ def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
         f"Rebuilt {display_path(workspace.archive_dir / 'index.html')} and "
         f"{display_path(workspace.archive_dir / 'feed.xml')} ({len(editions)} {plural})"
     )
+
+
+def announce_archive(
+    workspace: Workspace, draft: Draft, report: FinishedCampaign, *, as_json: bool
+) -> None:
+    """After ``send``: publish the web archive if the campaign is complete, and say so.
+
+    The mail has gone out by now, so a page that cannot be written is a warning with the
+    command to retry, never an error that would make the send look failed.
+    """
+    try:
+        page = publish_after_campaign(workspace, draft, report)
+    except (DigestMailError, OSError) as exc:
+        click.echo(f"Warning: the web archive was not updated: {exc}", err=True)
+        click.echo(f"Hint: fix that, then run 'digest-mail archive {draft.id}'", err=True)
+        return
+    if page is not None and not as_json:
+        url = edition_url(workspace.settings, draft.id)
+        click.echo(f"Archived {display_path(page)}  ({url})")
 
 
 COMMANDS: list[click.Command] = [archive, articles, init]
