@@ -93,6 +93,7 @@ def test_no_approved_draft_skips_and_notifies_staff(workspace: Path, run) -> Non
         "2026年11月30日(月) 08:00 JST の配信枠で、送信できる承認済みの号がありませんでした。"
         in body
     )
+    assert "理由: 承認済みの号がありません。\r\n" in body
     assert "次の配信枠: 2026年12月07日(月) 08:00 JST" in body
     assert notice["Auto-Submitted"] == "auto-generated"
     assert runs(workspace) == [(SLOT, "skipped", None)]
@@ -112,7 +113,10 @@ def test_changed_draft_is_not_sent_and_staff_are_told_why(workspace: Path, run) 
         "after approval; approve it again; notice sent to staff (3)\n"
     )
     (notice,) = outbox_messages(workspace)
-    assert "drafts/2026-W48 changed after approval; approve it again" in notice.get_content()
+    assert (
+        "理由: 承認済みの号がありません。"
+        " drafts/2026-W48 は承認後に変更されました。もう一度承認してください。\r\n"
+    ) in notice.get_content()
 
 
 def test_slot_missed_by_7h_with_late_after_6h_is_skipped(workspace: Path, run) -> None:

@@ -79,6 +79,18 @@ class ApprovalState:
             )
         return f"{self.label} is not approved"
 
+    def describe_ja(self) -> str:
+        """The same for the Japanese staff notice."""
+        if self.status == "approved":
+            return f"{self.label} は承認済みです。"
+        if self.status == "changed":
+            return f"{self.label} は承認後に変更されました。もう一度承認してください。"
+        if self.status == "withdrawn":
+            return f"{self.label} の承認は取り消されています。"
+        if self.status == "missing":
+            return f"{self.label} は承認されましたが、下書きフォルダがありません。"
+        return f"{self.label} は承認されていません。"
+
 
 def draft_label(workspace: Workspace, draft: Draft | None, edition: str) -> str:
     """``drafts/2026-W48`` (relative to the workspace where possible)."""

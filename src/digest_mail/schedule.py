@@ -253,6 +253,7 @@ class EditionChoice:
     draft: Draft | None
     reason: str
     blockers: tuple[str, ...] = ()
+    reason_ja: str = ""
 
     @property
     def edition(self) -> str | None:
@@ -293,6 +294,7 @@ def choose_edition(workspace: Workspace, ledger: Ledger, schedule: Schedule) -> 
         (stored_state(workspace, ledger, a) for a in approvals), key=_newness, reverse=True
     )
     blockers: list[str] = []
+    blockers_ja: list[str] = []
     for state in states:
         if state.ok and state.draft is not None:
             if state.edition in sent:
@@ -303,17 +305,32 @@ def choose_edition(workspace: Workspace, ledger: Ledger, schedule: Schedule) -> 
                         f" was already sent to {schedule.list_name}"
                     ),
                     blockers=tuple(blockers),
+                    reason_ja=" ".join(
+                        [
+                            f"最新の承認済みの号 {state.edition} は、"
+                            f"すでにリスト {schedule.list_name} に送信済みです。",
+                            *blockers_ja,
+                        ]
+                    ),
                 )
             return EditionChoice(
                 draft=state.draft, reason=state.describe(), blockers=tuple(blockers)
             )
         blockers.append(state.describe())
+        blockers_ja.append(state.describe_ja())
     if schedule.edition != "approved":
-        what = f"edition {schedule.edition} is not approved"
+        what, what_ja = (
+            f"edition {schedule.edition} is not approved",
+            f"号 {schedule.edition} は承認されていません。",
+        )
     else:
-        what = "no approved edition"
-    reason = "; ".join([what, *blockers])
-    return EditionChoice(draft=None, reason=reason, blockers=tuple(blockers))
+        what, what_ja = "no approved edition", "承認済みの号がありません。"
+    return EditionChoice(
+        draft=None,
+        reason="; ".join([what, *blockers]),
+        blockers=tuple(blockers),
+        reason_ja=" ".join([what_ja, *blockers_ja]),
+    )
 
 
 # --- the ledger of slots ------------------------------------------------------------------
@@ -732,7 +749,7 @@ def build_notice(
         f"{_ja_time(local)} の配信枠で、送信できる承認済みの号がありませんでした。",
         "購読者には何も送信していません。",
         "",
-        f"理由: {choice.reason}",
+        f"理由: {choice.reason_ja or choice.reason}",
         "",
         "号を確認して承認し、手動で送信してください:",
         "  digest-mail approve <号>   (例: 2026-W48)",
