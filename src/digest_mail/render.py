@@ -8,6 +8,7 @@ premailer rewrites ``href`` values and would mangle ``{{ … }}``.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 from mjml import mjml2html
-from premailer import Premailer
 
 from digest_mail.articles import display_path
 from digest_mail.config import Settings
@@ -69,8 +69,13 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and (".mjml" in name or ".html" in name)
 
 
+@functools.lru_cache(maxsize=8)
 def make_environment(templates_dir: Path | None) -> jinja2.Environment:
-    """Workspace templates first (overrides), then the packaged defaults."""
+    """Workspace templates first (overrides), then the packaged defaults.
+
+    Cached: compiling the templates costs more than rendering them, and Jinja's
+    auto_reload still picks up a template edited on disk.
+    """
     loaders: list[jinja2.BaseLoader] = []
     if templates_dir is not None and templates_dir.is_dir():
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
@@ -146,6 +151,10 @@ def mjml_to_html(source: str, *, template: str = HTML_TEMPLATE) -> str:
 
 def inline_css(html: str) -> str:
     """premailer, configured so the doctype, media queries and img sizes survive."""
+    # Imported here: premailer pulls in requests and cssutils (~0.7 s), which every other
+    # command (and the delivery path, which imports PLACEHOLDERS) should not pay for.
+    from premailer import Premailer
+
     inlined: str = Premailer(
         html,
         keep_style_tags=True,
