@@ -291,3 +291,15 @@ def test_failed_send_exits_1_and_the_next_run_due_resumes_it(
         "weekly: 2026-12-07 08:00 JST (2026-12-06T23:00:00+00:00): done: failed earlier and now "
         "past late_after, not retried: failed: "
     )
+
+
+def test_schedule_with_a_fixed_edition_sends_only_that_one(workspace: Path, run) -> None:
+    set_schedules(workspace, weekly(edition="2026-W47"))
+    approved(workspace, run, "2026-W48")
+    skipped = run("schedule", "run-due", "--now", SLOT)
+    assert skipped.output.startswith(
+        f"{SLOT_LINE}: skipped: nothing sent: edition 2026-W47 is not approved;"
+    )
+    approved(workspace, run, "2026-W47")
+    sent = run("schedule", "run-due", "--now", "2026-12-06T23:00:00Z")
+    assert ": sent: sent 2026-W47 to weekly: 31 sent," in sent.output

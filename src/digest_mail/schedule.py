@@ -525,8 +525,13 @@ def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> Ru
 
     with _slot_lock(workspace, schedule) as locked:
         if not locked:
+            with Ledger(workspace.ledger_path) as ledger:
+                run = get_run(ledger, schedule.name, slot)
             return outcome(
-                "busy", "claimed", "another digest-mail process is running this schedule now"
+                "busy",
+                run.state if run is not None else "unclaimed",
+                "another digest-mail process is running this schedule now",
+                edition=run.edition if run is not None else None,
             )
         with Ledger(workspace.ledger_path) as ledger:
             run = get_run(ledger, schedule.name, slot)
