@@ -37,6 +37,12 @@ class Received:
     message: EmailMessage
 
 
+def parse_message(data: bytes) -> EmailMessage:
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 class Recorder:
     """The aiosmtpd handler: faults first, then record and parse."""
 
@@ -49,6 +55,7 @@ class Recorder:
         self.data_reply: Callable[[Envelope], str | None] | None = None
         self.transactions = 0
         self.on_message: Callable[[Received], None] | None = None
+        self.parse = True  # False: keep raw bytes only (big sends), parse on demand
 
     async def handle_RCPT(
         self,
@@ -87,8 +94,7 @@ class Recorder:
         data = envelope.original_content or b""
         if isinstance(data, str):  # pragma: no cover - decode_data is off
             data = data.encode()
-        message = message_from_bytes(data, policy=policy.default)
-        assert isinstance(message, EmailMessage)
+        message = parse_message(data) if self.parse else EmailMessage()
         item = Received(
             envelope_from=str(envelope.mail_from),
             recipients=tuple(envelope.rcpt_tos),

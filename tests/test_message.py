@@ -15,6 +15,7 @@ from digest_mail.message import (
     HeaderValueError,
     MessageTemplate,
     build_message,
+    fold_html_lines,
 )
 
 SETTINGS = Settings()
@@ -290,3 +291,30 @@ def test_one_recipient_with_a_huge_value_gets_base64_only_for_that_message() -> 
     assert b"Content-Transfer-Encoding: base64" in long
     assert max(len(line) for line in long.split(b"\r\n")) <= 998
     assert_same_message(long, reference(draft, address="a@example.jp", name=name))
+
+
+def test_long_mjml_lines_are_folded_between_attributes_and_stay_8bit() -> None:
+    cell = (
+        '<td align="left" class="btn" style="border-collapse:collapse; padding:8px 24px">'
+        '<a href="https://chrysanthemum-digest.example.jp/articles/a b" style="color:#b5403a">'
+        "続きを読む ⇒</a></td>"
+    )
+    long_line = "<tr>" + cell * 8 + "</tr>"
+    assert len(long_line.encode()) > 998
+    draft = make_draft(html=SAMPLE_DRAFT.html + long_line + "\n")
+    folded = fold_html_lines(draft.html)
+    assert max(len(line.encode()) for line in folded.split("\n")) <= 900
+    # Only spaces between attributes became line breaks: same page.
+    assert folded.replace("\n", " ") == draft.html.replace("\n", " ")
+    assert "articles/a b" in folded and "続きを読む ⇒" in folded
+    template = MessageTemplate(draft, settings=SETTINGS, list_name="weekly")
+    assert template.html.encoding == "8bit"
+    fast = template.render(
+        to_address="a@example.jp",
+        to_name="山田",
+        unsubscribe_url=UNSUB + "a@example.jp",
+        unsubscribe_mailto=MAILTO,
+        message_id="<fixed.1@example.jp>",
+        date="Wed, 25 Nov 2026 09:00:00 +0000",
+    )
+    assert_same_message(fast, reference(draft, address="a@example.jp", name="山田"))
