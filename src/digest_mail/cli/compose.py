@@ -94,10 +94,11 @@ def compose(
             }
         )
         return
+    count = len(draft.articles)
     click.echo(f"{display_path(draft.path)}/")
     click.echo(
         f"  {draft.subject}\n"
-        f"  {len(draft.articles)} articles, HTML {draft.html_bytes / 1024:.1f} KB, "
+        f"  {count} article{'' if count == 1 else 's'}, HTML {draft.html_bytes / 1024:.1f} KB, "
         f"text {draft.text_lines} lines"
     )
 
