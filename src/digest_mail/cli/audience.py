@@ -17,7 +17,6 @@ from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.ledger import SUPPRESSION_REASONS, Ledger, utcnow
-from digest_mail.serve import ServerInfo, serve
 from digest_mail.subscribers import (
     add_subscriber,
     display_path,
@@ -341,6 +340,9 @@ def serve_command(workspace: Workspace, host: str | None, port: int | None) -> N
     Example:
         digest-mail serve --port 8025
     """
+    # aiohttp is imported only by the command that needs it.
+    from digest_mail.serve import ServerInfo, serve
+
     settings = workspace.settings.serve
 
     def ready(info: ServerInfo) -> None:
