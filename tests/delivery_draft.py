@@ -94,3 +94,24 @@ def make_draft(**changes: Any) -> Draft:
 
 
 SAMPLE_DRAFT = make_draft()
+
+
+def write_draft_folder(root: Path, draft: Draft = SAMPLE_DRAFT) -> Path:
+    """Save ``draft`` as drafts/<id>/ the way compose does, for CLI tests that need a small
+    message (the real template renders ~1,000 lines, which the test server parses slowly)."""
+    import json
+
+    folder = root / "drafts" / draft.id
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "index.html").write_text(draft.html, encoding="utf-8")
+    (folder / "index.txt").write_text(draft.text, encoding="utf-8")
+    meta = {
+        "id": draft.id,
+        "subject": draft.subject,
+        "preheader": draft.preheader,
+        "content_hash": draft.content_hash,
+        "created_at": draft.created_at.isoformat(),
+        "articles": list(draft.articles),
+    }
+    (folder / "edition.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+    return folder

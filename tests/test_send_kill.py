@@ -1,0 +1,103 @@
+"""A send killed with SIGKILL mid-way, then rerun: everyone gets it, duplicates only
+among the deliveries the rerun reports as uncertain."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from delivery_draft import write_draft_folder
+from smtpserver import SmtpServer, parse_message
+
+from digest_mail.config import find_workspace
+from digest_mail.ledger import Ledger
+
+COUNT = 5000
+CLI = [sys.executable, "-m", "digest_mail"]
+
+
+def write_big_list(root: Path) -> list[str]:
+    addresses = [f"kill{i:05d}@example.{('jp', 'com', 'net')[i % 3]}" for i in range(COUNT)]
+    rows = ["email,name,status,subscribed_at"]
+    rows += [f"{a},読者 {i}号,subscribed,2026-01-01" for i, a in enumerate(addresses)]
+    (root / "subscribers" / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return addresses
+
+
+def cli_env(server: SmtpServer) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env.update(
+        DIGEST_MAIL_SMTP_URL=server.url,
+        DIGEST_MAIL_SMTP_CONCURRENCY="8",
+        DIGEST_MAIL_SECRET="kill-test-secret-0123456789",
+    )
+    return env
+
+
+@pytest.mark.slow
+def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
+    workspace: Path, smtp_server: SmtpServer
+) -> None:
+    write_draft_folder(workspace)
+    addresses = write_big_list(workspace)
+    smtp_server.handler.parse = False
+    env = cli_env(smtp_server)
+    send = [*CLI, "send", "2026-W48", "--list", "big", "--yes", "--json"]
+    proc = subprocess.Popen(
+        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(smtp_server.handler.received) < COUNT // 3:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.01)  # polling a real process; nothing under test waits on this
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed_at = len(smtp_server.received)
+    assert killed_at < COUNT
+
+    ws = find_workspace(workspace)
+    with Ledger(ws.ledger_path) as ledger:
+        in_flight = ledger.db.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'sending'"
+        ).fetchone()[0]
+    assert 0 < in_flight <= 200, "at most the claimed batch is in doubt"
+
+    rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)
+    report = json.loads(rerun.stdout)
+    assert rerun.returncode == 1  # not complete: the uncertain ones are left for a decision
+    assert "--resend-uncertain" in rerun.stderr.decode()
+    uncertain = set(report["uncertain_addresses"])
+    assert len(uncertain) == report["uncertain"] == in_flight
+    assert report["sent"] + report["uncertain"] == COUNT
+
+    counts = smtp_server.counts()
+    doubled = {a for a, n in counts.items() if n > 1}
+    assert doubled == set(), "a normal rerun never resends"
+    missing = set(addresses) - set(counts)
+    assert missing <= uncertain, "only uncertain ones may still be missing"
+
+    final = subprocess.run(
+        [*send, "--resend-uncertain"], cwd=workspace, env=env, capture_output=True, timeout=120
+    )
+    assert final.returncode == 0, final.stderr.decode()
+    done = json.loads(final.stdout)
+    assert (done["sent"], done["uncertain"], done["complete"]) == (COUNT, 0, True)
+
+    counts = smtp_server.counts()
+    assert set(counts) == set(addresses), "every address delivered"
+    doubled = {a for a, n in counts.items() if n > 1}
+    assert doubled <= uncertain, "duplicates only among the reported uncertain ones"
+    assert max(counts.values()) <= 2
+    # Spot-check content: the right person's message, one Message-ID per delivery row.
+    for item in smtp_server.received[:: COUNT // 25]:
+        msg = parse_message(item.data)
+        assert msg["To"].addresses[0].addr_spec == item.recipients[0]
+        assert msg["Subject"].startswith("Chrysanthemum Digest 2026-W48")
