@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from delivery_draft import write_draft_folder
-from smtpserver import SmtpServer, parse_message
 
+from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.ledger import Ledger
+from smtpserver import SmtpServer, parse_message
 
 COUNT = 5000
 CLI = [sys.executable, "-m", "digest_mail"]
