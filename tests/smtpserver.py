@@ -148,6 +148,7 @@ class SmtpServer:
                 self.handler,
                 hostname="smtp.test.example.jp",
                 ident="digest-mail test server",
+                enable_SMTPUTF8=True,
                 **options,
             )
 

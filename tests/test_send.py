@@ -91,6 +91,7 @@ def test_every_recipient_gets_exactly_one_message_with_own_unsubscribe_link(
     for address, (item,) in smtp_server.by_recipient().items():
         msg = item.message
         assert item.envelope_from == "digest@example.jp"
+        assert b"Content-Transfer-Encoding: 8bit" in item.data  # the relay offers 8BITMIME
         assert msg["To"].addresses[0].addr_spec == address
         assert msg["Subject"] == SAMPLE_DRAFT.subject
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"

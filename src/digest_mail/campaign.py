@@ -36,7 +36,7 @@ from email.utils import format_datetime
 from typing import IO, Any, Protocol
 
 from digest_mail.config import Workspace, parse_duration
-from digest_mail.errors import DigestMailError
+from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
 from digest_mail.subscribers import Recipient, RowProblem, iter_recipients, normalize_address
@@ -537,20 +537,31 @@ class _Sender:
             self.inflight += 1
             try:
                 await self._send(job)
+            except ConfigError as exc:  # e.g. the DKIM key cannot sign: stop, keep the job
+                self.results.append(("queued", job, None, ""))
+                if self.stop_error is None:
+                    self.stop_error = DeliveryStop(RelayError(exc.message, hint=exc.hint))
+                self.stopping = True
+            except Exception as exc:  # never lose a job to a bug: record it, keep working
+                self.results.append(("failed", job, None, f"internal error: {exc!r}"))
             finally:
                 self.inflight -= 1
                 self.wake.set()
 
     async def _send(self, job: _Job) -> None:
-        token = make_token(self.key, self.list_name, job.email)
-        data = self.template.render(
-            to_address=job.email,
-            to_name=job.name,
-            unsubscribe_url=unsubscribe_url(self.settings, token),
-            unsubscribe_mailto=unsubscribe_mailto(self.settings, token),
-            message_id=job.message_id,
-            date=self.date(),
-        )
+        try:
+            token = make_token(self.key, self.list_name, job.email)
+            data = self.template.render(
+                to_address=job.email,
+                to_name=job.name,
+                unsubscribe_url=unsubscribe_url(self.settings, token),
+                unsubscribe_mailto=unsubscribe_mailto(self.settings, token),
+                message_id=job.message_id,
+                date=self.date(),
+            )
+        except DigestMailError as exc:  # a value we refuse to put in a header
+            self.results.append(("failed", job, None, exc.message))
+            return
         if self.sign is not None:
             data = self.sign(data)
         job.attempts += 1

@@ -474,7 +474,7 @@ class MessageTemplate:
             (
                 self._head_from,
                 b"To: ",
-                to_value.encode("ascii"),
+                to_value.encode("utf-8"),  # an SMTPUTF8 address stays UTF-8 (RFC 6532)
                 b"\r\n",
                 self._head_subject,
                 b"Date: ",

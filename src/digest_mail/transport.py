@@ -332,6 +332,9 @@ class _Connection:
         )
         try:
             await smtp.connect()
+            if smtp.last_ehlo_response is None:
+                # EHLO now, so 8BITMIME/SMTPUTF8 are known before the first message.
+                await smtp.ehlo()
             if relay.username:
                 if not relay.encrypted and not is_loopback(
                     relay.host
@@ -388,6 +391,13 @@ class _Connection:
     async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
         smtp = await self.connect()
         options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
+        if not (envelope_from.isascii() and all(r.isascii() for r in recipients)):
+            if not smtp.supports_extension("smtputf8"):
+                raise PermanentFailure(
+                    "the relay does not offer SMTPUTF8, needed for this non-ASCII address",
+                    recipient=recipients[0],
+                )
+            options.append("SMTPUTF8")
         try:
             _, _ = await smtp.sendmail(envelope_from, recipients, data, mail_options=options)
         except aiosmtplib.SMTPSenderRefused as exc:
@@ -405,6 +415,8 @@ class _Connection:
             raise _classify(first.code, first.message, first.recipient, self) from None
         except aiosmtplib.SMTPResponseException as exc:
             raise _classify(exc.code, exc.message, recipients[0], self) from None
+        except ValueError as exc:  # aiosmtplib refuses an address it cannot send safely
+            raise PermanentFailure(str(exc), recipient=recipients[0]) from None
         except _TRANSIENT_ERRORS as exc:
             self.drop()
             raise TemporaryFailure(
