@@ -43,12 +43,16 @@ class SmtpError(DigestMailError):
         code: int | None = None,
         reply: str = "",
         recipient: str | None = None,
+        stage: str = "",
         hint: str | None = None,
     ) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.reply = reply
         self.recipient = recipient
+        # Which step failed: connect, sender, recipient, data (the DATA command) or
+        # message (the reply after the body); "" for errors outside a transaction.
+        self.stage = stage
 
     @property
     def temporary(self) -> bool:
@@ -115,13 +119,17 @@ class SmtpAuthError(SmtpError):
 
 
 def reply_error(
-    code: int, reply: str, *, what: str, recipient: str | None = None
+    code: int, reply: str, *, what: str, stage: str, recipient: str | None = None
 ) -> SmtpReplyError:
     """The typed error for a refusal: 4xx temporary, anything else permanent."""
     cls: type[SmtpReplyError] = SmtpTemporaryError if 400 <= code < 500 else SmtpPermanentError
     subject = f"{recipient}: " if recipient else ""
     return cls(
-        f"{subject}{what} refused: {code} {reply}", code=code, reply=reply, recipient=recipient
+        f"{subject}{what} refused: {code} {reply}",
+        code=code,
+        reply=reply,
+        recipient=recipient,
+        stage=stage,
     )
 
 
@@ -380,7 +388,10 @@ class SmtpConnection:
         greeting = (await self._reader.wait_for(1, self.timeout))[0]
         if greeting.code != 220:
             raise reply_error(
-                greeting.code, greeting.text, what=f"{self.host}:{port}: the connection"
+                greeting.code,
+                greeting.text,
+                what=f"{self.host}:{port}: the connection",
+                stage="connect",
             )
         name = local_hostname or self._own_address_literal()
         await self._ehlo(name)
@@ -439,7 +450,7 @@ class SmtpConnection:
             return
         reply = await self.command(b"HELO " + name.encode("ascii"))
         if reply.code != 250:
-            raise reply_error(reply.code, reply.text, what="HELO")
+            raise reply_error(reply.code, reply.text, what="HELO", stage="connect")
         self.esmtp = False
         self.extensions = {}
 
@@ -536,7 +547,10 @@ class SmtpConnection:
             if mail_reply.code != 250:
                 await self._reset()
                 raise reply_error(
-                    mail_reply.code, mail_reply.text, what=f"sender <{envelope_from}>"
+                    mail_reply.code,
+                    mail_reply.text,
+                    what=f"sender <{envelope_from}>",
+                    stage="sender",
                 )
             rcpt_replies = []
             for rcpt in rcpts:
@@ -552,7 +566,11 @@ class SmtpConnection:
             for recipient, reply in zip(recipients, rcpt_replies, strict=True):
                 if reply.code not in (250, 251):
                     refused[recipient] = reply_error(
-                        reply.code, reply.text, what="recipient", recipient=recipient
+                        reply.code,
+                        reply.text,
+                        what="recipient",
+                        stage="recipient",
+                        recipient=recipient,
                     )
         if data_reply.code == 354 and (mail_reply.code != 250 or len(refused) == len(recipients)):
             # A server that said 354 with nobody to deliver to gets an empty message
@@ -562,7 +580,9 @@ class SmtpConnection:
             data_reply = Reply(0, "")
         if mail_reply.code != 250:
             await self._reset()
-            raise reply_error(mail_reply.code, mail_reply.text, what=f"sender <{envelope_from}>")
+            raise reply_error(
+                mail_reply.code, mail_reply.text, what=f"sender <{envelope_from}>", stage="sender"
+            )
         if len(refused) == len(recipients):
             await self._reset()
             if len(refused) == 1:
@@ -570,11 +590,11 @@ class SmtpConnection:
             raise SmtpRecipientsRefused(refused)
         if data_reply.code != 354:
             await self._reset()
-            raise reply_error(data_reply.code, data_reply.text, what="DATA")
+            raise reply_error(data_reply.code, data_reply.text, what="DATA", stage="data")
         self._write(body + b".\r\n")
         final = (await self._replies(1))[0]
         if final.code != 250:
-            raise reply_error(final.code, final.text, what="the message")
+            raise reply_error(final.code, final.text, what="the message", stage="message")
         self.messages_sent += 1
         return refused
 
