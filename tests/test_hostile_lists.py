@@ -1,0 +1,119 @@
+"""Hostile subscriber lists (tests/corpus/lists): checked, then really sent over SMTP.
+
+Each file either stops with one clear ``Error: …`` line, or is read with every bad row
+reported by file and line. Then the list is sent to a real SMTP server on 127.0.0.1 and
+every message the server took is parsed: the header set is exactly the one we write
+(nothing injected), and every valid recipient got exactly one message — none lost.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+import pytest
+
+from chaos_helpers import deliveries, env_for
+from conftest import Runner
+from delivery_draft import make_draft
+from digest_mail.campaign import run_campaign
+from digest_mail.config import find_workspace
+from digest_mail.errors import DigestMailError
+from digest_mail.subscribers import Recipient, RowProblem, scan_list
+from faultserver import FaultServer
+
+CORPUS = Path(__file__).parent / "corpus" / "lists"
+# Files that cannot be read at all: one error line naming the file, nothing sent.
+UNREADABLE = {
+    "binary.csv": "neither UTF-8 nor cp932",
+    "empty.csv": "empty file",
+    "no-email-column.csv": "no 'email' column",
+    "utf16-nobom.csv": "no 'email' column",
+}
+HEADERS = {
+    "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
+    "list-unsubscribe-post", "x-digest-edition", "x-digest-list", "mime-version",
+    "content-type", "dkim-signature",
+}
+FILES = sorted(p.name for p in CORPUS.glob("*.csv"))
+# Names the corpus expects to read back (decoding must never produce mojibake).
+EXPECTED_NAMES = {
+    "cp932.csv": {"yamada@example.jp": "山田 太郎", "takahashi@example.jp": "髙橋 ①郎",
+                  "kana@example.jp": "ｶﾅ ﾀﾛｳ"},
+    "utf16.csv": {"yamada@example.jp": "山田 太郎", "sato@example.jp": "佐藤 花子"},
+    "bom.csv": {"yamada@example.jp": "山田 太郎"},
+}
+
+
+def _parse(data: bytes) -> EmailMessage:
+    msg = message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_check_reports_or_refuses_cleanly(workspace: Path, run: Runner, name: str) -> None:
+    shutil.copy(CORPUS / name, workspace / "subscribers" / name)
+    stem = name.removesuffix(".csv")
+    result = run("subscribers", "check", stem)
+    assert "Traceback" not in result.output
+    if name in UNREADABLE:
+        assert result.exit_code == 1
+        assert result.output.startswith("Error: subscribers/" + name), result.output
+        assert UNREADABLE[name] in result.output
+        assert len(result.output.strip().splitlines()) <= 2  # the error, maybe a hint
+        return
+    items = list(scan_list(workspace / "subscribers" / name))
+    problems = [i for i in items if isinstance(i, RowProblem)]
+    assert result.exit_code == (1 if problems else 0), result.output
+    for problem in problems:
+        assert f"subscribers/{name}:{problem.line}: " in result.output
+    for recipient in (i for i in items if isinstance(i, Recipient)):
+        expected = EXPECTED_NAMES.get(name, {}).get(recipient.email)
+        if expected is not None:
+            assert recipient.name == expected
+
+
+@pytest.mark.parametrize("name", [f for f in FILES if f not in UNREADABLE])
+def test_send_injects_nothing_and_loses_no_one(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    shutil.copy(CORPUS / name, workspace / "subscribers" / "hostile.csv")
+    valid = [
+        i for i in scan_list(workspace / "subscribers" / "hostile.csv") if isinstance(i, Recipient)
+    ]
+    with FaultServer(keep_messages=True) as server:
+        for key, value in env_for(server.url).items():
+            monkeypatch.setenv(key, value)
+        ws = find_workspace(workspace)
+        try:
+            report = run_campaign(ws, make_draft(), "hostile", concurrency=2)
+        except DigestMailError as exc:
+            pytest.fail(f"the whole send stopped on one hostile row: {exc}")
+    rows = deliveries(ws.ledger_path, report.campaign_id)
+    accepted = server.recorder.messages()
+    for message in accepted:
+        assert message.data is not None
+        msg = _parse(message.data)
+        names = [k.lower() for k in msg]
+        assert set(names) <= HEADERS, (name, names)
+        assert len(names) == len(set(names)), (name, names)
+        assert [a.addr_spec for a in msg["To"].addresses] == [message.recipient]
+    counts = Counter(m.recipient.casefold() for m in accepted)
+    lost = []
+    for recipient in valid:
+        row = rows.get(recipient.key)
+        got = counts.get(recipient.email.casefold(), 0)
+        if row is None:
+            lost.append(f"{recipient.email}: not in the ledger")
+        elif row.state == "sent" and got != 1:
+            lost.append(f"{recipient.email}: ledger sent, server got {got}")
+        elif row.state == "failed" and not row.reply:
+            lost.append(f"{recipient.email}: failed without a reason")
+        elif row.state not in ("sent", "failed"):
+            lost.append(f"{recipient.email}: left {row.state}")
+    assert lost == []
+    assert sum(counts.values()) == report.sent
