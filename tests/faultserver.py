@@ -314,6 +314,7 @@ class FaultServer:
         stall_seconds: float = 3.0,
         slow_seconds: float = 0.02,
         pipelining: bool = True,
+        smtputf8: bool = False,
         host: str = "127.0.0.1",
     ) -> None:
         self.plan = plan or FaultPlan()
@@ -321,6 +322,7 @@ class FaultServer:
         self.stall_seconds = stall_seconds
         self.slow_seconds = slow_seconds
         self.pipelining = pipelining
+        self.smtputf8 = smtputf8
         self.host = host
         self.port = 0
         self._handler = _Handler(self)
@@ -334,7 +336,13 @@ class FaultServer:
         return f"smtp://{self.host}:{self.port}"
 
     def _factory(self) -> _FaultSMTP:
-        protocol = _FaultSMTP(self, hostname="fault.example.net", data_size_limit=0, timeout=60)
+        protocol = _FaultSMTP(
+            self,
+            hostname="fault.example.net",
+            data_size_limit=0,
+            timeout=60,
+            enable_SMTPUTF8=self.smtputf8,
+        )
         self._protocols.add(protocol)
         with self.recorder.lock:
             self.recorder.connections += 1

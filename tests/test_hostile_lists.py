@@ -117,3 +117,43 @@ def test_send_injects_nothing_and_loses_no_one(
             lost.append(f"{recipient.email}: left {row.state}")
     assert lost == []
     assert sum(counts.values()) == report.sent
+
+
+def _send_list(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, rows: str, *, smtputf8: bool
+) -> tuple[dict[str, str], list[str]]:
+    (workspace / "subscribers" / "idn.csv").write_text("email,name\n" + rows, encoding="utf-8")
+    with FaultServer(keep_messages=True, smtputf8=smtputf8) as server:
+        for key, value in env_for(server.url).items():
+            monkeypatch.setenv(key, value)
+        ws = find_workspace(workspace)
+        report = run_campaign(ws, make_draft(), "idn", concurrency=1)
+    rows_by_key = deliveries(ws.ledger_path, report.campaign_id)
+    return {r.email: f"{r.state} {r.reply}".strip() for r in rows_by_key.values()}, [
+        m.recipient for m in server.recorder.messages()
+    ]
+
+
+def test_internationalized_addresses_reach_a_relay_that_offers_smtputf8(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states, got = _send_list(
+        workspace, monkeypatch, "yamada@例え.jp,山田\n山田@example.jp,山田\n", smtputf8=True
+    )
+    assert states == {"yamada@例え.jp": "sent", "山田@example.jp": "sent"}
+    assert sorted(got) == ["yamada@例え.jp", "山田@example.jp"]
+
+
+@pytest.mark.xfail(
+    reason="an IDN domain is kept as U-label (yamada@例え.jp) even when written as an A-label; "
+    "without SMTPUTF8 the send fails it although its ASCII form xn--r8jz45g.jp is deliverable",
+    strict=True,
+)
+def test_an_idn_domain_with_an_ascii_local_part_needs_no_smtputf8(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    states, got = _send_list(
+        workspace, monkeypatch, "sato@xn--r8jz45g.jp,佐藤\nyamada@例え.jp,山田\n", smtputf8=False
+    )
+    assert set(states.values()) == {"sent"}, states
+    assert sorted(got) == ["sato@xn--r8jz45g.jp", "yamada@xn--r8jz45g.jp"]
