@@ -29,11 +29,16 @@ def test_approve_output_and_approving_twice(workspace: Path, run) -> None:
     ]
     first = run("approve", "drafts/2026-W48")
     assert first.exit_code == 0
-    assert first.output == f"Approved drafts/2026-W48 (content {digest[:12]}).\n"
+    lines = first.output.splitlines()
+    assert lines[0] == f"Approved drafts/2026-W48 (content {digest[:12]})."
+    # The sample workspace's weekly schedule: when it goes out next.
+    assert lines[1].startswith("Schedule weekly: next run ")
+    assert lines[1].endswith(" UTC) sends 2026-W48 to weekly.")
+    assert len(lines) == 2
     second = run("approve", "2026-W48")
     assert second.exit_code == 0
     assert second.output.startswith(f"drafts/2026-W48 approved by {getpass.getuser()} at ")
-    assert second.output.endswith(f"(content {digest[:12]}); nothing to do.\n")
+    assert f"(content {digest[:12]}); nothing to do.\n" in second.output
 
 
 def test_recomposing_after_approval_withdraws_it_and_commands_say_so(workspace: Path, run) -> None:
@@ -65,7 +70,11 @@ def test_withdraw(workspace: Path, run) -> None:
     run("approve", "2026-W48")
     result = run("approve", "--withdraw", "2026-W48")
     assert result.exit_code == 0
-    assert result.output == "Withdrew the approval of drafts/2026-W48; no schedule will send it.\n"
+    assert result.output.splitlines() == [
+        "Withdrew the approval of drafts/2026-W48; no schedule will send it.",
+        result.output.splitlines()[1],
+    ]
+    assert result.output.splitlines()[1].endswith(" UTC) sends nothing: no approved edition.")
     listed = run("schedule", "list", "--now", "2026-11-25T21:00:00Z")
     assert "sends nothing: no approved edition\n" in listed.output
     again = run("approve", "--withdraw", "2026-W48")

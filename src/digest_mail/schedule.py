@@ -867,6 +867,26 @@ def overview(
     return views
 
 
+def next_sends(workspace: Workspace, *, now: datetime | None = None) -> list[str]:
+    """One line per schedule: its next run and what it would send (shown by approve)."""
+    if not workspace.settings.schedules:
+        return []
+    try:
+        views = overview(workspace, now=now, count=1)
+    except ConfigError as exc:
+        return [f"Schedules: {exc}"]
+    lines = []
+    for view in views:
+        s, slot = view.schedule, view.slots[0]
+        when = f"{s.local(slot):%Y-%m-%d %H:%M %Z} ({slot:%Y-%m-%d %H:%M} UTC)"
+        if view.choice.edition:
+            what = f"sends {view.choice.edition} to {s.list_name}"
+        else:
+            what = f"sends nothing: {view.choice.reason}"
+        lines.append(f"Schedule {s.name}: next run {when} {what}.")
+    return lines
+
+
 def format_view(view: ScheduleView) -> list[str]:
     """Lines for ``schedule list``."""
     s = view.schedule

@@ -54,6 +54,8 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
             click.echo(json.dumps(_state_dict(state), ensure_ascii=False, indent=2))
         else:
             click.echo(f"Withdrew the approval of {state.label}; no schedule will send it.")
+            for line in scheduling.next_sends(workspace):
+                click.echo(line)
         return
     result = approvals.approve(workspace, draft)
     if as_json:
@@ -67,6 +69,8 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
     if result.previous.status == "changed":
         click.echo(f"{state.label} changed after its earlier approval; approved the new version.")
     click.echo(f"Approved {state.label} (content {short}).")
+    for line in scheduling.next_sends(workspace):
+        click.echo(line)
 
 
 @click.group()
@@ -149,8 +153,9 @@ def run_due(ctx: click.Context, workspace: Workspace, now: str | None, as_json: 
 def daemon(workspace: Workspace) -> None:
     """Stay in the foreground: sleep until the next slot, run it like run-due, repeat.
 
-    Logs one line per run; a failed run is logged and the daemon carries on. SIGTERM
-    or Ctrl-C stops it after the run in progress (an interrupted send resumes anyway).
+    Logs one line per run; a failed run is logged, retried within late_after, and the
+    daemon carries on. SIGTERM or Ctrl-C stops it (an interrupted send resumes on the
+    next run). It reads digest-mail.toml once: restart it after editing the schedules.
 
     \b
     Example:
