@@ -81,9 +81,12 @@ def test_daemon_runs_each_slot_as_it_comes(workspace: Path, run) -> None:
     assert len([m for m in outbox_messages(workspace) if "W48" in m["Subject"]]) == 31
 
 
-def test_daemon_stops_cleanly_on_sigterm(workspace: Path) -> None:
-    # A yearly slot: the daemon starts, records nothing new that matters, and waits.
-    set_schedules(workspace, weekly(cron="0 8 1 1 *", late_after="1m"))
+def test_daemon_stops_cleanly_on_sigterm_after_a_send(workspace: Path, run) -> None:
+    # Every minute, so the slot just past is due when the real daemon starts: it sends,
+    # then sleeps; SIGTERM must still reach it after the campaign had the signals.
+    set_schedules(workspace, weekly(cron="* * * * *", late_after="1h"))
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    assert run("approve", "2026-W48").exit_code == 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "digest_mail", "schedule", "daemon"],
@@ -103,6 +106,7 @@ def test_daemon_stops_cleanly_on_sigterm(workspace: Path) -> None:
     rest, errors = process.communicate(timeout=30)
     assert process.returncode == 0, errors
     assert seen[0].split(" ", 1)[1].startswith("digest-mail schedule daemon started in ")
+    assert ": sent: sent 2026-W48 to weekly: 31 sent," in seen[1]
     assert rest.splitlines()[-1].endswith(" stopping")
     assert errors == ""
 

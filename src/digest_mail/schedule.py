@@ -925,6 +925,7 @@ def run_daemon(
     log: Callable[[str], None],
     max_wait: float = 3600.0,
     retry_every: float = 300.0,
+    after_run: Callable[[], None] | None = None,
 ) -> None:
     """Run what is due, sleep until the next slot, repeat; return when ``wait`` says stop.
 
@@ -932,6 +933,7 @@ def run_daemon(
     Waits are capped at ``max_wait`` so a suspended machine or a changed clock is noticed.
     A failed run is logged and the loop carries on; a failed or busy slot is tried again
     after ``retry_every`` seconds (run-due itself stops retrying once past late_after).
+    ``after_run`` is called after every run (the CLI takes its signal handlers back).
     """
     from digest_mail.campaign import CampaignInterrupted
 
@@ -950,6 +952,9 @@ def run_daemon(
         except Exception as exc:
             log(f"run failed: {exc}")
             retry = True
+        finally:
+            if after_run is not None:
+                after_run()
         now = clock()
         schedule, target = next_due(schedules, now)
         if retry and now + timedelta(seconds=retry_every) < target:

@@ -166,16 +166,26 @@ def daemon(workspace: Workspace) -> None:
     def on_signal(signum: int, frame: FrameType | None) -> None:
         stop.set()
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, on_signal)
+    def take_signals() -> None:
+        # A campaign's event loop takes SIGINT/SIGTERM while it sends and resets them to
+        # the defaults afterwards: take them back after every run.
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, on_signal)
 
     def log(line: str) -> None:
         # Flushed per line: under systemd or a pipe, a log line must not wait for a buffer.
         click.echo(f"{utcnow()} {line}")
         sys.stdout.flush()
 
+    take_signals()
     log(f"digest-mail schedule daemon started in {workspace.root}")
-    scheduling.run_daemon(workspace, clock=lambda: datetime.now(UTC), wait=stop.wait, log=log)
+    scheduling.run_daemon(
+        workspace,
+        clock=lambda: datetime.now(UTC),
+        wait=stop.wait,
+        log=log,
+        after_run=take_signals,
+    )
 
 
 @schedule.command()
