@@ -30,7 +30,7 @@ from email.parser import BytesHeaderParser
 from email.policy import compat32
 from typing import Any, Literal
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 Stage = Literal["RCPT", "DATA", "END"]
 Action = Literal["reply", "drop", "stall", "slow", "accept-drop"]
@@ -315,6 +315,7 @@ class FaultServer:
         slow_seconds: float = 0.02,
         pipelining: bool = True,
         smtputf8: bool = False,
+        login: tuple[str, str] | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.plan = plan or FaultPlan()
@@ -323,6 +324,8 @@ class FaultServer:
         self.slow_seconds = slow_seconds
         self.pipelining = pipelining
         self.smtputf8 = smtputf8
+        self.login = login
+        self.logins: list[str] = []
         self.host = host
         self.port = 0
         self._handler = _Handler(self)
@@ -342,11 +345,30 @@ class FaultServer:
             data_size_limit=0,
             timeout=60,
             enable_SMTPUTF8=self.smtputf8,
+            **self._auth_options(),
         )
         self._protocols.add(protocol)
         with self.recorder.lock:
             self.recorder.connections += 1
         return protocol
+
+    def _auth_options(self) -> dict[str, Any]:
+        if self.login is None:
+            return {}
+
+        def authenticate(
+            server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+        ) -> AuthResult:
+            ok = isinstance(data, LoginPassword) and (
+                data.login.decode(),
+                data.password.decode(),
+            ) == self.login
+            if ok:
+                self.logins.append(data.login.decode())
+            return AuthResult(success=ok)
+
+        # Loopback only: the client may log in without TLS here, as it may with dev-smtp.
+        return {"authenticator": authenticate, "auth_require_tls": False}
 
     def start(self) -> FaultServer:
         ready = threading.Event()

@@ -1,0 +1,78 @@
+"""Secrets never leak: not into drafts, outbox, var/ (the ledger), archive, mail or output.
+
+compose, test-send and send run with DIGEST_MAIL_SMTP_PASSWORD and DIGEST_MAIL_SECRET set
+to marker strings, against a real SMTP server that requires that password. Afterwards
+every file the workspace holds, every message the server received and everything the
+commands printed is searched for the markers (as text, base64 and hex).
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+from faultserver import FaultServer
+
+PASSWORD = "marker-smtp-password-7f3a9c"
+SECRET = "marker-unsubscribe-secret-5d2e8b1c"
+
+
+def _forms(marker: str) -> list[bytes]:
+    raw = marker.encode()
+    return [
+        raw,
+        base64.b64encode(raw)[:16],
+        base64.urlsafe_b64encode(raw)[:16],
+        raw.hex().encode(),
+        f"\0digest\0{marker}".encode(),
+        base64.b64encode(f"\0digest\0{marker}".encode()),  # AUTH PLAIN
+    ]
+
+
+def _leaks(data: bytes) -> list[str]:
+    return [
+        f"{marker[:14]}… as {form[:12]!r}"
+        for marker in (PASSWORD, SECRET)
+        for form in _forms(marker)
+        if form in data
+    ]
+
+
+@pytest.mark.parametrize("transport", ["smtp", "capture"])
+def test_secrets_reach_no_file_no_message_no_output(
+    workspace: Path, run: Runner, monkeypatch: pytest.MonkeyPatch, transport: str
+) -> None:
+    with FaultServer(keep_messages=True, login=("digest", PASSWORD)) as server:
+        env = {"DIGEST_MAIL_SMTP_PASSWORD": PASSWORD, "DIGEST_MAIL_SECRET": SECRET}
+        if transport == "smtp":
+            env["DIGEST_MAIL_SMTP_URL"] = f"smtp://digest@127.0.0.1:{server.port}"
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        outputs = [
+            run("compose", "articles/kyoto-crafts-successors.md"),
+            run("check"),
+            run("test-send"),
+            run("send", "--list", "weekly", "--yes"),
+            run("send", "--list", "weekly", "--yes"),  # the rerun: nothing more, same secrecy
+            run("status"),
+            run("status", "--json"),
+        ]
+    for result in outputs[:1] + outputs[2:4]:
+        assert result.exit_code == 0, result.output
+    if transport == "smtp":
+        assert server.logins and set(server.logins) == {"digest"}  # the password was used
+        assert server.recorder.messages()
+    leaks = []
+    for result in outputs:
+        leaks += [f"output of a command: {leak}" for leak in _leaks(result.output.encode())]
+    for message in server.recorder.messages():
+        assert message.data is not None
+        leaks += [f"mail to {message.recipient}: {leak}" for leak in _leaks(message.data)]
+    files = [p for p in workspace.rglob("*") if p.is_file()]
+    assert any(p.parts[-3:-1] == ("var",) or "var" in p.parts for p in files)  # the ledger
+    for path in files:
+        leaks += [f"{path.relative_to(workspace)}: {leak}" for leak in _leaks(path.read_bytes())]
+    assert leaks == []
