@@ -159,3 +159,58 @@ def test_install_needs_a_kind(workspace: Path, run) -> None:
     result = run("schedule", "install")
     assert result.exit_code == 2
     assert result.output.endswith("Error: choose --systemd or --cron\n")
+
+
+def test_sigterm_during_a_scheduled_send_stops_the_daemon_and_the_slot_resumes(
+    workspace: Path, run, monkeypatch
+) -> None:
+    import threading
+
+    from smtpserver import SmtpServer
+
+    set_schedules(workspace, weekly(cron="* * * * *", late_after="1h"))
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    assert run("approve", "2026-W48").exit_code == 0
+    server = SmtpServer().start()
+    stalled, release = threading.Event(), threading.Event()
+    seen = [0]
+
+    def data_reply(envelope: object) -> str | None:
+        seen[0] += 1
+        if seen[0] <= 3:
+            return None
+        stalled.set()
+        release.wait(60)
+        return "451 4.3.0 try again later"
+
+    server.handler.data_reply = data_reply
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env.update(DIGEST_MAIL_SMTP_URL=server.url, DIGEST_MAIL_SMTP_CONCURRENCY="1")
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "digest_mail", "schedule", "daemon"],
+            cwd=workspace,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert stalled.wait(60)
+        process.send_signal(signal.SIGTERM)  # mid-send: in-flight finishes, the rest waits
+        release.set()
+        out, errors = process.communicate(timeout=60)
+        assert process.returncode == 0, errors
+        assert out.splitlines()[-1].split(" ", 1)[1].startswith("stopping: interrupted")
+        with Ledger(workspace_of(workspace).ledger_path) as ledger:
+            ((slot_time, state, note),) = [(r.slot, r.state, r.note) for r in list_runs(ledger)]
+        assert (state, note) == ("sending", "interrupted; resumes")
+        server.handler.data_reply = None
+        for key in ("DIGEST_MAIL_SMTP_URL", "DIGEST_MAIL_SMTP_CONCURRENCY"):
+            monkeypatch.setenv(key, env[key])
+        resumed = run("schedule", "run-due", "--now", slot_time)
+        assert ": sent: resumed and sent 2026-W48 to weekly: 31 sent," in resumed.output
+        counts = server.counts()
+        assert len(counts) == 31 and set(counts.values()) == {1}
+    finally:
+        release.set()
+        server.stop()
