@@ -128,7 +128,7 @@ class RateLimiter:
                     rate, capacity, tokens, last = bucket
                     tokens = min(capacity, tokens + (now - last) * rate)
                     bucket[2], bucket[3] = tokens, now
-                    if tokens < 1:
+                    if tokens < 1 - 1e-9:  # float dust must not become a zero sleep
                         wait = max(wait, (1 - tokens) / rate)
                 if wait <= 0:
                     for bucket in self._buckets:
