@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 import pytest
-from smtpserver import SmtpServer
 
 from digest_mail.config import find_workspace
 from digest_mail.errors import ConfigError
@@ -23,6 +22,7 @@ from digest_mail.transport import (
     open_transport,
     parse_relay_url,
 )
+from smtpserver import SmtpServer
 
 
 class FakeClock:
