@@ -1033,6 +1033,8 @@ def cron_line(workspace: Workspace, *, command: str | None = None) -> str:
     return (
         "# digest-mail: run due scheduled sends every minute"
         " (times and zones are in digest-mail.toml)\n"
+        "# cron starts with a bare environment: secrets come from owner-only files named in the"
+        " settings, or a DIGEST_MAIL_SMTP_PASSWORD=... line above this one\n"
         f"* * * * * cd {shlex.quote(str(root))} && {command} schedule run-due"
         f" >> {shlex.quote(str(log))} 2>&1\n"
     )
