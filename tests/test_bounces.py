@@ -173,3 +173,17 @@ def test_missing_path_and_non_maildir_folder(workspace: Path, run) -> None:
         pytest.raises(InputError, match="is a folder but not a Maildir"),
     ):
         import_bounces(workspace / "plain", ledger)
+
+
+def test_abuse_report_suppresses_the_complaining_reader(workspace: Path, run) -> None:
+    make_mbox(workspace / "fbl.mbox", [fixture("arf-complaint.eml"), fixture("autoreply.eml")])
+    result = run("bounces", "import", "fbl.mbox")
+    assert result.output == (
+        "kobayashi.daiki@example.com: spam complaint: suppressed\n"
+        "fbl.mbox: 2 messages, 0 delivery reports, 1 other messages ignored; 0 hard bounces, "
+        "0 soft bounces, 0 other statuses, 1 complaints; 1 addresses newly suppressed\n"
+    )
+    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+        suppression = ledger.suppression("kobayashi.daiki@example.com")
+    assert suppression is not None
+    assert (suppression.reason, suppression.source) == ("complained", "fbl.mbox")

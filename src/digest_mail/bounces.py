@@ -5,7 +5,9 @@ module. Each ``multipart/report; report-type=delivery-status`` message carries a
 ``message/delivery-status`` part with one block per recipient (Final-Recipient, Action,
 Status, Diagnostic-Code). A permanent failure (Action: failed, Status 5.x.x) suppresses
 the address at once; a transient one (Status 4.x.x) is recorded, and the third within
-30 days suppresses it. Anything else in the mailbox is counted and left alone.
+30 days suppresses it. An abuse report (RFC 5965 ARF, ``report-type=feedback-report``)
+suppresses the complaining address as ``complained``. Anything else in the mailbox is
+counted and left alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
-from email.utils import parsedate_to_datetime
+from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
@@ -59,7 +61,7 @@ class BounceEvent:
     """What the import did for one recipient of one report."""
 
     address: str
-    kind: Literal["hard", "soft"]
+    kind: Literal["hard", "soft", "complaint"]
     status: str
     detail: str
     outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
@@ -68,6 +70,8 @@ class BounceEvent:
     def __str__(self) -> str:
         if self.kind == "hard":
             what = f"hard bounce {self.status}"
+        elif self.kind == "complaint":
+            what = "spam complaint"
         else:
             what = f"soft bounce {self.status} ({self.soft_count} in {SOFT_WINDOW.days} days)"
         outcome = {
@@ -90,6 +94,7 @@ class BounceImport:
     hard: int = 0
     soft: int = 0
     other: int = 0
+    complaints: int = 0
     suppressed: int = 0
     events: list[BounceEvent] = field(default_factory=list)
 
@@ -97,7 +102,9 @@ class BounceImport:
         return (
             f"{self.source}: {self.messages} messages, {self.reports} delivery reports, "
             f"{self.ignored} other messages ignored; {self.hard} hard bounces, "
-            f"{self.soft} soft bounces, {self.other} other statuses; "
+            f"{self.soft} soft bounces, {self.other} other statuses"
+            + (f", {self.complaints} complaints" if self.complaints else "")
+            + "; "
             f"{self.suppressed} addresses newly suppressed"
         )
 
@@ -110,6 +117,7 @@ class BounceImport:
             "hard": self.hard,
             "soft": self.soft,
             "other": self.other,
+            "complaints": self.complaints,
             "suppressed": self.suppressed,
             "events": [
                 {
@@ -163,6 +171,49 @@ def _status_blocks(part: Message) -> list[Message]:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
     return [HeaderParser().parsestr(chunk) for chunk in chunks if chunk.strip()]
+
+
+def parse_complaint(message: Message) -> str | None:
+    """The complaining recipient of an abuse report (RFC 5965 ARF), or None.
+
+    Providers often redact the address from the report fields; then the To of the
+    returned original message names it.
+    """
+    if message.get_content_type() != "multipart/report":
+        return None
+    if message.get_param("report-type", "").lower() != "feedback-report":  # type: ignore[union-attr]
+        return None
+    parts = list(message.walk())
+    report = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
+    if report is None:
+        return None
+    blocks = _status_blocks(report)
+    fields = blocks[0] if blocks else Message()
+    if _field(fields, "Feedback-Type").lower() not in ("abuse", ""):
+        return None
+    address = _address(_field(fields, "Original-Rcpt-To"))
+    if address:
+        return address
+    for part in parts:
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            original = inner[0] if isinstance(inner, list) and inner else None
+        elif part.get_content_type() == "text/rfc822-headers":
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+            original = HeaderParser().parsestr(text)
+        else:
+            continue
+        if isinstance(original, Message):
+            found = _address(_first_address(str(original.get("To", ""))))
+            if found:
+                return found
+    return None
+
+
+def _first_address(value: str) -> str:
+    pairs = getaddresses([value])
+    return pairs[0][1] if pairs else ""
 
 
 def parse_report(message: Message) -> list[RecipientStatus] | None:
@@ -256,7 +307,24 @@ def import_bounces(
         assert isinstance(message, EmailMessage)
         statuses = parse_report(message)
         if statuses is None:
-            result.ignored += 1
+            complainer = parse_complaint(message)
+            if complainer is None:
+                result.ignored += 1
+                continue
+            result.complaints += 1
+            new = ledger.suppress(
+                complainer, reason="complained", source=source, detail="abuse report"
+            )
+            result.suppressed += new
+            result.events.append(
+                BounceEvent(
+                    address_key(complainer),
+                    "complaint",
+                    "",
+                    "",
+                    "suppressed" if new else "already-suppressed",
+                )
+            )
             continue
         result.reports += 1
         message_id = str(message.get("Message-ID", "")).strip()
