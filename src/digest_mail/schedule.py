@@ -11,7 +11,10 @@ and stored in UTC. ``run_due`` looks only at the most recent slot at or before *
   edition goes to the list through :func:`digest_mail.campaign.run_campaign`, the same
   path as ``send --yes``;
 * claimed or sending, and no other process holds the slot's lock → the run that claimed
-  it died: the campaign is resumed (run_campaign sends only what is not yet sent).
+  it died: the campaign is resumed (run_campaign sends only what is not yet sent);
+* failed (the relay was down, the list unreadable …) → retried by later runs until the
+  slot is ``late_after`` old, then left failed;
+* sent or skipped → nothing to do.
 
 A wall-clock time that occurs twice when clocks go back runs once, at its first
 occurrence, unless the cron hour field is ``*`` (hourly jobs run every elapsed hour); a
