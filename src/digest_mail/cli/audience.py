@@ -122,7 +122,7 @@ def add_command(
     path = resolve_list(workspace, list_ref)
     with _existing_ledger(workspace) as ledger:
         result = add_subscriber(
-            path, address, name=name, ledger=ledger, resubscribe=resubscribe, today=utcnow()
+            path, address, name=name, ledger=ledger, resubscribe=resubscribe, today=utcnow()[:10]
         )
     shown = display_path(path)
     if result.action == "unchanged":
