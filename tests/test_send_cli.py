@@ -8,12 +8,12 @@ import json
 from pathlib import Path
 
 import pytest
+
 from conftest import Runner
 from delivery_draft import SAMPLE_DRAFT, write_draft_folder
-from smtpserver import SmtpServer, parse_message
-
 from digest_mail.devsmtp import serve_capture
 from digest_mail.transport import SmtpTransport, parse_relay_url
+from smtpserver import SmtpServer, parse_message
 
 
 def subscribed(root: Path, name: str) -> list[str]:
@@ -67,7 +67,8 @@ def test_send_then_rerun_then_status(
     result = run("send", "2026-W48", "--list", "weekly", "--yes", env=env)
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[0] == (
-        f"Sent 2026-W48 to weekly: {count} sent, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid"
+        f"Sent 2026-W48 to weekly: {count} sent, 0 deferred, 0 failed, 0 suppressed, "
+        "0 skipped-invalid"
     )
     assert sorted(smtp_server.counts()) == sorted(a.lower() for a in addresses)
     again = run("send", "2026-W48", "--list", "weekly", "--yes", env=env)
@@ -81,7 +82,8 @@ def test_send_then_rerun_then_status(
     assert status.exit_code == 0
     assert status.output == (
         f"2026-W48/weekly (campaign, finished): {count} recipients\n"
-        f"  {count} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid, 0 uncertain\n"
+        f"  {count} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid, "
+        "0 uncertain\n"
     )
     data = json.loads(run("status", "2026-W48/weekly", "--json", env=env).output)
     assert [(d["campaign"], d["sent"], d["complete"]) for d in data] == [
