@@ -121,7 +121,9 @@ def test_tab_and_semicolon_delimiters_are_detected() -> None:
 
 def test_utf16_with_bom_is_read(tmp_path: Path) -> None:
     path = tmp_path / "utf16.csv"
-    path.write_bytes(codecs.BOM_UTF16_LE + "email\tname\r\nmio@example.jp\t石川 澪\r\n".encode("utf-16-le"))
+    path.write_bytes(
+        codecs.BOM_UTF16_LE + "email\tname\r\nmio@example.jp\t石川 澪\r\n".encode("utf-16-le")
+    )
     assert [(r.email, r.name) for r in recipients(path)] == [("mio@example.jp", "石川 澪")]
 
 
@@ -148,7 +150,9 @@ def test_broken_utf8_stops_with_the_line_instead_of_mojibake(workspace: Path, ru
 
 def test_undecodable_cp932_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "broken-sjis.csv"
-    path.write_bytes("email,name\r\na@example.jp,山田\r\n".encode("cp932") + b"b@example.jp,\x82\r\n")
+    path.write_bytes(
+        "email,name\r\na@example.jp,山田\r\n".encode("cp932") + b"b@example.jp,\x82\r\n"
+    )
     with pytest.raises(InputError, match=r"broken-sjis.csv:3: neither UTF-8 nor cp932"):
         list(scan_list(path))
 
@@ -172,8 +176,19 @@ def test_duplicate_detector_keeps_first_lines_across_growth() -> None:
 
 _ATOM = st.text(alphabet="abcXYZ019.-_+!#&'*@ \"", min_size=0, max_size=12)
 _DOMAIN = st.sampled_from(
-    ["example.jp", "EXAMPLE.com", "例え.jp", "example", "ex..ample.jp", "-x.example.jp",
-     "localhost", "xn--r8jz45g.jp", "example.123", "a" * 64 + ".jp", ""]
+    [
+        "example.jp",
+        "EXAMPLE.com",
+        "例え.jp",
+        "example",
+        "ex..ample.jp",
+        "-x.example.jp",
+        "localhost",
+        "xn--r8jz45g.jp",
+        "example.123",
+        "a" * 64 + ".jp",
+        "",
+    ]
 )
 
 
@@ -201,14 +216,26 @@ def test_suppressed_address_is_excluded_from_the_recipients(workspace: Path) -> 
         excluded: list[tuple[str, str]] = []
         items = list(
             iter_recipients(
-                ws, "weekly", ledger, counts=counts, on_excluded=lambda r, why: excluded.append((r.email, why))
+                ws,
+                "weekly",
+                ledger,
+                counts=counts,
+                on_excluded=lambda r, why: excluded.append((r.email, why)),
             )
         )
     emails = [i.email for i in items if isinstance(i, Recipient)]
     assert "suzuki.hanako@example.com" not in emails
     assert "abe.miyu@example.jp" not in emails  # status unsubscribed in the sample list
-    assert excluded == [("suzuki.hanako@example.com", "suppressed"), ("abe.miyu@example.jp", "unsubscribed")]
-    assert (counts.rows, counts.subscribed, counts.suppressed, counts.unsubscribed) == (32, 30, 1, 1)
+    assert excluded == [
+        ("suzuki.hanako@example.com", "suppressed"),
+        ("abe.miyu@example.jp", "unsubscribed"),
+    ]
+    assert (counts.rows, counts.subscribed, counts.suppressed, counts.unsubscribed) == (
+        32,
+        30,
+        1,
+        1,
+    )
     assert len(emails) == 30
 
 
@@ -240,3 +267,16 @@ def test_check_does_not_create_a_ledger(workspace: Path, run) -> None:
         "subscribers/staff.csv: 3 rows: 3 subscribed, 0 unsubscribed, 0 suppressed, 0 problems\n"
     )
     assert not (workspace / "var").exists()
+
+
+def test_cp932_half_width_kana_that_is_also_valid_utf8_is_still_cp932(tmp_path: Path) -> None:
+    """ﾅｶ in cp932 (c5 b6) is a valid two-byte UTF-8 sequence: the guess must not stop there."""
+    path = tmp_path / "kana.csv"
+    path.write_bytes("email,name\r\nnaka@example.jp,ﾅｶ あきら\r\n".encode("cp932"))
+    assert [(r.email, r.name) for r in recipients(path)] == [("naka@example.jp", "ﾅｶ あきら")]
+
+
+def test_private_use_characters_in_utf8_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "pua.csv"
+    path.write_text("email,name\nsato@example.jp,佐藤 \ue000\n", encoding="utf-8")
+    assert [r.name for r in recipients(path)] == ["佐藤 \ue000"]

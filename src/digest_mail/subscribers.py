@@ -292,14 +292,19 @@ _PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 class _Undecodable:
     line: int
     bad: bytes
-    after_non_ascii: bool  # valid non-ASCII text came before the error
+    after_text: bool  # decoded text beyond Latin came before the error (see _detect_encoding)
+
+
+# Japanese in UTF-8 is three-byte sequences (U+0800 and up); cp932 bytes almost never
+# happen to form one, while they do form two-byte ones ("ﾅｶ" is valid UTF-8).
+_WIDE = re.compile("[\u0800-\U0010ffff]")
 
 
 def _first_undecodable(stream: io.BufferedReader, encoding: str) -> _Undecodable | None:
     """Where decoding ``stream`` first fails, or None if all of it decodes."""
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
-    non_ascii = False
+    wide = False
     while True:
         chunk = stream.read(_CHUNK)
         try:
@@ -310,21 +315,19 @@ def _first_undecodable(stream: io.BufferedReader, encoding: str) -> _Undecodable
             return _Undecodable(
                 lines + before.count(b"\n"),
                 exc.object[exc.start : exc.end],
-                non_ascii or not before.isascii(),
+                wide or bool(_WIDE.search(before.decode(encoding, "replace"))),
             )
         # cp932 maps unassigned bytes and user-defined characters into the private use
         # area: in a subscriber list that is a wrong guess, never a name.
-        private = _PRIVATE_USE.search(text)
+        private = _PRIVATE_USE.search(text) if encoding == "cp932" else None
         if private:
             offset = len(text[: private.start()].encode(encoding))
             return _Undecodable(
-                lines + chunk[:offset].count(b"\n"),
-                private.group().encode(encoding),
-                non_ascii or not chunk[:offset].isascii(),
+                lines + chunk[:offset].count(b"\n"), private.group().encode(encoding), wide
             )
         if not chunk:
             return None
-        non_ascii = non_ascii or not chunk.isascii()
+        wide = wide or bool(_WIDE.search(text))
         lines += chunk.count(b"\n")
 
 
@@ -340,10 +343,9 @@ def _detect_encoding(path: Path) -> str:
         if utf8 is None:
             return "utf-8"
         failure = utf8
-        # Japanese cp932 text is almost never valid UTF-8 for long: when UTF-8 text came
-        # before the bad bytes, the file is broken UTF-8, and reading it as cp932 would
-        # turn every name into mojibake.
-        if not utf8.after_non_ascii:
+        # When UTF-8 Japanese came before the bad bytes, the file is broken UTF-8:
+        # reading it as cp932 would turn every name into mojibake.
+        if not utf8.after_text:
             stream.seek(0)
             sjis = _first_undecodable(stream, "cp932")
             if sjis is None:
