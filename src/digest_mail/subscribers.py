@@ -44,6 +44,7 @@ __all__ = [
     "RowProblem",
     "add_subscriber",
     "export_list",
+    "export_list_file",
     "import_list",
     "iter_recipients",
     "normalize_address",
@@ -922,3 +923,10 @@ def export_list(path: Path, out: TextIO) -> ListCounts:
             row[email_index] = item.email
             writer.writerow(row)
     return counts
+
+
+def export_list_file(path: Path, output: Path) -> ListCounts:
+    """:func:`export_list` into ``output``, written atomically and streamed."""
+    counts: list[ListCounts] = []
+    write_atomic(output, lambda out: counts.append(export_list(path, out)))
+    return counts[0]

@@ -21,12 +21,12 @@ from digest_mail.subscribers import (
     add_subscriber,
     display_path,
     export_list,
+    export_list_file,
     import_list,
     normalize_address,
     remove_subscriber,
     resolve_list,
     tally_list,
-    write_atomic,
 )
 from digest_mail.unsubscribe import signing_key, verify_token
 
@@ -212,9 +212,7 @@ def export_command(workspace: Workspace, list_ref: str, output: Path | None) -> 
             stdout.flush()
             stdout.detach()
     else:
-        text = io.StringIO()
-        counts = export_list(path, text)
-        write_atomic(output, lambda out: print(text.getvalue(), end="", file=out))
+        counts = export_list_file(path, output)
         written = counts.rows - counts.problems
         click.echo(f"wrote {written} rows to {display_path(output)}", err=True)
     if counts.problems:
