@@ -101,3 +101,44 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
         msg = parse_message(item.data)
         assert msg["To"].addresses[0].addr_spec == item.recipients[0]
         assert msg["Subject"].startswith("Chrysanthemum Digest 2026-W48")
+
+
+def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
+    workspace: Path, smtp_server: SmtpServer
+) -> None:
+    write_draft_folder(workspace)
+    addresses = write_big_list(workspace)[:1000]
+    rows = ["email,name"] + [f"{a},読者" for a in addresses]
+    (workspace / "subscribers" / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    smtp_server.handler.parse = False
+    env = cli_env(smtp_server)
+    send = [*CLI, "send", "2026-W48", "--list", "big", "--yes"]
+    proc = subprocess.Popen(
+        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(smtp_server.handler.received) < 200:
+        assert proc.poll() is None
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    lines = err.decode().splitlines()
+    assert "Error: interrupted: in-flight messages were finished, the rest is queued" in lines
+    assert "Hint: rerun 'digest-mail send 2026-W48 --list big' to resume" in lines
+    assert out.decode().startswith("Stopped 2026-W48 to big: ")
+
+    ws = find_workspace(workspace)
+    with Ledger(ws.ledger_path) as ledger:
+        by_state = dict(
+            ledger.db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+        )
+    assert "sending" not in by_state and "uncertain" not in by_state
+    # Exactly what the server accepted is recorded as sent: nothing in doubt.
+    assert by_state["sent"] == len(smtp_server.received) < len(addresses)
+
+    rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    counts = smtp_server.counts()
+    assert set(counts) == set(addresses) and set(counts.values()) == {1}
