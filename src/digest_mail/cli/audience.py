@@ -372,8 +372,9 @@ def bounces_import(workspace: Workspace, path: Path, as_json: bool) -> None:
     """Read an mbox file or Maildir folder of bounces (RFC 3464 reports).
 
     A hard bounce (5.x.x, failed) suppresses the address at once; a soft bounce
-    (4.x.x) is recorded and the third within 30 days suppresses it. Other messages
-    are counted and ignored; importing the same mailbox twice changes nothing.
+    (4.x.x) is recorded and the third within 30 days suppresses it; an abuse report
+    (ARF) suppresses the complaining reader. Other messages are counted and ignored;
+    importing the same mailbox twice changes nothing.
 
     \b
     Example:
