@@ -152,3 +152,18 @@ def test_a_ten_article_edition_stays_under_gmails_clip(tmp_path: Path) -> None:
     size = len(result.html.encode("utf-8"))
     assert size < 102 * 1024, f"{size / 1024:.1f} KB"
     assert result.html.count("さらに読む ⇒") == 10
+
+
+def test_an_override_added_later_in_the_same_process_is_used(tmp_path: Path) -> None:
+    templates = tmp_path / "templates" / "email"
+    templates.mkdir(parents=True)
+    articles = ARTICLES[:1]
+    assert "さらに読む ⇒" in _render(articles, templates).text
+    (templates / "digest.txt.j2").write_text(
+        "{{ placeholders.name }} さん\n{% for a in articles %}{{ a.url }}\n{% endfor %}"
+        "{{ placeholders.unsubscribe_url }}\n",
+        encoding="utf-8",
+    )
+    assert _render(articles, templates).text == (
+        f"@@name@@ さん\n{articles[0].url}\n@@unsubscribe_url@@\n"
+    )

@@ -69,15 +69,30 @@ def _autoescape(name: str | None) -> bool:
     return name is not None and (".mjml" in name or ".html" in name)
 
 
-@functools.lru_cache(maxsize=8)
 def make_environment(templates_dir: Path | None) -> jinja2.Environment:
     """Workspace templates first (overrides), then the packaged defaults.
 
-    Cached: compiling the templates costs more than rendering them, and Jinja's
-    auto_reload still picks up a template edited on disk.
+    Cached while the override folder's files stay the same: compiling the templates
+    costs more than rendering them. An override added or removed since (which Jinja's
+    own up-to-date check would miss) gives a new environment.
     """
+    return _environment(templates_dir, _fingerprint(templates_dir))
+
+
+def _fingerprint(templates_dir: Path | None) -> tuple[tuple[str, int], ...]:
+    if templates_dir is None or not templates_dir.is_dir():
+        return ()
+    return tuple(
+        sorted((str(p), p.stat().st_mtime_ns) for p in templates_dir.rglob("*") if p.is_file())
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _environment(
+    templates_dir: Path | None, fingerprint: tuple[tuple[str, int], ...]
+) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
-    if templates_dir is not None and templates_dir.is_dir():
+    if fingerprint and templates_dir is not None:
         loaders.append(jinja2.FileSystemLoader(str(templates_dir)))
     loaders.append(jinja2.PackageLoader("digest_mail", "templates/email"))
     env = jinja2.Environment(
