@@ -73,6 +73,9 @@ url = "capture"
 # retry_backoff = "30s"
 # Only for a test relay with a self-signed certificate.
 # insecure_skip_verify = false
+# The SMTP client: "pipelining" (one round trip per group of commands) or "aiosmtplib"
+# (the lock-step library client, a fallback).
+# client = "pipelining"
 
 [lists]
 # File stems under subscribers/: staff.csv receives test-send, weekly.csv the edition.
