@@ -23,7 +23,10 @@ def rows(path: Path) -> list[tuple[str, str, str]]:
 def test_add_new_then_again_then_rename(workspace: Path, run) -> None:
     staff = workspace / "subscribers" / "staff.csv"
     result = run("subscribers", "add", "staff", "Kondo.Soma@Example.COM", "--name", "近藤 颯真")
-    assert (result.exit_code, result.output) == (0, "added Kondo.Soma@example.com on subscribers/staff.csv\n")
+    assert (result.exit_code, result.output) == (
+        0,
+        "added Kondo.Soma@example.com on subscribers/staff.csv\n",
+    )
     again = run("subscribers", "add", "staff", "kondo.soma@example.com")
     assert again.output == "kondo.soma@example.com is already subscribed to subscribers/staff.csv\n"
     renamed = run("subscribers", "add", "staff", "kondo.soma@example.com", "--name", "近藤 そうま")
@@ -40,7 +43,9 @@ def test_add_refuses_invalid_address_and_header_breaking_name(workspace: Path, r
         "Error: 'taro@@example.jp' is not a valid address (The part after the @-sign contains "
         "invalid characters: '@'.)\n"
     )
-    evil = run("subscribers", "add", "staff", "x@example.jp", "--name", "Name\r\nBcc: x@evil.example")
+    evil = run(
+        "subscribers", "add", "staff", "x@example.jp", "--name", "Name\r\nBcc: x@evil.example"
+    )
     assert evil.exit_code == 1
     assert evil.output == (
         "Error: name: 'Name\\r\\nBcc: x@evil.example' contains a control character (U+000D) "
@@ -70,7 +75,9 @@ def test_add_never_resubscribes_a_suppressed_address_without_the_flag(workspace:
 def test_add_creates_a_missing_list(workspace: Path, run) -> None:
     result = run("subscribers", "add", "press", "kisha@example.jp", "--name", "記者 クラブ")
     assert result.output == "added kisha@example.jp on subscribers/press.csv\n"
-    assert rows(workspace / "subscribers" / "press.csv") == [("kisha@example.jp", "記者 クラブ", "subscribed")]
+    assert rows(workspace / "subscribers" / "press.csv") == [
+        ("kisha@example.jp", "記者 クラブ", "subscribed")
+    ]
 
 
 def test_remove(workspace: Path, run) -> None:
@@ -152,10 +159,19 @@ def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
     by_email = {r[0]: r for r in rows(weekly)}
     assert by_email["suzuki.hanako@example.com"][1] == "鈴木 はなこ"
     assert by_email["abe.miyu@example.jp"][2] == "unsubscribed"
-    assert by_email["new.reader@example.jp"] == ("new.reader@example.jp", "新しい 読者", "subscribed")
-    assert weekly.read_text(encoding="utf-8").splitlines()[-1] == "new.reader@example.jp,新しい 読者,subscribed,,沖縄県"
+    assert by_email["new.reader@example.jp"] == (
+        "new.reader@example.jp",
+        "新しい 読者",
+        "subscribed",
+    )
+    assert (
+        weekly.read_text(encoding="utf-8").splitlines()[-1]
+        == "new.reader@example.jp,新しい 読者,subscribed,,沖縄県"
+    )
 
-    again = run("subscribers", "import", str(signups), "--into", "weekly", "--resubscribe", "--json")
+    again = run(
+        "subscribers", "import", str(signups), "--into", "weekly", "--resubscribe", "--json"
+    )
     report = json.loads(again.output)
     assert {k: report[k] for k in ("new", "updated", "unchanged", "rejected")} == {
         "new": 0,
@@ -168,7 +184,9 @@ def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
     assert {r[0]: r[2] for r in rows(weekly)}["abe.miyu@example.jp"] == "subscribed"
 
 
-def test_import_adds_new_columns_after_the_existing_ones(workspace: Path, run, tmp_path: Path) -> None:
+def test_import_adds_new_columns_after_the_existing_ones(
+    workspace: Path, run, tmp_path: Path
+) -> None:
     extra = tmp_path / "extra.tsv"
     extra.write_text("email\tplan\nyamada.taro@example.jp\tpremium\n", encoding="utf-8")
     result = run("subscribers", "import", str(extra), "--into", "staff")
@@ -196,3 +214,16 @@ def test_export_writes_utf8_with_normalized_addresses(tmp_path: Path, run, works
     assert out.read_text(encoding="utf-8").splitlines()[1] == (
         "takahashi.ichiro@example.jp,髙橋 一郎,subscribed,2026-01-05,㈱菊花商事"
     )
+
+
+def test_concurrent_adds_lose_nobody(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from digest_mail.subscribers import add_subscriber
+
+    path = tmp_path / "list.csv"
+    addresses = [f"reader{n}@example.jp" for n in range(24)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        list(pool.map(lambda a: add_subscriber(path, a, name="読者"), addresses))
+    assert sorted(r[0] for r in rows(path)) == sorted(addresses)
+    assert sorted(os.listdir(tmp_path)) == ["list.csv"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import fcntl
 import io
 import os
 import re
@@ -586,6 +587,22 @@ def iter_recipients(
 # --- writing lists ---------------------------------------------------------------------
 
 
+@contextmanager
+def list_lock(path: Path) -> Iterator[None]:
+    """One writer at a time in a list's folder, so that two edits never lose each other.
+
+    The lock is flock() on the folder itself: no lock file is left next to the lists.
+    Readers need none: a rewrite replaces the file whole.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def write_atomic(path: Path, write: Callable[[TextIO], None], *, bom: bool = False) -> None:
     """Write through a temp file in the same folder, fsync, rename: never half a list."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -675,6 +692,22 @@ def add_subscriber(
         raise InputError(exc.message) from None
     if name is not None:
         _check_name(name)
+    with list_lock(path):
+        return _add_locked(
+            path, email, key, name=name, ledger=ledger, resubscribe=resubscribe, today=today
+        )
+
+
+def _add_locked(
+    path: Path,
+    email: str,
+    key: str,
+    *,
+    name: str | None,
+    ledger: Ledger | None,
+    resubscribe: bool,
+    today: str,
+) -> AddResult:
     suppressed = ledger is not None and ledger.is_suppressed(key)
     if suppressed and not resubscribe:
         raise DigestMailError(
@@ -742,7 +775,7 @@ def remove_subscriber(path: Path, address: str) -> Recipient:
     """Delete the row of ``address`` from the list; the removed Recipient."""
     key = address_key(address)
     removed: list[Recipient] = []
-    with _open_list(path) as source:
+    with list_lock(path), _open_list(path) as source:
 
         def rewrite(out: TextIO) -> None:
             writer = _writer(out, source.delimiter)
@@ -831,6 +864,13 @@ def import_list(
     the ledger's suppression is lifted. Problem rows of the imported file are rejected
     with their line. The imported file is held in memory; the target list is streamed.
     """
+    with list_lock(target_path):
+        return _import_locked(source_path, target_path, ledger=ledger, resubscribe=resubscribe)
+
+
+def _import_locked(
+    source_path: Path, target_path: Path, *, ledger: Ledger | None, resubscribe: bool
+) -> ImportReport:
     report = ImportReport()
     incoming: dict[str, Recipient] = {}
     for item in scan_list(source_path):
