@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from digest_mail.plaintext import display_width, is_url_line, wrap_lines, wrap_text
 
@@ -72,3 +74,26 @@ def test_a_word_longer_than_the_line_is_split() -> None:
 def test_wrap_text_keeps_paragraph_breaks() -> None:
     assert wrap_text("一行目\n\n三行目") == "一行目\n\n三行目"
     assert wrap_text("") == ""
+
+
+JAPANESE = "あいうえおかきくけこ漢字仮名交じり文。、「」ー・！？ＡＢ１２"
+ALPHABET = JAPANESE + "abcxyz0123 ,.-/"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    text=st.text(alphabet=ALPHABET, max_size=400),
+    url=st.sampled_from(["", URL]),
+    width=st.integers(min_value=20, max_value=100),
+)
+def test_wrapping_keeps_every_character_and_the_width(text: str, url: str, width: int) -> None:
+    source = f"{text} {url} {text}" if url else text
+    lines = wrap_lines(source, width=width)
+    # Only spaces may be dropped (at line ends); nothing else is lost or reordered.
+    assert "".join(lines).replace(" ", "") == source.replace(" ", "")
+    for line in lines:
+        if url and url in line:
+            assert display_width(line.replace(url, "")) <= width
+        else:
+            # Hanging punctuation (ぶら下げ) may pass the margin by two wide characters.
+            assert display_width(line) <= width + 4, line

@@ -3,8 +3,8 @@
 East Asian Wide and Fullwidth characters take two columns in a terminal or a mail
 client's fixed-width view, so a 72-column line holds 36 kanji. Japanese has no spaces:
 a line may break between any two wide characters, except that closing punctuation
-(。、」…) never starts a line — it hangs past the margin instead (ぶら下げ), which keeps
-lines within 76 columns — and opening brackets never end one.
+(。、」…) does not start a line — up to two such characters hang past the margin
+instead (ぶら下げ), so lines stay within 76 columns — and opening brackets never end one.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ URL_RE = re.compile(r"(?:https?://|mailto:|@@[a-z_]+_url@@)\S*")
 _NO_START = set(
     "、。，．,.!?！？)）」』】〉》〕］｝ー々ゝゞぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ…‥・：；:;"
 )
+# Columns closing punctuation may hang past the margin (two wide characters, e.g. 」。).
+_MAX_HANG = 4
 # Opening brackets that must not end a line.
 _NO_END = set("(（「『【〈《〔［｛")
 _TOKEN_RE = re.compile(
@@ -99,7 +101,7 @@ def _wrap_paragraph(paragraph: str, width: int, first: str, rest: str) -> list[s
                 line.append(piece)
                 used += w
                 continue
-            if kind == "char" and piece in _NO_START:
+            if kind == "char" and piece in _NO_START and used + w <= width + _MAX_HANG:
                 # Hang closing punctuation past the margin rather than start a line with it.
                 line.append(piece)
                 used += w
