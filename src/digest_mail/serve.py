@@ -169,9 +169,7 @@ async def _serve(
     try:
         site = web.TCPSite(runner, host, port)
         await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname()[1] if sockets else port
+        bound = runner.addresses[0][1] if runner.addresses else port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # SIGTERM (systemd, a test) stops cleanly: the ledger is closed on the way out.
