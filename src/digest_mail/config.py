@@ -56,6 +56,9 @@ class SmtpSettings:
     retry_for: str = "1h"
     # First retry after this (doubling, jittered, capped at 15m); tests set it near 0.
     retry_backoff: str = "30s"
+    # "pipelining": digest-mail's own client (RFC 2920, one round trip per message group);
+    # "aiosmtplib": the lock-step library client, kept as a fallback.
+    client: str = "pipelining"
 
 
 @dataclass(frozen=True)

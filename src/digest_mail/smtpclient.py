@@ -535,7 +535,17 @@ class SmtpConnection:
         if not recipients:
             raise ValueError("a message needs at least one recipient")
         body = data if prepared else prepare_data(data)
-        mail = b"MAIL FROM:<" + _address(envelope_from) + b">" + self._mail_parameters(body)
+        parameters = self._mail_parameters(body)
+        if not envelope_from.isascii() or not all(r.isascii() for r in recipients):
+            if "SMTPUTF8" not in self.extensions:
+                raise SmtpPermanentError(
+                    f"{self.host} does not offer SMTPUTF8, needed for a non-ASCII address",
+                    code=553,
+                    recipient=recipients[0] if len(recipients) == 1 else None,
+                    stage="recipient",
+                )
+            parameters += b" SMTPUTF8"
+        mail = b"MAIL FROM:<" + _address(envelope_from) + b">" + parameters
         rcpts = [b"RCPT TO:<" + _address(recipient) + b">" for recipient in recipients]
         if self.pipelining:
             self._write(b"\r\n".join([mail, *rcpts, b"DATA", b""]))

@@ -28,9 +28,15 @@ from digest_mail.transport import (
     RateLimiter,
     RelayConfig,
     RelayError,
+    SmtpTransport,
     TemporaryFailure,
     is_loopback,
 )
+
+
+def _detail(exc: SmtpError, relay: RelayConfig) -> str:
+    """The client's message without its own host:port prefix (the relay URL says it)."""
+    return exc.message.removeprefix(f"{relay.host}:{relay.port}: ")
 
 
 class _Slot:
@@ -45,8 +51,12 @@ class _Slot:
         self.connection = None
 
 
-class PipeliningSmtpTransport:
-    """A pool of ``size`` pipelining connections to one relay, behind a rate limit."""
+class PipeliningSmtpTransport(SmtpTransport):
+    """A pool of ``size`` pipelining connections to one relay, behind a rate limit.
+
+    A drop-in for :class:`SmtpTransport` (hence the subclass, so the weighted multi-relay
+    transport and ``open_transport``'s type take either); it shares none of its state.
+    """
 
     kind = "smtp"
 
@@ -66,24 +76,20 @@ class PipeliningSmtpTransport:
         self.limiter = limiter or RateLimiter()
         self.tls_context = tls_context or ssl.create_default_context()
         self._slots = [_Slot() for _ in range(max(1, size))]
-        self._idle: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
         for slot in self._slots:
-            self._idle.put_nowait(slot)
+            self._free.put_nowait(slot)
         self._ever_connected = False
 
-    @property
-    def description(self) -> str:
-        return f"SMTP relay {self.relay.display} (pipelining client)"
-
     async def supports_8bit(self) -> bool:
-        slot = await self._idle.get()
+        slot = await self._free.get()
         try:
-            connection = await self._connect(slot)
+            connection = await self._open(slot)
             return "8BITMIME" in connection.extensions
         finally:
-            self._idle.put_nowait(slot)
+            self._free.put_nowait(slot)
 
-    async def _connect(self, slot: _Slot) -> SmtpConnection:
+    async def _open(self, slot: _Slot) -> SmtpConnection:
         if slot.connection is not None and slot.connection.is_connected:
             return slot.connection
         relay = self.relay
@@ -103,9 +109,19 @@ class PipeliningSmtpTransport:
                 timeout=self.timeout,
                 local_hostname="localhost" if is_loopback(relay.host) else None,
             )
-        except (SmtpTlsError, SmtpAuthError) as exc:
+        except SmtpAuthError as exc:
+            if exc.code is not None:
+                raise RelayError(
+                    f"{relay.display} refused the login for {relay.username!r}: {exc.code} "
+                    f"{exc.reply}",
+                    code=exc.code,
+                    hint="check the username and DIGEST_MAIL_SMTP_PASSWORD",
+                ) from None
+            raise RelayError(f"{relay.display}: {_detail(exc, relay)}", hint=exc.hint) from None
+        except SmtpTlsError as exc:
             raise RelayError(
-                f"{relay.display}: {exc.message}", code=exc.code, hint=exc.hint
+                f"{relay.display}: {_detail(exc, relay)}",
+                hint="the relay must offer a valid certificate (or fix [smtp] url)",
             ) from None
         except SmtpConnectionLost as exc:
             if not self._ever_connected:
@@ -125,11 +141,13 @@ class PipeliningSmtpTransport:
 
     async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
         await self.limiter.acquire()
-        slot = await self._idle.get()
+        slot = await self._free.get()
         try:
-            connection = await self._connect(slot)
+            connection = await self._open(slot)
             try:
-                refused = await connection.send(envelope_from, recipients, prepare_data(data))
+                refused = await connection.send(
+                    envelope_from, recipients, prepare_data(data), prepared=True
+                )
             except SmtpError as exc:
                 raise self._classify(exc, slot, envelope_from, recipients) from None
             if refused:
@@ -137,7 +155,7 @@ class PipeliningSmtpTransport:
                 first = next(iter(refused.values()))
                 raise self._classify(first, slot, envelope_from, recipients)
         finally:
-            self._idle.put_nowait(slot)
+            self._free.put_nowait(slot)
 
     def _classify(
         self, exc: SmtpError, slot: _Slot, envelope_from: str, recipients: list[str]

@@ -553,6 +553,18 @@ def describe_transport(workspace: Workspace) -> str:
     return ", ".join(f"SMTP relay {r.display}" for r in relays)
 
 
+def _pool_class(client: str) -> type[SmtpTransport]:
+    """``[smtp] client``: the pipelining client (default, see smtppool) or aiosmtplib."""
+    if client == "aiosmtplib":
+        return SmtpTransport
+    if client == "pipelining":
+        from digest_mail.smtppool import PipeliningSmtpTransport  # imports this module
+
+        return PipeliningSmtpTransport
+    raise ConfigError(f"{client!r} is not an SMTP client", key="smtp.client",
+                      hint='use "pipelining" (default) or "aiosmtplib"')
+
+
 def open_transport(
     workspace: Workspace,
     *,
@@ -567,6 +579,7 @@ def open_transport(
     if url in {"", "capture"}:
         return CaptureTransport(workspace.outbox_dir)
     relays = [parse_relay_url(u, username=smtp.username) for u in _split_urls(url)]
+    pool = _pool_class(smtp.client)
     password = read_secret(
         variable="DIGEST_MAIL_SMTP_PASSWORD", file=smtp.password_file, what="SMTP password"
     )
@@ -591,7 +604,7 @@ def open_transport(
             clock=clock,
         )
         transports.append(
-            SmtpTransport(
+            pool(
                 relay,
                 password=password,
                 size=share,
