@@ -253,3 +253,12 @@ def test_send_warns_but_succeeds_when_the_archive_cannot_be_written(ws: Workspac
     assert sent.exit_code == 0, sent.output
     assert "Warning: the web archive was not updated: " in sent.output
     assert "Hint: fix that, then run 'digest-mail archive 2026-W48'" in sent.output
+
+
+def test_a_campaign_to_an_empty_list_publishes_nothing(ws: Workspace, run) -> None:
+    _compose(ws, "2026-W48")
+    ws.list_path("weekly").write_text("email,name\n", encoding="utf-8")
+    sent = run("send", "2026-W48", "--list", "weekly", "--yes")
+    assert sent.exit_code == 0, sent.output
+    assert "Archived" not in sent.output
+    assert not ws.archive_dir.exists()

@@ -343,13 +343,16 @@ class FinishedCampaign(Protocol):
     def dry_run(self) -> bool: ...
     @property
     def complete(self) -> bool: ...
+    @property
+    def total(self) -> int: ...
 
 
 def publish_after_campaign(
     workspace: Workspace, draft: Draft, report: FinishedCampaign, *, now: dt.datetime | None = None
 ) -> Path | None:
     """Publish the edition once a real campaign has finished: nothing queued, deferred or
-    uncertain. Test sends and dry runs never publish. Returns the page, or None."""
-    if report.kind != "campaign" or report.dry_run or not report.complete:
+    uncertain. Test sends, dry runs and a list with nobody on it never publish.
+    Returns the page, or None."""
+    if report.kind != "campaign" or report.dry_run or not report.complete or report.total == 0:
         return None
     return publish_archive(workspace, draft, now=now)
