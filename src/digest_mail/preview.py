@@ -156,13 +156,13 @@ def screenshot_draft(
 
     The screenshots run as parallel Chromium processes (about 3 s each otherwise).
     """
-    browser = chromium or find_chromium()
     widths = list(dict.fromkeys(widths))
     for width in widths:
         if not 200 <= width <= 2000:
             raise DigestMailError(
                 f"--width {width} is out of range", hint="use 200 to 2000 pixels, e.g. 375"
             )
+    browser = chromium or find_chromium()
     page = write_preview_html(draft, settings)
     heights = (
         dict.fromkeys(widths, height)
