@@ -166,7 +166,8 @@ def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
     Per-recipient values become neutral ones (no address, no unsubscribe token);
     archive/index.html and the Atom feed archive/feed.xml are rebuilt. Host the
     archive/ folder at [archive] base_url: the email's "view in browser" link goes
-    there. send does this by itself after a campaign finishes.
+    there. send and schedule run-due do this by themselves once a campaign is
+    complete.
 
     \b
     Example:
