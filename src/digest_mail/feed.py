@@ -43,6 +43,7 @@ __all__ = [
     "html_to_text",
     "import_feed",
     "read_feed",
+    "sanitize_html",
 ]
 
 FETCH_TIMEOUT = 30.0
