@@ -1,8 +1,8 @@
-
 """The rendered edition: real Jinja2, mjml-python and premailer, rendered once per module."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import html
 import re
@@ -12,7 +12,7 @@ import pytest
 
 from compose_samples import write_article
 from conftest import REPO
-from digest_mail.articles import load_articles
+from digest_mail.articles import Article, load_articles
 from digest_mail.config import load_settings
 from digest_mail.edition import build_edition
 from digest_mail.plaintext import display_width, is_url_line
@@ -23,7 +23,7 @@ ARTICLES = load_articles(sorted((REPO / "articles").glob("*.md")))
 TODAY = dt.date(2026, 11, 25)
 
 
-def _render(articles: list, templates_dir: Path | None = None) -> RenderedEdition:  # type: ignore[type-arg]
+def _render(articles: list[Article], templates_dir: Path | None = None) -> RenderedEdition:
     edition = build_edition(articles, settings=SETTINGS, today=TODAY)
     return render_edition(edition, settings=SETTINGS, templates_dir=templates_dir)
 
@@ -145,7 +145,7 @@ def test_a_ten_article_edition_stays_under_gmails_clip(tmp_path: Path) -> None:
         for n in range(10)
     ]
     articles = [
-        a.__class__(**{**a.__dict__, "lead": longest.lead, "points": longest.points})
+        dataclasses.replace(a, lead=longest.lead, points=longest.points)
         for a in load_articles(paths)
     ]
     result = _render(articles)
