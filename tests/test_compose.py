@@ -361,3 +361,28 @@ def test_spamassassin_does_not_flag_the_preview_message(composed: tuple[Path, Re
     assert "MIME_HTML_ONLY" not in details
     score = float(details.split("(", 1)[1].split(" points", 1)[0])
     assert score < 1.0, details
+
+
+def test_unknown_drafts_are_named_with_the_ones_that_exist(workspace: Path, run: Runner) -> None:
+    assert (
+        run("compose", "articles/kyoto-crafts-successors.md", "--edition", "2026-W47").exit_code
+        == 0
+    )
+    result = run("check", "2026-W49")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: no draft 2026-W49 in drafts/ (drafts: 2026-W47)\n"
+        "Hint: run 'digest-mail compose --edition 2026-W49' first\n",
+    )
+    result = run("check", "drafts/nowhere")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: no draft folder drafts/nowhere\nHint: run 'digest-mail compose' first\n",
+    )
+    (workspace / "drafts" / "2026-W47" / "index.txt").unlink()
+    result = run("check", "2026-W47")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: drafts/2026-W47 is not a complete draft (index.txt is missing)\n"
+        "Hint: compose it again: digest-mail compose --edition 2026-W47\n",
+    )

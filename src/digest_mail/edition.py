@@ -257,11 +257,12 @@ def _read_draft(path: Path) -> Draft:
     except FileNotFoundError as exc:
         raise DigestMailError(
             f"{shown} is not a complete draft ({Path(exc.filename or '').name} is missing)",
-            hint="compose it again: digest-mail compose",
+            hint=f"compose it again: digest-mail compose --edition {path.name}",
         ) from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DigestMailError(
-            f"{shown}/edition.json is damaged: {exc}", hint="compose it again: digest-mail compose"
+            f"{shown}/edition.json is damaged: {exc}",
+            hint=f"compose it again: digest-mail compose --edition {path.name}",
         ) from None
     mjml_path = path / "index.mjml"
     return Draft(
