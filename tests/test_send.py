@@ -373,3 +373,36 @@ def test_ledger_rows_never_stay_sending_after_a_clean_run(
     assert db.execute("SELECT COUNT(*) FROM deliveries WHERE state != 'sent'").fetchone()[0] == 0
     assert db.execute("SELECT state FROM campaigns").fetchall() == [("finished",)]
     db.close()
+
+
+def test_an_unsubscribe_during_the_send_is_honoured(
+    workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = write_list(workspace, "readers", 120)
+    ws = smtp_workspace(workspace, smtp_server, monkeypatch, concurrency="2")
+    late = addresses[100]
+
+    def unsubscribe_late_reader(_: object) -> None:
+        if len(smtp_server.handler.received) == 1:
+            with Ledger(ws.ledger_path) as ledger:
+                ledger.suppress(late, reason="unsubscribed", source="one-click")
+
+    smtp_server.handler.on_message = unsubscribe_late_reader
+    report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    assert (report.sent, report.suppressed) == (119, 1)
+    assert late not in smtp_server.counts()
+    assert states(ws, "2026-W48/readers") == {"sent": 119, "suppressed": 1}
+
+
+def test_one_sender_per_campaign(
+    workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest_mail.campaign import _lock
+
+    write_list(workspace, "readers", 3)
+    ws = smtp_workspace(workspace, smtp_server, monkeypatch)
+    with _lock(ws, "2026-W48/readers"), pytest.raises(CampaignError) as info:
+        run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    assert str(info.value) == "campaign 2026-W48/readers is being sent by another process"
+    assert smtp_server.received == []
+    assert run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock()).sent == 3

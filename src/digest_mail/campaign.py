@@ -285,20 +285,30 @@ class _Store:
                 (utcnow(), self.id),
             )
 
-    def claim(self, after_seq: int, limit: int, domain: str) -> list[_Job]:
-        """The next ``limit`` queued rows, marked ``sending`` and given Message-IDs, committed."""
+    def claim(self, after_seq: int, limit: int, domain: str) -> tuple[list[_Job], int | None]:
+        """The next ``limit`` queued rows, marked ``sending`` and given Message-IDs, committed,
+        and the last seq looked at (None: nothing left). Addresses suppressed since the
+        snapshot (an unsubscribe during the send) are marked ``suppressed`` instead."""
         with self.ledger.transaction():
             rows = self.db.execute(
-                "SELECT seq, address, email, name, attempts, message_id FROM deliveries "
-                "WHERE campaign_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?",
+                "SELECT d.seq, d.address, d.email, d.name, d.attempts, d.message_id, "
+                "EXISTS (SELECT 1 FROM suppressions s WHERE s.address = d.address) "
+                "FROM deliveries d WHERE d.campaign_id = ? AND d.state = 'queued' AND d.seq > ? "
+                "ORDER BY d.seq LIMIT ?",
                 (self.id, after_seq, limit),
             ).fetchall()
             jobs = [
                 _Job(seq, address, email, name, attempts, message_id or new_message_id(domain))
-                for seq, address, email, name, attempts, message_id in rows
+                for seq, address, email, name, attempts, message_id, suppressed in rows
+                if not suppressed
             ]
+            self.db.executemany(
+                "UPDATE deliveries SET state = 'suppressed', last_reply = ?, updated_at = ? "
+                "WHERE campaign_id = ? AND address = ?",
+                [("suppressed since the snapshot", utcnow(), self.id, r[1]) for r in rows if r[6]],
+            )
             self._mark_sending(jobs)
-        return jobs
+        return jobs, (rows[-1][0] if rows else None)
 
     def claim_retries(self, jobs: Sequence[_Job]) -> None:
         with self.ledger.transaction():
@@ -506,14 +516,14 @@ class _Sender:
                 for job in due:
                     self.queue.put_nowait(job)
             if not exhausted and self.queue.qsize() < low_water:
-                jobs = self.store.claim(cursor, low_water * 2, self.domain)
-                if jobs:
-                    cursor = jobs[-1].seq
-                    for job in jobs:
-                        job.first_try = now
-                        self.queue.put_nowait(job)
-                else:
+                jobs, last = self.store.claim(cursor, low_water * 2, self.domain)
+                if last is None:
                     exhausted = True
+                else:
+                    cursor = last
+                for job in jobs:
+                    job.first_try = now
+                    self.queue.put_nowait(job)
             self._flush()
             if exhausted and not self.retries and self.inflight == 0 and self.queue.empty():
                 return
