@@ -76,3 +76,12 @@ def test_secrets_reach_no_file_no_message_no_output(
     for path in files:
         leaks += [f"{path.relative_to(workspace)}: {leak}" for leak in _leaks(path.read_bytes())]
     assert leaks == []
+
+
+def test_the_ledger_is_owner_only(workspace: Path, run: Runner) -> None:
+    """It holds every subscriber's address and name: other local users must not read it."""
+    assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
+    assert run("send", "--list", "weekly", "--yes").exit_code == 0
+    for path in (workspace / "var").glob("ledger.sqlite3*"):
+        assert path.stat().st_mode & 0o077 == 0, (path, oct(path.stat().st_mode))
+    assert (workspace / "var" / "unsubscribe.key").stat().st_mode & 0o077 == 0

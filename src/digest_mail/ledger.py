@@ -10,6 +10,8 @@ that has been committed. ``PRAGMA user_version`` records how many have run.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -133,6 +135,10 @@ class Ledger:
     def __init__(self, path: Path, *, timeout: float = 30.0) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Addresses and names are personal data: a new ledger is owner-only, and SQLite
+        # gives its -wal and -shm files the same mode.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
             self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         except sqlite3.Error as exc:
