@@ -55,6 +55,15 @@ def write_list(path: Path, rows: int) -> None:
             writer.writerow([email, name, status, "2026-04-01", REGIONS[n % 8]])
 
 
+def suppress_some(root: Path) -> None:
+    """A ledger with 1,000 suppressions, so that count consults it for every row."""
+    from digest_mail.ledger import Ledger
+
+    with Ledger(root / "var" / "ledger.sqlite3") as ledger, ledger.transaction():
+        for n in range(0, 1_000_000, 1_000):
+            ledger.suppress(f"reader{n + 7}@example.jp", reason="bounced", source="bench")
+
+
 def run_count(workspace: Path, list_path: Path) -> tuple[float, int, dict[str, object]]:
     """(seconds, peak RSS in bytes, the --json result) of one CLI process."""
     command = [
@@ -83,6 +92,7 @@ def main() -> None:
     args = parser.parse_args()
     root = args.keep or Path(tempfile.mkdtemp(prefix="bench-subscribers-"))
     root.mkdir(parents=True, exist_ok=True)
+    suppress_some(root)
     try:
         print(f"{'rows':>10}  {'file MB':>8}  {'seconds':>8}  {'rows/s':>9}  {'peak RSS MB':>11}")
         for rows in (1_000, args.rows):
@@ -95,7 +105,7 @@ def main() -> None:
             print(
                 f"{rows:>10,}  {size:>8.1f}  {seconds:>8.2f}  {rows / seconds:>9,.0f}  "
                 f"{peak / 1e6:>11.1f}   problems={result['problems']} "
-                f"unsubscribed={result['unsubscribed']}"
+                f"unsubscribed={result['unsubscribed']} suppressed={result['suppressed']}"
             )
     finally:
         if args.keep is None:

@@ -244,6 +244,18 @@ class _SeenKeys:
             if slot == size:
                 slot = 0
 
+    def contains(self, key: str) -> bool:
+        digest = (hash(key) & 0xFFFF_FFFF_FFFF_FFFF) or 1
+        keys, size = self._keys, self._size
+        slot = digest % size
+        while True:
+            found = keys[slot]
+            if found == 0:
+                return False
+            if found == digest:
+                return True
+            slot = slot + 1 if slot + 1 < size else 0
+
     def _grow(self) -> None:
         old_keys, old_lines = self._keys, self._lines
         self._allocate(self._size * 2)
@@ -531,6 +543,7 @@ def tally_list(
 ) -> ListCounts:
     """Count a list's rows by fate; ``on_problem`` sees each problem as it is found."""
     counts = ListCounts()
+    suppressed = _suppression_filter(ledger) if ledger is not None else None
     for item in scan_list(path):
         if isinstance(item, RowProblem):
             counts.add_problem(item)
@@ -540,11 +553,25 @@ def tally_list(
         counts.rows += 1
         if item.status != "subscribed":
             counts.unsubscribed += 1
-        elif ledger is not None and ledger.is_suppressed(item.key):
+        elif suppressed is not None and suppressed(item.key):
             counts.suppressed += 1
         else:
             counts.subscribed += 1
     return counts
+
+
+def _suppression_filter(ledger: Ledger) -> Callable[[str], bool]:
+    """A fast ``is_suppressed`` for counting: the ledger's keys as 64-bit hashes in memory
+    (12 bytes each), each hit confirmed by the ledger, so the answer stays exact."""
+    seen = _SeenKeys(ledger.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0])
+    for (address,) in ledger.db.execute("SELECT address FROM suppressions"):
+        seen.add(address, 0)
+
+    def suppressed(key: str) -> bool:
+        key = address_key(key)
+        return seen.contains(key) and ledger.is_suppressed(key)
+
+    return suppressed
 
 
 def iter_recipients(
