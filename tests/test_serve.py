@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -155,3 +156,35 @@ def test_serve_command_as_a_real_process(workspace: Path) -> None:
         if process.stderr:
             process.stderr.close()
     assert suppressions(ws) == [("ito.kenta@example.jp", "unsubscribed", "weekly", "one-click")]
+
+
+async def test_link_from_a_sent_message_unsubscribes_its_reader(server, run) -> None:
+    """The whole loop: send to the list, press the one-click link of one message, the next
+    send snapshot leaves that reader out."""
+    import email
+    import email.policy
+
+    from digest_mail.subscribers import Recipient, iter_recipients
+
+    url, ws = server
+    articles = sorted(str(p) for p in ws.articles_dir.glob("*.md"))
+    # The commands run their own event loops: give them a thread of their own.
+    composed = await asyncio.to_thread(run, "compose", *articles)
+    assert composed.exit_code == 0, composed.output
+    sent = await asyncio.to_thread(run, "send", "--list", "weekly", "--yes")
+    assert sent.exit_code == 0, sent.output
+    captured = sorted((ws.outbox_dir / "new").iterdir())
+    message = email.message_from_bytes(captured[0].read_bytes(), policy=email.policy.default)
+    to = message["To"].addresses[0].addr_spec
+    link = re.search(r"<(https://[^>]+)>", str(message["List-Unsubscribe"]))
+    assert link is not None and message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    token = link.group(1).split("?t=", 1)[1]
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, params={"t": token}, data=ONE_CLICK) as response,
+    ):
+        assert response.status == 200
+    assert [s[:3] for s in suppressions(ws)] == [(to.casefold(), "unsubscribed", "weekly")]
+    with Ledger(ws.ledger_path) as ledger:
+        left = [r.email for r in iter_recipients(ws, "weekly", ledger) if isinstance(r, Recipient)]
+    assert to not in left and len(left) == 30
