@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 import shutil
+import unicodedata
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -280,3 +282,34 @@ def test_private_use_characters_in_utf8_are_kept(tmp_path: Path) -> None:
     path = tmp_path / "pua.csv"
     path.write_text("email,name\nsato@example.jp,佐藤 \ue000\n", encoding="utf-8")
     assert [r.name for r in recipients(path)] == ["佐藤 \ue000"]
+
+
+_FIELD = st.text(
+    alphabet=st.sampled_from(list('山田 太郎ｶﾅ,;\t"\r\n\x00\x0b\x1b\x7f\x85\u2028\u2029aZ@.')),
+    max_size=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(names=st.lists(_FIELD, min_size=1, max_size=6), region=_FIELD)
+def test_no_control_character_ever_reaches_a_recipient(
+    tmp_path_factory: pytest.TempPathFactory, names: list[str], region: str
+) -> None:
+    """Whatever a name or attribute holds, a Recipient never carries a line break or
+    control character, and every row comes out as exactly one Recipient or RowProblem."""
+    path = tmp_path_factory.mktemp("lists") / "list.csv"
+    with path.open("w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow(["email", "name", "region"])
+        for n, name in enumerate(names):
+            writer.writerow([f"reader{n}@example.jp", name, region])
+    items = list(scan_list(path))
+    assert len(items) == len(names)
+    for item in items:
+        if isinstance(item, Recipient):
+            for value in (item.email, item.name, *item.attrs.values()):
+                assert not any(
+                    unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in value
+                )
+        else:
+            assert item.kind == "control-chars"
