@@ -313,3 +313,21 @@ def test_no_control_character_ever_reaches_a_recipient(
                 )
         else:
             assert item.kind == "control-chars"
+
+
+def test_check_json_lists_each_problem(workspace: Path, run) -> None:
+    shutil.copy(FIXTURES / "mixed.csv", workspace / "subscribers" / "mixed.csv")
+    result = run("subscribers", "check", "mixed", "--json")
+    assert result.exit_code == 1
+    data = json.loads(result.output)
+    assert (data["rows"], data["subscribed"], data["problems"]) == (11, 2, 8)
+    assert data["rows_with_problems"][2] == {
+        "path": "subscribers/mixed.csv",
+        "line": 5,
+        "kind": "control-chars",
+        "field": "name",
+        "value": "Name\r\nBcc: x@evil.example",
+        "message": "name: 'Name\\r\\nBcc: x@evil.example' contains a control character "
+        "(U+000D) that could break a mail header",
+    }
+    assert [p["line"] for p in data["rows_with_problems"]] == [3, 4, 5, 9, 10, 11, 12, 14]

@@ -100,6 +100,16 @@ class RowProblem:
     def __str__(self) -> str:
         return f"{display_path(self.path)}:{self.line}: {self.message}"
 
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": display_path(self.path),
+            "line": self.line,
+            "kind": self.kind,
+            "field": self.field,
+            "value": self.value,
+            "message": self.message,
+        }
+
 
 @dataclass
 class ListCounts:

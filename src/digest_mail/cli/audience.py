@@ -18,6 +18,7 @@ from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.ledger import SUPPRESSION_REASONS, Ledger, utcnow
 from digest_mail.subscribers import (
+    RowProblem,
     add_subscriber,
     display_path,
     export_list,
@@ -61,8 +62,9 @@ def subscribers() -> None:
 
 @subscribers.command("check")
 @_LIST
+@json_option
 @pass_workspace
-def check_command(workspace: Workspace, list_ref: str) -> None:
+def check_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
     """Report every problem row of LIST with its line; exit 1 if there is any.
 
     Problems: invalid addresses, duplicates (case-insensitive), control characters or
@@ -73,9 +75,27 @@ def check_command(workspace: Workspace, list_ref: str) -> None:
         digest-mail subscribers check weekly
     """
     path = resolve_list(workspace, list_ref)
+    found: list[dict[str, object]] = []
+
+    def report(problem: RowProblem) -> None:
+        if as_json:
+            found.append(problem.as_dict())
+        else:
+            click.echo(str(problem))
+
     with _existing_ledger(workspace) as ledger:
-        counts = tally_list(path, ledger=ledger, on_problem=lambda p: click.echo(str(p)))
-    click.echo(f"{display_path(path)}: {counts.summary()}")
+        counts = tally_list(path, ledger=ledger, on_problem=report)
+    if as_json:
+        _echo_json(
+            {
+                "list": list_ref,
+                "path": display_path(path),
+                **counts.as_dict(),
+                "rows_with_problems": found,
+            }
+        )
+    else:
+        click.echo(f"{display_path(path)}: {counts.summary()}")
     if counts.problems:
         raise click.exceptions.Exit(1)
 
