@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import hashlib
 import random
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -316,6 +317,8 @@ class FaultServer:
         pipelining: bool = True,
         smtputf8: bool = False,
         login: tuple[str, str] | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+        starttls: ssl.SSLContext | None = None,
         host: str = "127.0.0.1",
     ) -> None:
         self.plan = plan or FaultPlan()
@@ -325,6 +328,8 @@ class FaultServer:
         self.pipelining = pipelining
         self.smtputf8 = smtputf8
         self.login = login
+        self.implicit_tls = implicit_tls
+        self.starttls = starttls
         self.logins: list[str] = []
         self.host = host
         self.port = 0
@@ -346,6 +351,11 @@ class FaultServer:
             timeout=60,
             enable_SMTPUTF8=self.smtputf8,
             **self._auth_options(),
+            **(
+                {"tls_context": self.starttls, "require_starttls": True}
+                if self.starttls is not None
+                else {}
+            ),
         )
         self._protocols.add(protocol)
         with self.recorder.lock:
@@ -380,7 +390,9 @@ class FaultServer:
             asyncio.set_event_loop(loop)
             try:
                 self._server = loop.run_until_complete(
-                    loop.create_server(self._factory, host=self.host, port=0)
+                    loop.create_server(
+                        self._factory, host=self.host, port=0, ssl=self.implicit_tls
+                    )
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # surfaced in start()
