@@ -163,7 +163,7 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
     (tmp_path / "empty.csv").write_text("", encoding="utf-8")
     with pytest.raises(InputError, match=r"empty.csv:1: empty file"):
         list(scan_list(tmp_path / "empty.csv"))
-    with pytest.raises(InputError, match=r"nope.csv: no such list"):
+    with pytest.raises(InputError, match=r"nope.csv: no such file"):
         list(scan_list(tmp_path / "nope.csv"))
 
 
@@ -331,3 +331,13 @@ def test_check_json_lists_each_problem(workspace: Path, run) -> None:
         "(U+000D) that could break a mail header",
     }
     assert [p["line"] for p in data["rows_with_problems"]] == [3, 4, 5, 9, 10, 11, 12, 14]
+
+
+def test_missing_list_names_the_file_and_how_lists_are_named(workspace: Path, run) -> None:
+    result = run("subscribers", "count", "nope")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: subscribers/nope.csv: no such file\n"
+        "Hint: a list name means subscribers/<name>.csv; 'digest-mail subscribers add LIST "
+        "ADDRESS' creates one\n",
+    )

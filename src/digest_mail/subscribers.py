@@ -403,7 +403,10 @@ def _open_list(path: Path) -> Iterator[_Source]:
         stream: TextIO = path.open(encoding=encoding, newline="")
     except FileNotFoundError:
         raise InputError(
-            "no such list", path=shown, hint="create it with 'digest-mail subscribers add'"
+            "no such file",
+            path=shown,
+            hint="a list name means subscribers/<name>.csv; "
+            "'digest-mail subscribers add LIST ADDRESS' creates one",
         ) from None
     except IsADirectoryError:
         raise InputError("is a folder, not a CSV file", path=shown) from None
