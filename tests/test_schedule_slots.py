@@ -160,6 +160,13 @@ def test_latest_slot_at_and_after_the_slot(workspace: Path) -> None:
             'Hint: e.g. late_after = "6h"\n',
         ),
         (
+            weekly(edition="drafts/2026-W48"),
+            "Error: {path}: schedule 'weekly'.edition: 'drafts/2026-W48' is neither "
+            '"approved" nor an edition id\n'
+            'Hint: use edition = "approved" (the newest approved draft) or an id like '
+            '"2026-W48"\n',
+        ),
+        (
             weekly(cron="0 8 30 2 *"),
             "Error: {path}: schedule 'weekly'.cron: '0 8 30 2 *' never matches a date\n"
             "Hint: check the day-of-month and month fields\n",

@@ -70,6 +70,7 @@ __all__ = [
 
 _WEEKDAYS_JA = "月火水木金土日"
 _FIELDS = "minute hour day-of-month month day-of-week"
+_EDITION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as compose names drafts
 
 
 # --- schedules and their slots -----------------------------------------------------------
@@ -192,9 +193,11 @@ def _validate(raw: ScheduleSettings, workspace: Workspace) -> Schedule:
     if seconds <= 0:
         raise fail("late_after", "must be longer than 0", 'e.g. late_after = "6h"')
     edition = raw.edition.strip()
-    if not edition:
+    if not _EDITION.fullmatch(edition):
         raise fail(
-            "edition", "is empty", 'use edition = "approved" or an edition id like "2026-W48"'
+            "edition",
+            f'{raw.edition!r} is neither "approved" nor an edition id',
+            'use edition = "approved" (the newest approved draft) or an id like "2026-W48"',
         )
     schedule = Schedule(
         name=raw.name,
