@@ -72,8 +72,13 @@ def deliveries(ledger_path: Path, campaign_id: str) -> dict[str, Delivery]:
     }
 
 
-def env_for(url: str, *, timeout: float = 0.5, concurrency: int = 8) -> dict[str, str]:
-    """Settings that make a chaos send fast: short timeout, retries for an hour."""
+def env_for(url: str, *, timeout: float = 2.0, concurrency: int = 8) -> dict[str, str]:
+    """Settings that make a chaos send fast: short timeout, retries for an hour.
+
+    The timeout must stay well above a loaded machine's scheduling delays (the first
+    connection's greeting counts: a relay that never answers it stops the campaign) and
+    below the fault server's stall.
+    """
     return {
         "DIGEST_MAIL_SMTP_URL": url,
         "DIGEST_MAIL_SMTP_TIMEOUT": str(timeout),

@@ -81,8 +81,11 @@ FAULTS: dict[str, Fault] = {
     )
 }
 
-# Every kind except the inherently ambiguous accept-drop, equally likely.
-CHAOS_MIX: dict[str, float] = {name: 1.0 for name in FAULTS if name != "accept-drop"}
+# Every kind except the inherently ambiguous accept-drop; stalls are rarer because each
+# costs the client a whole timeout.
+CHAOS_MIX: dict[str, float] = {
+    name: 0.3 if name == "stall" else 1.0 for name in FAULTS if name != "accept-drop"
+}
 
 
 @dataclass(frozen=True)
@@ -312,7 +315,7 @@ class FaultServer:
         plan: FaultPlan | None = None,
         *,
         keep_messages: bool = False,
-        stall_seconds: float = 3.0,
+        stall_seconds: float = 6.0,
         slow_seconds: float = 0.02,
         pipelining: bool = True,
         smtputf8: bool = False,

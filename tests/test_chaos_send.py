@@ -46,8 +46,8 @@ def test_five_thousand_with_ten_percent_faults(
     addresses = write_list(workspace / "subscribers" / "chaos.csv", size)
     plan = FaultPlan(seed=SEED, rate=0.10)
     clock = FastClock()
-    with FaultServer(plan, stall_seconds=3.0) as server:
-        for name, value in env_for(server.url, timeout=0.5).items():
+    with FaultServer(plan) as server:
+        for name, value in env_for(server.url).items():
             monkeypatch.setenv(name, value)
         if client != "default":
             monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
@@ -85,3 +85,37 @@ def test_five_thousand_with_ten_percent_faults(
     assert all(by_id[k] == rows[k].message_id for k in sent)
     assert report.sent == len(sent) and report.failed == size - len(sent)
     assert report.deferred == 0 and report.uncertain == 0
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_lost_250_is_the_only_way_to_a_second_copy(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """accept-drop: the server queues the message, then the connection dies before '250'.
+
+    No SMTP client can know the message went; a retry may deliver a second copy. Those
+    recipients, and only those, may be doubled; everyone still ends sent exactly once in
+    the ledger.
+    """
+    addresses = write_list(workspace / "subscribers" / "chaos.csv", 600)
+    mix = {"accept-drop": 3.0, "451-end": 1.0, "drop-during-data": 1.0, "421-rcpt": 1.0}
+    plan = FaultPlan(seed=SEED + 1, rate=0.15, mix=mix)
+    with FaultServer(plan) as server:
+        for name, value in env_for(server.url).items():
+            monkeypatch.setenv(name, value)
+        if client != "default":
+            monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
+        ws = find_workspace(workspace)
+        report = run_campaign(ws, make_draft(), "chaos", concurrency=4, clock=FastClock())
+    recorder = server.recorder
+    lost_replies = {i.recipient.lower() for i in recorder.injected if i.fault == "accept-drop"}
+    rows = deliveries(ws.ledger_path, report.campaign_id)
+    assert {r.state for r in rows.values()} == {"sent"}
+    assert len(rows) == len(addresses)
+    sent = set(rows)
+    assert lost_replies, "the plan injected no accept-drop"
+    assert check_against_ledger(
+        recorder, sent=sent, uncertain=set(), ambiguous=lost_replies
+    ) == []
+    doubled = {a for a, n in recorder.accepted_counts().items() if n > 1}
+    assert doubled <= lost_replies

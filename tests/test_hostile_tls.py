@@ -31,17 +31,6 @@ CLIENTS = (
 )
 PASSWORD = "marker-tls-password-91ab"
 DIGEST_MAIL = Path(sys.executable).with_name("digest-mail")
-# The pipelining client's TLS bugs found by this file (smtpclient.py, uvloop):
-PIPELINING_TLS = pytest.mark.xfail(
-    reason="smtpclient._ReplyReader.connection_made asserts an asyncio.Transport, but uvloop's "
-    "TLS transport is not one: AssertionError in the loop, then 'no reply within N s'",
-    strict=True,
-)
-PIPELINING_STARTTLS_ERROR = pytest.mark.xfail(
-    reason="pipelining client: a STARTTLS certificate failure is not reported; the send "
-    "waits for the timeout and says 'no reply from the server' instead of naming TLS",
-    strict=True,
-)
 
 
 @pytest.fixture(scope="module")
@@ -92,20 +81,9 @@ def _send(
     return done.returncode, done.stdout + done.stderr
 
 
-def _cases(*marks_for_pipelining: pytest.MarkDecorator) -> list[object]:
-    return [
-        pytest.param(c, marks=list(marks_for_pipelining) if c == "pipelining" else [])
-        for c in CLIENTS
-    ]
-
-
 @pytest.mark.parametrize(
     ("mode", "client"),
-    [("smtps", c) for c in CLIENTS]
-    + [
-        pytest.param("starttls", c, marks=[PIPELINING_STARTTLS_ERROR] if c == "pipelining" else [])
-        for c in CLIENTS
-    ],
+    [(mode, c) for mode in ("smtps", "starttls") for c in CLIENTS],
 )
 def test_a_self_signed_relay_is_refused(
     workspace: Path, run: Runner, server_context: ssl.SSLContext, client: str, mode: str
@@ -127,7 +105,7 @@ def test_a_self_signed_relay_is_refused(
     assert PASSWORD not in output
 
 
-@pytest.mark.parametrize("client", _cases(PIPELINING_TLS))
+@pytest.mark.parametrize("client", CLIENTS)
 def test_a_trusted_certificate_works(
     workspace: Path, run: Runner, server_context: ssl.SSLContext, client: str
 ) -> None:
@@ -141,7 +119,7 @@ def test_a_trusted_certificate_works(
     assert len(accepted) == 3 and server.logins
 
 
-@pytest.mark.parametrize("client", _cases(PIPELINING_TLS))
+@pytest.mark.parametrize("client", CLIENTS)
 def test_skipping_verification_is_explicit_and_loud(
     workspace: Path, run: Runner, server_context: ssl.SSLContext, client: str
 ) -> None:
