@@ -97,3 +97,11 @@ def test_wrapping_keeps_every_character_and_the_width(text: str, url: str, width
         else:
             # Hanging punctuation (ぶら下げ) may pass the margin by two wide characters.
             assert display_width(line) <= width + 4, line
+
+
+@pytest.mark.parametrize("prefix", ["出典:", "see:", "0", "配信停止:"])
+def test_a_url_glued_to_text_stays_whole(prefix: str) -> None:
+    for url in (URL, "@@unsubscribe_url@@"):
+        lines = wrap_lines(prefix + url, width=40)
+        assert url in lines
+        assert "".join(lines) == prefix + url

@@ -26,7 +26,8 @@ _NO_END = set("(（「『【〈《〔［｛")
 _TOKEN_RE = re.compile(
     r"(?P<url>" + URL_RE.pattern + r")"
     r"|(?P<space>[ \t]+)"
-    r"|(?P<word>[A-Za-z0-9\u00c0-\u024f_'\-.,:;!?/%&+#=@$*~^]+)"
+    # A word stops where a URL starts, so '出典:https://…' keeps its URL whole.
+    r"|(?P<word>(?:(?!" + URL_RE.pattern + r")[A-Za-z0-9\u00c0-\u024f_'\-.,:;!?/%&+#=@$*~^])+)"
     r"|(?P<char>.)",
     re.DOTALL,
 )
