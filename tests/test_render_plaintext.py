@@ -103,5 +103,5 @@ def test_wrapping_keeps_every_character_and_the_width(text: str, url: str, width
 def test_a_url_glued_to_text_stays_whole(prefix: str) -> None:
     for url in (URL, "@@unsubscribe_url@@"):
         lines = wrap_lines(prefix + url, width=40)
-        assert url in lines
+        assert any(url in line for line in lines)
         assert "".join(lines) == prefix + url
