@@ -1,4 +1,3 @@
-
 """Article files for compose tests, in the shape of the site's real articles."""
 
 from __future__ import annotations
