@@ -169,3 +169,18 @@ def test_check_without_drafts_says_to_compose(workspace: Path, run: Runner) -> N
         1,
         "Error: no drafts in drafts/\nHint: run 'digest-mail compose' first\n",
     )
+
+
+def test_html_markup_in_the_text_part_is_a_warning(draft: Path, run: Runner) -> None:
+    _edit(draft / "index.txt", "さらに読む ⇒", '<a href="#">さらに読む &amp; 続き</a>')
+    result = run("check", "--json")
+    assert result.exit_code == 0
+    findings = json.loads(result.output)["findings"]
+    assert findings == [
+        {
+            "level": "warning",
+            "code": "text-markup",
+            "message": 'index.txt shows HTML markup to readers: &amp;, </a>, <a href="#"> '
+            "(text templates must not be autoescaped or hold tags)",
+        }
+    ]

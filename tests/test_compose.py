@@ -386,3 +386,12 @@ def test_unknown_drafts_are_named_with_the_ones_that_exist(workspace: Path, run:
         "Error: drafts/2026-W47 is not a complete draft (index.txt is missing)\n"
         "Hint: compose it again: digest-mail compose --edition 2026-W47\n",
     )
+
+
+def test_compose_warns_when_the_html_would_be_clipped(workspace: Path, run: Runner) -> None:
+    result = run("compose", "articles/kyoto-crafts-successors.md", "--intro", "あ" * 40000)
+    assert result.exit_code == 0
+    assert result.output.splitlines()[-1] == (
+        "  warning: the HTML is over Gmail's 102 KB clip; see 'digest-mail check'"
+    )
+    assert run("check").exit_code == 1

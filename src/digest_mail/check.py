@@ -24,6 +24,9 @@ _MAX_LISTED = 5
 
 Level = Literal["error", "warning"]
 _TOKEN = re.compile(r"@@[A-Za-z0-9_.-]*@@")
+_MARKUP = re.compile(
+    r"</?(?:a|p|div|span|br|table|td|img|h[1-6])\b[^>]*>|&(?:amp|lt|gt|quot|#\d+);"
+)
 _TEMPLATE_LEFTOVER = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|<mj-[a-z-]+", re.DOTALL)
 
 
@@ -195,6 +198,14 @@ def check_draft(draft: Draft) -> CheckReport:
                 "text-width",
                 f"index.txt: {len(long_lines) - _MAX_LISTED} more lines over "
                 f"{TEXT_LINE_LIMIT} columns",
+            )
+        markup = sorted({m.group() for m in _MARKUP.finditer(text)})
+        if markup:
+            add(
+                "warning",
+                "text-markup",
+                f"index.txt shows HTML markup to readers: {', '.join(markup[:3])} "
+                "(text templates must not be autoescaped or hold tags)",
             )
         for article in draft.articles:
             url = article.get("url", "")

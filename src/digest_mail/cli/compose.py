@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from digest_mail.articles import display_path
-from digest_mail.check import check_draft
+from digest_mail.check import GMAIL_CLIP_BYTES, check_draft
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.edition import compose as compose_edition
@@ -101,6 +101,8 @@ def compose(
         f"  {count} article{'' if count == 1 else 's'}, HTML {draft.html_bytes / 1024:.1f} KB, "
         f"text {draft.text_lines} lines"
     )
+    if draft.html_bytes > GMAIL_CLIP_BYTES:
+        click.echo("  warning: the HTML is over Gmail's 102 KB clip; see 'digest-mail check'")
 
 
 @click.command()
