@@ -114,8 +114,10 @@ def check(workspace: Workspace, draft: str | None, as_json: bool) -> None:
 
     Errors: HTML over Gmail's 102 KB clip, images without alt text, relative or http
     links, no unsubscribe placeholder, unknown placeholders or template/MJML leftovers,
-    an empty text part. Warnings: text lines over 78 columns (URLs excepted), a missing
-    preheader. DRAFT is an edition id or a draft folder (default: the latest draft).
+    an empty text part. Warnings: text lines over 78 columns (URLs excepted), HTML
+    markup in the text part, an article without its link in the text part, a missing
+    preheader, HTML near the clip. DRAFT is an edition id or a draft folder (default:
+    the latest draft).
 
     \b
     Example:
