@@ -58,7 +58,22 @@ class DeliveryError(DigestMailError):
 
 
 class TemporaryFailure(DeliveryError):
-    """4xx, a dropped connection or a timeout: the same message may succeed later."""
+    """4xx, a dropped connection or a timeout: the same message may succeed later.
+
+    ``unreachable``: no SMTP conversation at all (refused, no route, connect timeout).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: str | None = None,
+        hint: str | None = None,
+        unreachable: bool = False,
+    ) -> None:
+        super().__init__(message, code=code, recipient=recipient, hint=hint)
+        self.unreachable = unreachable
 
 
 class PermanentFailure(DeliveryError):
@@ -374,7 +389,10 @@ class _Connection:
                     f"{relay.display} refused the connection: {exc.code} {exc.message}",
                     code=exc.code,
                 ) from None
-            raise TemporaryFailure(f"{relay.display}: {text}") from None
+            unreachable = isinstance(exc, aiosmtplib.SMTPConnectError) and not isinstance(
+                exc, aiosmtplib.SMTPConnectResponseError
+            )
+            raise TemporaryFailure(f"{relay.display}: {text}", unreachable=unreachable) from None
         except ssl.SSLError as exc:
             smtp.close()
             raise RelayError(
@@ -383,7 +401,9 @@ class _Connection:
             ) from None
         except OSError as exc:
             smtp.close()
-            raise TemporaryFailure(f"{relay.display}: cannot connect: {exc}") from None
+            raise TemporaryFailure(
+                f"{relay.display}: cannot connect: {exc}", unreachable=True
+            ) from None
         self.smtp = smtp
         self.sent = 0
         return smtp
@@ -490,8 +510,9 @@ class SmtpTransport:
         try:
             smtp = await conn.connect()
         except TemporaryFailure as exc:
-            if not self._ever_connected:
-                # Unreachable from the start: a configuration problem, not a hiccup.
+            if exc.unreachable and not self._ever_connected:
+                # Unreachable from the start: a configuration problem, not a hiccup (a
+                # relay that answers 421 at the greeting is busy: that one is retried).
                 raise RelayError(
                     exc.message, hint="check [smtp] url and that the relay is running"
                 ) from None
@@ -561,8 +582,11 @@ def _pool_class(client: str) -> type[SmtpTransport]:
         from digest_mail.smtppool import PipeliningSmtpTransport  # imports this module
 
         return PipeliningSmtpTransport
-    raise ConfigError(f"{client!r} is not an SMTP client", key="smtp.client",
-                      hint='use "pipelining" (default) or "aiosmtplib"')
+    raise ConfigError(
+        f"{client!r} is not an SMTP client",
+        key="smtp.client",
+        hint='use "pipelining" (default) or "aiosmtplib"',
+    )
 
 
 def open_transport(
