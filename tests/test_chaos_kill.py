@@ -137,3 +137,32 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
     final = outputs[-1]
     assert "Traceback" not in "".join(outputs)
     assert str(len(sent)) in final  # the last run's summary names the totals
+
+
+@pytest.mark.slow
+def test_two_senders_of_one_campaign_never_double(workspace: Path, run: Runner) -> None:
+    """Cron and an impatient editor start the same send at once: nobody gets two copies."""
+    composed = run("compose", "articles/kyoto-crafts-successors.md")
+    assert composed.exit_code == 0, composed.output
+    write_list(workspace / "subscribers" / "chaos.csv", 1500)
+    draft = latest_draft(find_workspace(workspace))
+    plan = FaultPlan(seed=SEED + 1, rate=0.05)
+    argv = [str(DIGEST_MAIL), "send", draft.id, "--list", "chaos", "--yes"]
+    with FaultServer(plan) as server:
+        env = _env(server.url, workspace)
+        procs = [
+            subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            for _ in range(2)
+        ]
+        outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
+        codes = [p.returncode for p in procs]
+        rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    assert "Traceback" not in "".join(outputs) + rerun.stdout + rerun.stderr
+    assert 0 in codes, outputs  # one of them sent
+    loser = outputs[codes.index(1)] if 1 in codes else ""
+    if loser:  # the other stopped with one clear line
+        assert [line for line in loser.splitlines() if line.startswith("Error: ")], loser
+    assert {r.state for r in rows.values()} <= {"sent", "failed"}
+    sent = {k for k, r in rows.items() if r.state == "sent"}
+    assert check_against_ledger(server.recorder, sent=sent, uncertain=set()) == []
