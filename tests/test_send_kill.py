@@ -142,3 +142,54 @@ def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
     assert rerun.returncode == 0, rerun.stderr.decode()
     counts = smtp_server.counts()
     assert set(counts) == set(addresses) and set(counts.values()) == {1}
+
+
+def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertain(
+    workspace: Path, smtp_server: SmtpServer
+) -> None:
+    import threading
+
+    write_draft_folder(workspace)
+    addresses = write_big_list(workspace)[:300]
+    rows = ["email,name"] + [f"{a},読者" for a in addresses]
+    (workspace / "subscribers" / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    smtp_server.handler.parse = False
+    release = threading.Event()
+    stalled = threading.Event()
+
+    def stall(_: object) -> None:
+        if len(smtp_server.handler.received) >= 50:
+            stalled.set()
+            release.wait(60)  # the relay stops answering DATA
+        return None
+
+    smtp_server.handler.data_reply = stall
+    env = cli_env(smtp_server)
+    send = [*CLI, "send", "2026-W48", "--list", "big", "--yes"]
+    proc = subprocess.Popen(
+        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    try:
+        assert stalled.wait(60)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.5)  # a person pressing Ctrl-C again; the process is stuck on the relay
+        assert proc.poll() is None, "the first Ctrl-C waits for in-flight messages"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        release.set()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 1
+    assert (
+        "Error: interrupted twice: messages in flight were abandoned and are now uncertain"
+        in err.decode().splitlines()
+    )
+    ws = find_workspace(workspace)
+    with Ledger(ws.ledger_path) as ledger:
+        by_state = dict(
+            ledger.db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+        )
+    assert "sending" not in by_state
+    assert 1 <= by_state["uncertain"] <= 8  # at most one per connection was in flight
+    assert by_state["sent"] == 50

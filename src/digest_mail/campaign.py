@@ -328,9 +328,10 @@ class _Store:
         with self.ledger.transaction():
             self.db.executemany(
                 "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
-                "updated_at = ? WHERE campaign_id = ? AND address = ?",
+                "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
+                "WHERE campaign_id = ? AND address = ?",
                 [
-                    (state, job.attempts, code, reply, now, self.id, job.address)
+                    (state, job.attempts, code, reply, now, state, self.id, job.address)
                     for state, job, code, reply in results
                 ],
             )
@@ -476,11 +477,21 @@ class _Sender:
         self.wake = asyncio.Event()
         self.stopping = False
         self.stop_error: DeliveryStop | None = None
+        self.workers: list[asyncio.Task[None]] = []
 
     # Workers pull jobs; the feeder claims rows, schedules retries and flushes results.
 
+    def force_stop(self) -> None:
+        """A second Ctrl-C: abandon in-flight messages (a relay that does not answer); their
+        rows become ``uncertain``: they may or may not have been accepted."""
+        self.stopping = True
+        for worker in self.workers:
+            worker.cancel()
+        self.wake.set()
+
     async def run(self) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
+        self.workers = workers
         try:
             await self._feed()
         finally:
@@ -554,6 +565,9 @@ class _Sender:
                 self.stopping = True
             except Exception as exc:  # never lose a job to a bug: record it, keep working
                 self.results.append(("failed", job, None, f"internal error: {exc!r}"))
+            except asyncio.CancelledError:  # force_stop: it may or may not have gone out
+                self.results.append(("uncertain", job, None, "abandoned in flight (stopped twice)"))
+                raise
             finally:
                 self.inflight -= 1
                 self.wake.set()
@@ -709,6 +723,9 @@ async def _deliver(
 
         def on_signal() -> None:
             nonlocal interrupted
+            if interrupted:
+                sender.force_stop()
+                return
             interrupted = True
             sender.stopping = True
             sender.wake.set()
@@ -727,6 +744,10 @@ async def _deliver(
                 loop.remove_signal_handler(sig)
         if sender.stop_error is not None:
             raise sender.stop_error
+        if interrupted and any(w.cancelled() for w in sender.workers):
+            raise CampaignInterrupted(
+                "interrupted twice: messages in flight were abandoned and are now uncertain"
+            )
         if interrupted:
             raise CampaignInterrupted(
                 "interrupted: in-flight messages were finished, the rest is queued"
