@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import IO, Any, Protocol
 
+from digest_mail import eventloop
 from digest_mail.config import Workspace, parse_duration
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import Ledger, utcnow
@@ -818,7 +819,7 @@ def _run(
         report.transport = str(getattr(the_transport, "description", type(the_transport).__name__))
         with _status_on_exit(store, report):
             try:
-                asyncio.run(
+                eventloop.run(
                     _deliver(
                         workspace=workspace,
                         store=store,
