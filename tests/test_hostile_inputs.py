@@ -109,6 +109,7 @@ CONFIG_ERRORS = {
     "bad-type.toml": "smtp.concurrency: expected int",
     "not-toml.toml": "not valid TOML",
     "password-in-config.toml": "smtp.password: unknown key",
+    "two-from.toml": "newsletter.from: 'Chrysanthemum Digest <digest@example.jp>, Evil",
 }
 TRANSPORT_ERRORS = {
     "bad-url.toml": "smtp//relay.example.jp:587",
@@ -174,3 +175,22 @@ def test_unsubscribe_key_file_readable_by_others_is_refused(workspace: Path, run
     result = run("test-send")
     assert result.exit_code == 1
     _one_error(result.output, starts="Error: ", contains="readable by group or others")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DIGEST_MAIL_NEWSLETTER_SENDER", "Digest <digest@example.jp>\r\nBcc: x@evil.example"),
+        ("DIGEST_MAIL_NEWSLETTER_REPLY_TO", "editors@example.jp\nBcc: x@evil.example"),
+        ("DIGEST_MAIL_NEWSLETTER_NAME", "Digest\nBcc: x@evil.example"),
+        ("DIGEST_MAIL_NEWSLETTER_LIST_ID", "weekly.example.jp>\nBcc: x@evil.example"),
+        ("DIGEST_MAIL_UNSUBSCRIBE_MAILTO", "u@example.jp\nBcc: x@evil.example"),
+        ("DIGEST_MAIL_UNSUBSCRIBE_BASE_URL", "https://example.jp/u\nBcc: x@evil.example"),
+    ],
+)
+def test_line_breaks_in_header_settings_are_one_clear_error(
+    workspace: Path, run: Runner, variable: str, value: str
+) -> None:
+    result = run("compose", "articles/kyoto-crafts-successors.md", env={variable: value})
+    assert result.exit_code == 1, result.output
+    _one_error(result.output, starts="Error: ", contains="line break or control character")

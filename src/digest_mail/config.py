@@ -14,6 +14,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +289,31 @@ def load_settings(
         if missing:
             raise ConfigError(f"missing {', '.join(missing)}", path=path, key=label)
         schedules.append(_build_section(ScheduleSettings, raw, section=label, path=path))
+    _check_mailbox(built["newsletter"].sender, key="newsletter.from", path=path, required=True)
+    _check_mailbox(built["newsletter"].reply_to, key="newsletter.reply_to", path=path)
     return Settings(**built, schedules=tuple(schedules))
+
+
+def _check_mailbox(value: str, *, key: str, path: Path | None, required: bool = False) -> None:
+    """One ``Name <addr@domain>`` or bare address, no line breaks: it becomes a header.
+
+    A CR or LF made the stdlib raise deep inside compose (a traceback), and a comma
+    sent every message "From" two mailboxes.
+    """
+    if not value and not required:
+        return
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in value):
+        raise ConfigError(
+            f"{value!r} contains a line break or control character", path=path, key=key
+        )
+    mailboxes = getaddresses([value])
+    if len(mailboxes) != 1 or "@" not in mailboxes[0][1]:
+        raise ConfigError(
+            f"{value!r} is not one mailbox",
+            path=path,
+            key=key,
+            hint='write one address, e.g. "Chrysanthemum Digest <digest@example.jp>"',
+        )
 
 
 def find_workspace(root: Path | str | None = None, *, environ: Mapping[str, str] | None = None) -> Workspace:
