@@ -104,6 +104,10 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
             runs += 1
             outputs.append(out)
             rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+            waiting = sum(r.state == "uncertain" for r in rows.values())
+            if waiting:
+                # The run says how many are uncertain and how to resend them.
+                assert f"{waiting} uncertain" in out and "--resend-uncertain" in out, out
             if code == 0 and all(r.state in ("sent", "failed") for r in rows.values()):
                 break
     faults = recorder.faults_by_kind()
