@@ -77,11 +77,6 @@ def test_runs_of_closing_punctuation_stay_within_the_hang(text: str) -> None:
     _check_wrap(text, 72)
 
 
-@pytest.mark.xfail(
-    reason="plaintext's 'word' token swallows an ASCII prefix glued to a URL ('出典:https://…'), "
-    "then _split_long cuts the URL across lines",
-    strict=True,
-)
 @pytest.mark.parametrize("prefix", ["出典:", "see:", "0"])
 def test_a_url_glued_to_text_is_not_broken(prefix: str) -> None:
     _check_wrap(prefix + "https://chrysanthemum-digest.example.jp/articles/trump-2025", 40)
