@@ -16,6 +16,7 @@ Use the ``smtp_server`` fixture (registered in conftest) or ``SmtpServer()`` dir
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import warnings
 from collections import Counter
@@ -111,9 +112,19 @@ class Recorder:
 class SmtpServer:
     """aiosmtpd on 127.0.0.1, an OS-chosen port, in a background thread."""
 
-    def __init__(self, *, auth: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        auth: dict[str, str] | None = None,
+        starttls: ssl.SSLContext | None = None,
+        implicit_tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """``starttls``: offer and require STARTTLS; ``implicit_tls``: TLS from the first byte
+        (smtps). With either, AUTH is only accepted over TLS, as a real relay does."""
         self.handler = Recorder()
         self.auth = auth
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="smtp-test-server", daemon=True
@@ -123,7 +134,9 @@ class SmtpServer:
 
     @property
     def url(self) -> str:
-        return f"smtp://127.0.0.1:{self.port}"
+        if self.implicit_tls is not None:
+            return f"smtps://127.0.0.1:{self.port}"
+        return f"smtp://127.0.0.1:{self.port}" + ("?tls=starttls" if self.starttls else "")
 
     def _authenticator(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
@@ -138,9 +151,15 @@ class SmtpServer:
     def _protocol(self) -> SMTP:
         options: dict[str, Any] = {}
         if self.auth is not None:
+            # aiosmtpd only knows about TLS it negotiated itself (STARTTLS); with implicit
+            # TLS the whole connection is already encrypted.
             options.update(
-                authenticator=self._authenticator, auth_required=True, auth_require_tls=False
+                authenticator=self._authenticator,
+                auth_required=True,
+                auth_require_tls=self.starttls is not None,
             )
+        if self.starttls is not None:
+            options.update(tls_context=self.starttls, require_starttls=True)
         with warnings.catch_warnings():
             # AUTH without TLS is the point of a loopback test server; aiosmtpd warns.
             warnings.simplefilter("ignore", UserWarning)
@@ -153,7 +172,9 @@ class SmtpServer:
             )
 
     async def _start(self) -> None:
-        self.server = await self.loop.create_server(self._protocol, "127.0.0.1", 0)
+        self.server = await self.loop.create_server(
+            self._protocol, "127.0.0.1", 0, ssl=self.implicit_tls
+        )
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

@@ -362,10 +362,15 @@ class _Connection:
                     )
                 await smtp.login(relay.username, self.password)
         except RelayError:
-            smtp.close()
+            await _abandon(smtp)
             raise
         except aiosmtplib.SMTPAuthenticationError as exc:
-            smtp.close()
+            # The session is still up (and maybe TLS): end it politely so the TLS
+            # transport and its socket are really closed.
+            try:
+                await smtp.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                await _abandon(smtp)
             raise RelayError(
                 f"{relay.display} refused the login for {relay.username!r}: {exc.code} "
                 f"{exc.message}",
@@ -373,7 +378,7 @@ class _Connection:
                 hint="check the username and DIGEST_MAIL_SMTP_PASSWORD",
             ) from None
         except aiosmtplib.SMTPException as exc:
-            smtp.close()
+            await _abandon(smtp)
             text = str(exc)
             if isinstance(exc.__cause__, ssl.SSLError) or "TLS" in text or "tls" in text:
                 raise RelayError(
@@ -394,13 +399,13 @@ class _Connection:
             )
             raise TemporaryFailure(f"{relay.display}: {text}", unreachable=unreachable) from None
         except ssl.SSLError as exc:
-            smtp.close()
+            await _abandon(smtp)
             raise RelayError(
                 f"{relay.display}: TLS failed: {exc}",
                 hint="the relay must offer a valid certificate (or fix [smtp] url)",
             ) from None
         except OSError as exc:
-            smtp.close()
+            await _abandon(smtp)
             raise TemporaryFailure(
                 f"{relay.display}: cannot connect: {exc}", unreachable=True
             ) from None
@@ -456,6 +461,13 @@ class _Connection:
                 await smtp.quit()
             except (aiosmtplib.SMTPException, OSError):
                 smtp.close()
+
+
+async def _abandon(smtp: aiosmtplib.SMTP) -> None:
+    """Close a session that failed to start; one loop turn lets a half-open TLS
+    transport actually release its socket."""
+    smtp.close()
+    await asyncio.sleep(0)
 
 
 def _classify(code: int, message: str, recipient: str, conn: _Connection) -> DeliveryError:
