@@ -215,3 +215,40 @@ def test_dev_smtp_help_has_an_example(run: Runner) -> None:
     result = run("dev-smtp", "--help")
     assert result.exit_code == 0
     assert "DIGEST_MAIL_SMTP_URL=smtp://127.0.0.1:1025 digest-mail test-send" in result.output
+
+
+def test_status_lists_uncertain_deliveries_and_both_resume_commands(
+    workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer
+) -> None:
+    from digest_mail.config import find_workspace
+    from digest_mail.ledger import Ledger
+
+    addresses = subscribed(workspace, "weekly")
+    assert run("send", "2026-W48", "--list", "weekly", "--yes", env=env).exit_code == 0
+    # What a killed run leaves: two rows claimed, their outcome unknown.
+    ws = find_workspace(workspace)
+    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+        ledger.db.execute(
+            "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
+            (addresses[2], addresses[5]),
+        )
+    rerun = run("send", "2026-W48", "--list", "weekly", "--yes", env=env)
+    assert rerun.exit_code == 1
+    assert rerun.output.splitlines()[-1] == (
+        "Hint: 2 may have been delivered already; rerun 'digest-mail send 2026-W48 --list weekly "
+        "--resend-uncertain' to send them again"
+    )
+    status = run("status", "2026-W48/weekly", env=env)
+    assert status.output.splitlines()[1:] == [
+        f"  {len(addresses) - 2} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, "
+        "0 skipped-invalid, 2 uncertain",
+        "  Uncertain (in flight when a run died; may have been delivered):",
+        f"    {addresses[2]}",
+        f"    {addresses[5]}",
+        "  Stopped: 2 uncertain (in flight when a run died): resend with --resend-uncertain",
+        "  Resume: digest-mail send 2026-W48 --list weekly",
+        "  Resend the uncertain ones: digest-mail send 2026-W48 --list weekly --resend-uncertain",
+    ]
+    resent = run("send", "2026-W48", "--list", "weekly", "--yes", "--resend-uncertain", env=env)
+    assert resent.exit_code == 0, resent.output
+    assert smtp_server.counts()[addresses[2].lower()] == 2
