@@ -194,3 +194,21 @@ def test_line_breaks_in_header_settings_are_one_clear_error(
     result = run("compose", "articles/kyoto-crafts-successors.md", env={variable: value})
     assert result.exit_code == 1, result.output
     _one_error(result.output, starts="Error: ", contains="line break or control character")
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_ledger_is_one_clear_error_and_left_alone(
+    workspace: Path, run: Runner, damage: str
+) -> None:
+    assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
+    assert run("send", "--list", "weekly", "--yes").exit_code == 0
+    ledger = workspace / "var" / "ledger.sqlite3"
+    data = ledger.read_bytes()
+    ledger.write_bytes(b"not a ledger\n" * 10 if damage == "garbage" else data[:3000])
+    damaged = ledger.read_bytes()
+    commands = (["status"], ["send", "--list", "weekly", "--yes"], ["unsubscribe", "a@example.jp"])
+    for args in commands:
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        _one_error(result.output, starts="Error: ", contains="cannot open the ledger")
+    assert ledger.read_bytes() == damaged  # never "repaired" by overwriting

@@ -144,10 +144,18 @@ class Ledger:
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self._migrate()
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            # A damaged or foreign file: one line, never a traceback, never overwritten.
+            self.db.close()
+            raise LedgerError(
+                f"{path}: cannot open the ledger: {exc}",
+                hint=f"if {path.name} is damaged, restore it from a backup",
+            ) from None
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
