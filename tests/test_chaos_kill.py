@@ -170,3 +170,42 @@ def test_two_senders_of_one_campaign_never_double(workspace: Path, run: Runner) 
     assert {r.state for r in rows.values()} <= {"sent", "failed"}
     sent = {k for k, r in rows.items() if r.state == "sent"}
     assert check_against_ledger(server.recorder, sent=sent, uncertain=set()) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_at_random_points_leaves_nothing_uncertain(workspace: Path, run: Runner) -> None:
+    """SIGINT (Ctrl-C) finishes what is in flight: unlike SIGKILL, nothing is uncertain,
+    so nobody may be accepted twice at all."""
+    composed = run("compose", "articles/kyoto-crafts-successors.md")
+    assert composed.exit_code == 0, composed.output
+    write_list(workspace / "subscribers" / "chaos.csv", 2000)
+    draft = latest_draft(find_workspace(workspace))
+    plan = FaultPlan(seed=SEED + 2, rate=0.10)
+    rng = random.Random(SEED + 2)
+    argv = [str(DIGEST_MAIL), "send", draft.id, "--list", "chaos", "--yes"]
+    interrupts = 0
+    with FaultServer(plan) as server:
+        env = _env(server.url, workspace)
+        recorder = server.recorder
+        for _ in range(3):
+            target = len(recorder.accepted) + rng.randint(100, 500)
+            proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and len(recorder.accepted) < target:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                interrupts += 1
+            out = proc.communicate(timeout=30)[0].decode()
+            assert "Traceback" not in out, out
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
+    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    faults = sum(recorder.faults_by_kind().values())
+    print(f"\nctrl-c chaos: {interrupts} interrupts, {faults} faults")
+    assert interrupts >= 2
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not any(r.uncertain for r in rows.values())
+    assert {r.state for r in rows.values()} <= {"sent", "failed"}
+    sent = {k for k, r in rows.items() if r.state == "sent"}
+    assert check_against_ledger(recorder, sent=sent, uncertain=set()) == []
