@@ -169,11 +169,31 @@ class Recorder:
 class _FaultSMTP(SMTP):
     """aiosmtpd's SMTP with hooks where a fault can take over the conversation."""
 
-    def __init__(self, server: FaultServer, **kwargs: Any) -> None:
+    def __init__(self, server: FaultServer, *, refuse: bool = False, **kwargs: Any) -> None:
         super().__init__(server._handler, **kwargs)
         self.fault_server = server
         self.fault: Fault | None = None
         self.first_rcpt: str | None = None
+        self.refuse = refuse
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.refuse:
+            # A relay throttling connections: 421 in the greeting, then hang up.
+            assert isinstance(transport, asyncio.WriteTransport)
+            transport.write(b"421 4.7.0 fault.example.net Too many connections, try later\r\n")
+            transport.close()
+            return
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self.refuse:
+            return
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self.refuse:
+            return False
+        return super().eof_received()  # type: ignore[no-any-return]
 
     def _drop(self) -> None:
         if self.transport is not None:
@@ -322,6 +342,7 @@ class FaultServer:
         login: tuple[str, str] | None = None,
         implicit_tls: ssl.SSLContext | None = None,
         starttls: ssl.SSLContext | None = None,
+        refuse_every: int = 0,
         host: str = "127.0.0.1",
     ) -> None:
         self.plan = plan or FaultPlan()
@@ -332,6 +353,8 @@ class FaultServer:
         self.smtputf8 = smtputf8
         self.login = login
         self.implicit_tls = implicit_tls
+        self.refuse_every = refuse_every
+        self.refused = 0
         self.starttls = starttls
         self.logins: list[str] = []
         self.host = host
@@ -347,8 +370,14 @@ class FaultServer:
         return f"smtp://{self.host}:{self.port}"
 
     def _factory(self) -> _FaultSMTP:
+        with self.recorder.lock:
+            number = self.recorder.connections
+        every = self.refuse_every
         protocol = _FaultSMTP(
             self,
+            # Connection 0 is always welcome: a relay refusing the very first one looks
+            # like a wrong address, which stops a campaign on purpose.
+            refuse=bool(every) and number > 0 and number % every == 0,
             hostname="fault.example.net",
             data_size_limit=0,
             timeout=60,
@@ -363,6 +392,7 @@ class FaultServer:
         self._protocols.add(protocol)
         with self.recorder.lock:
             self.recorder.connections += 1
+            self.refused += protocol.refuse
         return protocol
 
     def _auth_options(self) -> dict[str, Any]:

@@ -119,3 +119,30 @@ def test_a_lost_250_is_the_only_way_to_a_second_copy(
     ) == []
     doubled = {a for a, n in recorder.accepted_counts().items() if n > 1}
     assert doubled <= lost_replies
+
+
+@pytest.mark.parametrize("client", CLIENTS)
+def test_a_relay_refusing_connections_in_its_greeting(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    """Every 3rd new connection gets '421 Too many connections' before EHLO, on top of
+    10 % transaction faults (which close connections, so reconnects are frequent)."""
+    size = 1000
+    addresses = write_list(workspace / "subscribers" / "chaos.csv", size)
+    plan = FaultPlan(seed=SEED + 3, rate=0.10)
+    with FaultServer(plan, refuse_every=3) as server:
+        for name, value in env_for(server.url).items():
+            monkeypatch.setenv(name, value)
+        if client != "default":
+            monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
+        ws = find_workspace(workspace)
+        report = run_campaign(ws, make_draft(), "chaos", concurrency=4, clock=FastClock())
+    print(f"\ngreeting 421 ({client}): {server.refused} connections refused")
+    assert server.refused >= 10
+    rows = deliveries(ws.ledger_path, report.campaign_id)
+    wrong = [
+        a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]
+    ]
+    assert wrong == []
+    sent = {k for k, r in rows.items() if r.state == "sent"}
+    assert check_against_ledger(server.recorder, sent=sent, uncertain=set()) == []
