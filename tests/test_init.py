@@ -122,6 +122,12 @@ def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path, run, monkeypatc
     assert _files(target) == ["notes.txt"]
     assert (target / "notes.txt").read_text(encoding="utf-8") == "大事なメモ\n"
 
+    a_file = run("init", "existing/notes.txt")
+    assert a_file.exit_code == 1
+    assert a_file.output == (
+        "Error: existing/notes.txt exists and is not a folder\nHint: choose a new folder name\n"
+    )
+
     monkeypatch.chdir(target)
     here = run("init", ".")
     assert here.exit_code == 1
