@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import re
+import signal
+import subprocess
+import sys
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiosmtplib
 import pytest
@@ -115,3 +120,28 @@ async def test_concurrent_clients_are_recorded_once_each() -> None:
     assert problems == []
     ids = {m.message_id for m in server.recorder.messages()}
     assert len(ids) == 60
+
+
+def test_runs_as_its_own_process() -> None:
+    """``python tests/faultserver.py`` serves until Ctrl-C, then prints what it saw."""
+    script = Path(__file__).with_name("faultserver.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--seed", "3", "--rate", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        match = re.search(r"smtp://127\.0\.0\.1:(\d+)", first)
+        assert match, first
+        result = asyncio.run(_send(int(match.group(1)), "kato@example.jp"))
+        assert result == ("ok", "")
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=10)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "accepted 1" in rest
