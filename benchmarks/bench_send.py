@@ -128,6 +128,8 @@ def bench(options: argparse.Namespace) -> None:
             DIGEST_MAIL_SMTP_URL=f"smtp://127.0.0.1:{port}",
             DIGEST_MAIL_SECRET="bench-secret-0123456789abcdef",
         )
+        if options.client:
+            env["DIGEST_MAIL_SMTP_CLIENT"] = options.client
         compose_s, _, _, _ = run_cli(["compose", "--edition", "2026-W48"], cwd=workdir, env=env)
         size = (workdir / "drafts" / "2026-W48" / "preview.eml").stat().st_size
         send = ["send", "2026-W48", "--list", "bench", "--yes", "--json"]
@@ -138,7 +140,8 @@ def bench(options: argparse.Namespace) -> None:
         print(f"sink          {kind} on 127.0.0.1:{port}")
         print(f"recipients    {options.n:,} (message ~{size / 1024:.1f} KB)")
         print(f"compose       {compose_s:.1f} s")
-        print(f"concurrency   {options.concurrency} connections")
+        client = options.client or "default"
+        print(f"concurrency   {options.concurrency} connections ({client} client)")
         print(
             f"result        {report['sent']:,} sent, {report['deferred']} deferred, "
             f"{report['failed']} failed, {report['uncertain']} uncertain"
@@ -162,5 +165,8 @@ if __name__ == "__main__":
     parser.add_argument("--n", type=int, default=20000, help="recipients (default 20,000)")
     parser.add_argument("--concurrency", type=int, default=16, help="SMTP connections (default 16)")
     parser.add_argument("--sink", choices=["auto", "smtp-sink", "aiosmtpd"], default="auto")
+    parser.add_argument(
+        "--client", help="[smtp] client: pipelining or aiosmtplib (default: the setting)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace")
     bench(parser.parse_args())
