@@ -406,3 +406,22 @@ def test_one_sender_per_campaign(
     assert str(info.value) == "campaign 2026-W48/readers is being sent by another process"
     assert smtp_server.received == []
     assert run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock()).sent == 3
+
+
+def test_an_unreadable_list_leaves_no_campaign_behind(
+    workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest_mail.errors import InputError
+
+    (workspace / "subscribers" / "broken.csv").write_bytes(
+        b"email,name\n" + b"\xff\xfe\x00bad\n"
+    )
+    ws = smtp_workspace(workspace, smtp_server, monkeypatch)
+    with pytest.raises(InputError) as info:
+        run_campaign(ws, SAMPLE_DRAFT, "broken", clock=FakeClock())
+    assert "broken.csv" in str(info.value)
+    with Ledger(ws.ledger_path) as ledger:
+        assert ledger.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
+    with pytest.raises(InputError, match=r"nothing\.csv"):
+        run_campaign(ws, SAMPLE_DRAFT, "nothing", clock=FakeClock())
+    assert smtp_server.received == []

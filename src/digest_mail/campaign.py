@@ -183,6 +183,11 @@ class _Store:
                 (self.id, edition, list_name, kind, content_hash, utcnow()),
             )
 
+    def discard(self) -> None:
+        with self.ledger.transaction():
+            self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
+            self.db.execute("DELETE FROM campaigns WHERE id = ?", (self.id,))
+
     def restart_snapshot(self) -> None:
         with self.ledger.transaction():
             self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
@@ -800,7 +805,13 @@ def _run(
             store.set_content_hash(draft.content_hash)
         if row["state"] == "snapshotting":
             store.restart_snapshot()
-            store.snapshot(items(ledger))
+            try:
+                store.snapshot(items(ledger))
+            except DigestMailError:
+                # An unreadable list (missing, bad encoding): nothing was sent, so leave no
+                # half-made campaign behind; the error names the file and the fix.
+                store.discard()
+                raise
         store.mark_uncertain()
         store.requeue(uncertain=resend_uncertain)
         store.apply_suppressions()
