@@ -413,9 +413,7 @@ def test_an_unreadable_list_leaves_no_campaign_behind(
 ) -> None:
     from digest_mail.errors import InputError
 
-    (workspace / "subscribers" / "broken.csv").write_bytes(
-        b"email,name\n" + b"\xff\xfe\x00bad\n"
-    )
+    (workspace / "subscribers" / "broken.csv").write_bytes(b"email,name\n" + b"\xff\xfe\x00bad\n")
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
     with pytest.raises(InputError) as info:
         run_campaign(ws, SAMPLE_DRAFT, "broken", clock=FakeClock())
@@ -425,3 +423,30 @@ def test_an_unreadable_list_leaves_no_campaign_behind(
     with pytest.raises(InputError, match=r"nothing\.csv"):
         run_campaign(ws, SAMPLE_DRAFT, "nothing", clock=FakeClock())
     assert smtp_server.received == []
+
+
+def test_a_relay_deferring_everyone_is_not_hammered_and_everyone_arrives(
+    workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = write_list(workspace, "readers", 260)
+    first_tries: list[str] = []
+    order: list[str] = []
+    for address in addresses:
+        smtp_server.reply_for(address, "421 4.7.0 Too many messages, slow down", times=1)
+    original = smtp_server.handler.handle_RCPT
+
+    async def watch(server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        order.append(address)
+        if address not in first_tries:
+            first_tries.append(address)
+        return await original(server, session, envelope, address, options)
+
+    smtp_server.handler.handle_RCPT = watch  # type: ignore[method-assign]
+    ws = smtp_workspace(workspace, smtp_server, monkeypatch, concurrency="2")
+    report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    assert (report.sent, report.deferred) == (260, 0)
+    assert set(smtp_server.counts().values()) == {1}
+    # About 100 readers were deferred before the first retry went out (plus the rows
+    # already claimed into the queue: two batches of 4 x concurrency), not all 260.
+    first_retry = next(i for i, a in enumerate(order) if order.index(a) != i)
+    assert len(set(order[:first_retry])) <= 100 + 2 * 4 * 2

@@ -520,6 +520,9 @@ class _Sender:
         cursor = 0
         exhausted = False
         low_water = max(4, self.options.concurrency * 2)
+        # A relay that defers (4xx) everyone is throttling us: stop taking new rows while
+        # this many wait for a retry. Bounds memory, and spares the relay.
+        retry_cap = max(100, self.options.concurrency * 20)
         while not self.stopping:
             now = clock.monotonic()
             due: list[_Job] = []
@@ -532,7 +535,7 @@ class _Sender:
                 self.store.claim_retries(due)
                 for job in due:
                     self.queue.put_nowait(job)
-            if not exhausted and self.queue.qsize() < low_water:
+            if not exhausted and self.queue.qsize() < low_water and len(self.retries) < retry_cap:
                 jobs, last = self.store.claim(cursor, low_water * 2, self.domain)
                 if last is None:
                     exhausted = True
