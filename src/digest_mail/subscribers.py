@@ -279,6 +279,40 @@ class _SeenKeys:
                 lines[slot] = line
 
 
+# Past this many rows, duplicate detection moves from memory to a temporary file, so a
+# send's memory stays the same from a thousand rows to a million (issue #6).
+SEEN_IN_MEMORY_ROWS = 200_000
+
+
+class _SeenKeysOnDisk:
+    """:class:`_SeenKeys` for big lists: the same 64-bit hashes in a temporary SQLite
+    file (deleted on close) whose page cache is capped at 2 MiB. Same answers, flat
+    memory; a few µs a row more."""
+
+    def __init__(self) -> None:
+        import sqlite3
+
+        # "" is a private temporary database on disk, removed when the connection closes.
+        self._db = sqlite3.connect("", isolation_level=None)
+        self._integrity_error = sqlite3.IntegrityError
+        for pragma in ("journal_mode=OFF", "synchronous=OFF", "cache_size=-2048"):
+            self._db.execute(f"PRAGMA {pragma}")
+        self._db.execute("CREATE TABLE seen (digest INTEGER PRIMARY KEY, line INTEGER NOT NULL)")
+        self._db.execute("BEGIN")  # one transaction for the whole scan: nothing to keep
+
+    def add(self, key: str, line: int) -> int | None:
+        digest = hash(key)  # a signed 64-bit int: SQLite's INTEGER holds it as is
+        try:
+            self._db.execute("INSERT INTO seen VALUES (?, ?)", (digest, line))
+        except self._integrity_error:
+            row = self._db.execute("SELECT line FROM seen WHERE digest = ?", (digest,)).fetchone()
+            return int(row[0])
+        return None
+
+    def close(self) -> None:
+        self._db.close()
+
+
 def _expected_rows(path: Path) -> int:
     """Rows a file probably has, from its size and the line length of its first 64 KiB."""
     with path.open("rb") as stream:
@@ -517,7 +551,20 @@ def _check_row(
 
 
 def _scan(source: _Source) -> Iterator[tuple[int, list[str], Recipient | RowProblem]]:
-    seen = _SeenKeys(_expected_rows(source.path))
+    expected = _expected_rows(source.path)
+    if expected > SEEN_IN_MEMORY_ROWS:
+        on_disk = _SeenKeysOnDisk()
+        try:
+            yield from _scan_rows(source, on_disk)
+        finally:
+            on_disk.close()
+    else:
+        yield from _scan_rows(source, _SeenKeys(expected))
+
+
+def _scan_rows(
+    source: _Source, seen: _SeenKeys | _SeenKeysOnDisk
+) -> Iterator[tuple[int, list[str], Recipient | RowProblem]]:
     for line, values in source.rows:
         recipient, problem = _check_row(source, line, values)
         if recipient is not None:
