@@ -127,7 +127,7 @@ def test_a_relay_refusing_connections_in_its_greeting(
 ) -> None:
     """Every 3rd new connection gets '421 Too many connections' before EHLO, on top of
     10 % transaction faults (which close connections, so reconnects are frequent)."""
-    size = 1000
+    size = 500
     addresses = write_list(workspace / "subscribers" / "chaos.csv", size)
     plan = FaultPlan(seed=SEED + 3, rate=0.10)
     with FaultServer(plan, refuse_every=3) as server:
@@ -138,7 +138,7 @@ def test_a_relay_refusing_connections_in_its_greeting(
         ws = find_workspace(workspace)
         report = run_campaign(ws, make_draft(), "chaos", concurrency=4, clock=FastClock())
     print(f"\ngreeting 421 ({client}): {server.refused} connections refused")
-    assert server.refused >= 10
+    assert server.refused >= 5
     rows = deliveries(ws.ledger_path, report.campaign_id)
     wrong = [
         a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from digest_mail.plaintext import URL_RE, display_width, is_url_line, wrap_text
 from digest_mail.unsubscribe import TokenError, make_token, verify_token
 
-PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 # Closing punctuation hangs past the margin instead of starting a line (plaintext.py);
 # the module promises the hang stays within 76 columns at width 72.
 HANG = 4
