@@ -212,3 +212,16 @@ def test_a_damaged_ledger_is_one_clear_error_and_left_alone(
         assert result.exit_code == 1, (args, result.output)
         _one_error(result.output, starts="Error: ", contains="cannot open the ledger")
     assert ledger.read_bytes() == damaged  # never "repaired" by overwriting
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["{edition.nope}", "{edition.__class__.__mro__}", "{edition:>99999999}", "{edition!r}", "{0}"],
+)
+def test_a_subject_template_only_names_the_edition(
+    workspace: Path, run: Runner, subject: str
+) -> None:
+    result = run("compose", "articles/kyoto-crafts-successors.md", "--subject", subject)
+    assert result.exit_code == 1
+    _one_error(result.output, starts="Error: --subject: ", contains="may only use {edition}")
+    assert "<class" not in result.output

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import string
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,6 +96,15 @@ def build_edition(
     ident = check_edition_id(edition_id or default_edition_id(today))
     template = settings.edition.subject if subject is None else subject
     try:
+        # Only a bare {edition}: str.format would also run '{edition.__class__}' (attribute
+        # access), '{edition.x}' (a traceback) or '{edition:>999999999}' (a huge string).
+        fields = [
+            (name, spec, conversion)
+            for _, name, spec, conversion in string.Formatter().parse(template)
+            if name is not None
+        ]
+        if any(field != ("edition", "", None) for field in fields):
+            raise ValueError(template)
         resolved_subject = template.format(edition=ident)
     except (KeyError, IndexError, ValueError):
         raise InputError(
