@@ -93,21 +93,22 @@ class FaultPlan:
     """Which fault meets the ``attempt``-th transaction for ``recipient``.
 
     ``rate`` of all transactions meet a fault drawn from ``mix`` (name -> weight).
-    ``script`` overrides the random draw for named recipients: a list of fault names
-    (or None for "accept") consumed attempt by attempt, then plain acceptance.
+    ``script`` overrides the random draw for named recipients: a list of fault names or
+    :class:`Fault` objects (None for "accept") consumed attempt by attempt, then plain
+    acceptance.
     """
 
     seed: int = 0
     rate: float = 0.0
     mix: Mapping[str, float] = field(default_factory=lambda: dict(CHAOS_MIX))
-    script: Mapping[str, Sequence[str | None]] = field(default_factory=dict)
+    script: Mapping[str, Sequence[str | Fault | None]] = field(default_factory=dict)
 
     def fault(self, recipient: str, attempt: int) -> Fault | None:
         key = recipient.lower()
         if key in self.script:
             steps = self.script[key]
-            name = steps[attempt] if attempt < len(steps) else None
-            return None if name is None else FAULTS[name]
+            step = steps[attempt] if attempt < len(steps) else None
+            return FAULTS[step] if isinstance(step, str) else step
         if self.rate <= 0:
             return None
         digest = hashlib.sha256(f"{self.seed}\0{key}\0{attempt}".encode()).digest()
