@@ -450,3 +450,22 @@ def test_a_relay_deferring_everyone_is_not_hammered_and_everyone_arrives(
     # already claimed into the queue: two batches of 4 x concurrency), not all 260.
     first_retry = next(i for i, a in enumerate(order) if order.index(a) != i)
     assert len(set(order[:first_retry])) <= 100 + 2 * 4 * 2
+
+
+def test_the_callers_signal_handlers_are_restored_after_a_send(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import signal
+
+    def mine(signum: int, frame: object) -> None:  # pragma: no cover - never delivered
+        pass
+
+    monkeypatch.setenv("DIGEST_MAIL_SECRET", "test-secret-0123456789abcdef")
+    write_list(workspace, "readers", 2)
+    previous = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert run_campaign(find_workspace(workspace), SAMPLE_DRAFT, "readers").sent == 2
+        assert signal.getsignal(signal.SIGTERM) is mine
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -740,6 +740,7 @@ async def _deliver(
             sender.wake.set()
 
         handled = []
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
                 loop.add_signal_handler(sig, on_signal)
@@ -751,6 +752,9 @@ async def _deliver(
         finally:
             for sig in handled:
                 loop.remove_signal_handler(sig)
+                # remove_signal_handler leaves the default; a caller (the schedule
+                # daemon) gets its own handler back.
+                signal.signal(sig, previous[sig])
         if sender.stop_error is not None:
             raise sender.stop_error
         if interrupted and any(w.cancelled() for w in sender.workers):
