@@ -35,3 +35,22 @@ def test_terminal_escapes_in_replies_are_shown_escaped(
     rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.name}/weekly")
     assert rows["yamada.taro@example.jp"].state == "failed"
     assert rows["yamada.taro@example.jp"].reply.startswith("5.1.1 \x1b]0;owned")
+
+
+def test_terminal_escapes_in_a_bounce_are_shown_escaped(workspace: Path, run: Runner) -> None:
+    """A DSN is mail anyone can send: its diagnostic text is printed escaped too."""
+    fixture = Path(__file__).parent / "fixtures" / "bounces" / "postfix-hard.eml"
+    data = fixture.read_bytes().replace(
+        b"Diagnostic-Code: smtp; 550 5.1.1 ",
+        b"Diagnostic-Code: smtp; 550 5.1.1 \x1b]0;owned\x07\x1b[2J ",
+    )
+    assert b"\x1b]0;owned" in data
+    for sub in ("new", "cur", "tmp"):
+        (workspace / "bounces" / sub).mkdir(parents=True)
+    (workspace / "bounces" / "new" / "1.eml").write_bytes(data)
+    imported = run("bounces", "import", "bounces")
+    listed = run("suppressions", "list")
+    assert imported.exit_code == 0, imported.output
+    for result in (imported, listed):
+        assert "\\x1b]0;owned\\x07" in result.output
+        assert not any(c in result.output for c in "\x1b\x07"), result.output

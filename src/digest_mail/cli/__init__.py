@@ -8,6 +8,7 @@ registered on :data:`cli` here. Library errors (:class:`DigestMailError`) become
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -58,6 +59,15 @@ def pass_workspace(func: F) -> F:
         return ctx.invoke(func, state.workspace, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Remote text (a relay's reply, a bounce's diagnostic) with control characters
+    escaped, so that it can never send escape sequences to the operator's terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def json_option(func: F) -> F:

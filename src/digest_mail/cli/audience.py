@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from digest_mail.bounces import import_bounces
-from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.ledger import SUPPRESSION_REASONS, Ledger, utcnow
@@ -318,7 +318,9 @@ def suppressions_list(workspace: Workspace, reason: str | None, as_json: bool) -
         return
     for row in rows:
         detail = f": {row.detail}" if row.detail else ""
-        click.echo(f"{row.created_at}  {row.reason:<12}  {row.address}  ({row.source}{detail})")
+        click.echo(
+            printable(f"{row.created_at}  {row.reason:<12}  {row.address}  ({row.source}{detail})")
+        )
     click.echo(f"{len(rows)} {'suppression' if len(rows) == 1 else 'suppressions'}")
 
 
@@ -406,7 +408,7 @@ def bounces_import(workspace: Workspace, path: Path, as_json: bool) -> None:
         _echo_json(result.as_dict())
         return
     for event in result.events:
-        click.echo(str(event))
+        click.echo(printable(str(event)))
     click.echo(result.summary())
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -22,17 +21,10 @@ from digest_mail.campaign import (
     run_campaign,
     send_test,
 )
-from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.transport import describe_transport
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
-
-
-def _printable(text: str) -> str:
-    """A relay's reply is remote text: control characters (terminal escapes) shown escaped."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def _draft(workspace: Workspace, ref: str | None) -> Any:
@@ -94,7 +86,7 @@ def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
             click.echo(f"{verb} {report.edition} to {report.list_name}: {report.summary()}")
         for failure in report.failures[:20]:
             code = failure["code"] or ""
-            click.echo(f"  {failure['email']}: {code} {_printable(failure['reply'])}".rstrip())
+            click.echo(f"  {failure['email']}: {code} {printable(failure['reply'])}".rstrip())
         if len(report.failures) > 20:
             click.echo(f"  … {len(report.failures) - 20} more: see 'digest-mail status'")
     if not report.complete:
@@ -276,7 +268,7 @@ def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
             click.echo("  Failed or deferred:")
             for failure in report.failures:
                 attempts = failure["attempts"]
-                reply = f"{failure['code'] or ''} {_printable(failure['reply'])}".strip()
+                reply = f"{failure['code'] or ''} {printable(failure['reply'])}".strip()
                 plural = "s" if attempts != 1 else ""
                 click.echo(f"    {failure['email']}: {reply} ({attempts} attempt{plural})")
         if report.uncertain_addresses:
