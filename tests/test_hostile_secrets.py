@@ -1,14 +1,17 @@
 """Secrets never leak: not into drafts, outbox, var/ (the ledger), archive, mail or output.
 
 compose, test-send and send run with DIGEST_MAIL_SMTP_PASSWORD and DIGEST_MAIL_SECRET set
-to marker strings, against a real SMTP server that requires that password. Afterwards
-every file the workspace holds, every message the server received and everything the
-commands printed is searched for the markers (as text, base64 and hex).
+to marker strings and DIGEST_MAIL_DKIM_KEY to a fresh private key, against a real SMTP
+server that requires that password. Afterwards every file the workspace holds, every
+message the server received and everything the commands printed is searched for the
+markers (as text, base64 and hex).
 """
 
 from __future__ import annotations
 
 import base64
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,22 @@ from faultserver import FaultServer
 
 PASSWORD = "marker-smtp-password-7f3a9c"
 SECRET = "marker-unsubscribe-secret-5d2e8b1c"
+
+
+def _dkim_key() -> str:
+    """A fresh RSA key (PEM) for DKIM_KEY; its base64 lines are the markers to look for."""
+    done = subprocess.run(
+        ["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return done.stdout
+
+
+DKIM_KEY = _dkim_key() if shutil.which("openssl") else ""
+# Any 40-character run of the key's base64 would be a leak.
+DKIM_MARKERS = [line[:40] for line in DKIM_KEY.splitlines()[1:-1] if len(line) >= 40]
 
 
 def _forms(marker: str) -> list[bytes]:
@@ -33,12 +52,13 @@ def _forms(marker: str) -> list[bytes]:
 
 
 def _leaks(data: bytes) -> list[str]:
-    return [
+    found = [
         f"{marker[:14]}… as {form[:12]!r}"
         for marker in (PASSWORD, SECRET)
         for form in _forms(marker)
         if form in data
     ]
+    return found + [f"DKIM key line {m[:10]}…" for m in DKIM_MARKERS if m.encode() in data]
 
 
 @pytest.mark.parametrize("transport", ["smtp", "capture"])
@@ -47,6 +67,12 @@ def test_secrets_reach_no_file_no_message_no_output(
 ) -> None:
     with FaultServer(keep_messages=True, login=("digest", PASSWORD)) as server:
         env = {"DIGEST_MAIL_SMTP_PASSWORD": PASSWORD, "DIGEST_MAIL_SECRET": SECRET}
+        if DKIM_KEY:
+            env.update(
+                DIGEST_MAIL_DKIM_KEY=DKIM_KEY,
+                DIGEST_MAIL_DKIM_DOMAIN="example.jp",
+                DIGEST_MAIL_DKIM_SELECTOR="digest",
+            )
         if transport == "smtp":
             env["DIGEST_MAIL_SMTP_URL"] = f"smtp://digest@127.0.0.1:{server.port}"
         for key, value in env.items():
@@ -65,6 +91,11 @@ def test_secrets_reach_no_file_no_message_no_output(
     if transport == "smtp":
         assert server.logins and set(server.logins) == {"digest"}  # the password was used
         assert server.recorder.messages()
+        if DKIM_KEY:  # the key was used: every message is signed
+            assert all(
+                m.data is not None and m.data.startswith(b"DKIM-Signature:")
+                for m in server.recorder.messages()
+            )
     leaks = []
     for result in outputs:
         leaks += [f"output of a command: {leak}" for leak in _leaks(result.output.encode())]
