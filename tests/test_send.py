@@ -258,6 +258,13 @@ def test_relay_refusing_auth_stops_cleanly_with_ledger_intact(
         monkeypatch.setenv("DIGEST_MAIL_SMTP_PASSWORD", "right-password")
         report = run_campaign(find_workspace(workspace), SAMPLE_DRAFT, "readers", clock=FakeClock())
         assert report.sent == 5 and len(server.received) == 5
+        # The resumed run completed it: the first run's stop reason no longer applies.
+        assert (report.state, report.stopped, report.complete) == ("finished", "", True)
+        with Ledger(ws.ledger_path) as ledger:
+            row = ledger.db.execute(
+                "SELECT state, note FROM campaigns WHERE id = '2026-W48/readers'"
+            ).fetchone()
+        assert tuple(row) == ("finished", "")
     finally:
         server.stop()
 

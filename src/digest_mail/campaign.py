@@ -856,6 +856,8 @@ def _run(
         final = store.report()
         final.sent_this_run = report.sent_this_run
         final.transport = report.transport
+        # The row may still carry an earlier run's stop reason; this run decides anew.
+        final.stopped = ""
         final.state = "finished" if final.complete else "stopped"
         store.finish(final.state, _uncertain_note(final))
         final.stopped = "" if final.complete else _uncertain_note(final)
