@@ -345,6 +345,16 @@ def test_test_send_goes_to_staff_with_test_prefix_and_refuses_subscriber_lists(
     assert [tuple(k) for k in kinds] == [("test", 2)]
 
 
+def test_test_send_to_an_empty_staff_list_is_an_error_not_zero_sent(workspace: Path) -> None:
+    (workspace / "subscribers" / "staff.csv").write_text("email,name\n", encoding="utf-8")
+    with pytest.raises(CampaignError) as info:
+        send_test(find_workspace(workspace), SAMPLE_DRAFT)
+    assert str(info.value) == (
+        "nobody to test-send to: subscribers/staff.csv has no subscribed address"
+    )
+    assert info.value.hint == "add yours with 'digest-mail subscribers add staff you@example.jp'"
+
+
 def test_capture_transport_writes_a_maildir(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

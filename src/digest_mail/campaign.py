@@ -1005,7 +1005,7 @@ def send_test(
         for recipient in checked:
             yield (recipient, "suppressed") if ledger.is_suppressed(recipient.key) else recipient
 
-    return _run(
+    report = _run(
         workspace,
         draft,
         label,
@@ -1020,6 +1020,14 @@ def send_test(
         clock=clock,
         transport=transport,
     )
+    if report.total == 0:
+        # "0 sent" would read as success to an editor waiting for the test in their inbox.
+        raise CampaignError(
+            f"nobody to test-send to: {workspace.list_path(staff).relative_to(workspace.root)} "
+            "has no subscribed address",
+            hint=f"add yours with 'digest-mail subscribers add {staff} you@example.jp'",
+        )
+    return report
 
 
 # --- status ----------------------------------------------------------------------------
