@@ -225,3 +225,23 @@ def test_a_subject_template_only_names_the_edition(
     assert result.exit_code == 1
     _one_error(result.output, starts="Error: --subject: ", contains="may only use {edition}")
     assert "<class" not in result.output
+
+
+def test_hostile_titles_and_subjects_stay_escaped_in_the_public_archive(
+    workspace: Path, run: Runner
+) -> None:
+    import xml.dom.minidom
+
+    shutil.copy(CORPUS / "articles" / "html-title.md", workspace / "articles" / "x.md")
+    subject = 'Digest {edition} <script>alert(1)</script> ]]> & "q"'
+    assert run("compose", "articles/x.md", "--subject", subject).exit_code == 0
+    sent = run("send", "--list", "weekly", "--yes")
+    assert sent.exit_code == 0, sent.output
+    # HTML and Atom are markup; the archive's JSON index is data and keeps the text.
+    pages = [p for p in (workspace / "archive").rglob("*") if p.suffix in (".html", ".xml")]
+    assert pages, sent.output
+    for page in pages:
+        text = page.read_text(encoding="utf-8").replace("onerror=alert(1)&gt;", "")
+        assert "<script" not in text and "onerror=alert" not in text
+        if page.suffix == ".xml":
+            xml.dom.minidom.parseString(text.encode())  # well-formed despite ']]>' and '&'
