@@ -64,13 +64,14 @@ def test_archive_page_has_neutral_values_only(ws: Workspace) -> None:
     assert "token" not in page
     assert f"{ws.settings.edition.greeting_fallback} さん" in page
     assert '<a href="#"' in page
+    assert "このメールは ご登録のメールアドレス 宛にお送りしています。" in page
     assert ws.settings.unsubscribe.base_url not in page
     assert f'<link rel="canonical" href="{BASE}/2026-W48/">' in page
     assert '<link rel="alternate" type="application/atom+xml"' in page
     # Everything but the three placeholders is the email as rendered.
     neutral = (
         draft.html.replace("@@name@@", ws.settings.edition.greeting_fallback)
-        .replace("@@email@@", "")
+        .replace("@@email@@", "ご登録のメールアドレス")
         .replace("@@unsubscribe_url@@", "#")
     )
     assert re.sub(r"<link rel=\"(alternate|canonical)\"[^>]*>\n", "", page) == neutral

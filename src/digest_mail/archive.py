@@ -135,7 +135,8 @@ def archive_page(draft: Draft, settings: Settings) -> str:
     """The draft's HTML with neutral per-recipient values (pure; no personal data)."""
     neutral = {
         "name": settings.edition.greeting_fallback,
-        "email": "",
+        # The footer says "このメールは {email} 宛にお送りしています": keep it a sentence.
+        "email": "ご登録のメールアドレス",
         "unsubscribe_url": settings.archive.subscribe_url.strip() or "#",
     }
     page = draft.html
