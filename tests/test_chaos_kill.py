@@ -162,6 +162,7 @@ def test_two_senders_of_one_campaign_never_double(workspace: Path, run: Runner) 
         codes = [p.returncode for p in procs]
         rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    print(f"\ntwo senders: exits {codes}, {len(server.recorder.injected)} faults")
     assert "Traceback" not in "".join(outputs) + rerun.stdout + rerun.stderr
     assert 0 in codes, outputs  # one of them sent
     loser = outputs[codes.index(1)] if 1 in codes else ""

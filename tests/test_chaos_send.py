@@ -109,6 +109,10 @@ def test_a_lost_250_is_the_only_way_to_a_second_copy(
         report = run_campaign(ws, make_draft(), "chaos", concurrency=4, clock=FastClock())
     recorder = server.recorder
     lost_replies = {i.recipient.lower() for i in recorder.injected if i.fault == "accept-drop"}
+    print(
+        f"\nlost 250 ({client}): {len(recorder.injected)} faults, {len(lost_replies)} "
+        f"replies lost, {sum(n > 1 for n in recorder.accepted_counts().values())} doubled"
+    )
     rows = deliveries(ws.ledger_path, report.campaign_id)
     assert {r.state for r in rows.values()} == {"sent"}
     assert len(rows) == len(addresses)
@@ -137,7 +141,8 @@ def test_a_relay_refusing_connections_in_its_greeting(
             monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
         ws = find_workspace(workspace)
         report = run_campaign(ws, make_draft(), "chaos", concurrency=4, clock=FastClock())
-    print(f"\ngreeting 421 ({client}): {server.refused} connections refused")
+    faults = sum(server.recorder.faults_by_kind().values())
+    print(f"\ngreeting 421 ({client}): {server.refused} connections refused, {faults} faults")
     assert server.refused >= 5
     rows = deliveries(ws.ledger_path, report.campaign_id)
     wrong = [
