@@ -1,7 +1,7 @@
 """Regenerate the README's command reference from the commands' --help.
 
-    python scripts/cli_reference.py          # rewrite README.md in place
-    python scripts/cli_reference.py --check  # exit 1 if README.md is out of date
+python scripts/cli_reference.py          # rewrite README.md in place
+python scripts/cli_reference.py --check  # exit 1 if README.md is out of date
 """
 
 from __future__ import annotations
@@ -31,7 +31,10 @@ def iter_commands(
 def help_text(path: tuple[str, ...], command: click.Command) -> str:
     name = " ".join(("digest-mail", *path))
     with click.Context(
-        command, info_name=name, terminal_width=88, max_content_width=88,
+        command,
+        info_name=name,
+        terminal_width=88,
+        max_content_width=88,
         help_option_names=["-h", "--help"],
     ) as ctx:
         return command.get_help(ctx)

@@ -49,7 +49,9 @@ class Runner:
     def __init__(self) -> None:
         self.runner = CliRunner()
 
-    def __call__(self, *args: str, input: str | None = None, env: dict[str, str] | None = None) -> Result:
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> Result:
         return self.runner.invoke(cli, list(args), input=input, env=env, catch_exceptions=False)
 
 

@@ -19,7 +19,8 @@ def test_defaults_without_a_file() -> None:
 def test_file_and_environment_override(tmp_path: Path) -> None:
     path = tmp_path / "digest-mail.toml"
     path.write_text(
-        '[newsletter]\nfrom = "編集部 <a@example.jp>"\n[smtp]\nurl = "smtp://relay.example.jp:587"\nconcurrency = 4\n',
+        '[newsletter]\nfrom = "編集部 <a@example.jp>"\n'
+        '[smtp]\nurl = "smtp://relay.example.jp:587"\nconcurrency = 4\n',
         encoding="utf-8",
     )
     settings = load_settings(
@@ -62,7 +63,10 @@ def test_secret_file_must_be_owner_only(tmp_path: Path) -> None:
         read_secret(variable="X_SECRET", file=secret, what="signing key", environ={})
     os.chmod(secret, 0o600)
     assert read_secret(variable="X_SECRET", file=secret, what="signing key", environ={}) == "s3cret"
-    assert read_secret(variable="X_SECRET", file=secret, what="k", environ={"X_SECRET": "env"}) == "env"
+    assert (
+        read_secret(variable="X_SECRET", file=secret, what="k", environ={"X_SECRET": "env"})
+        == "env"
+    )
 
 
 def test_parse_duration() -> None:
@@ -78,5 +82,7 @@ def test_ledger_migrates_once(tmp_path: Path) -> None:
         assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     with Ledger(path) as ledger:
-        tables = {r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = {
+            r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
+        }
         assert "suppressions" in tables

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from conftest import REPO
 
-spec = importlib.util.spec_from_file_location("cli_reference", REPO / "scripts" / "cli_reference.py")
+spec = importlib.util.spec_from_file_location(
+    "cli_reference", REPO / "scripts" / "cli_reference.py"
+)
 assert spec and spec.loader
 cli_reference = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(cli_reference)

@@ -183,14 +183,23 @@ class Workspace:
 
 def _coerce(value: Any, annotation: Any, *, where: str, path: Path | None) -> Any:
     if isinstance(annotation, str):
-        annotation = eval(annotation, vars(typing))  # noqa: S307 - our own annotations only
+        annotation = eval(annotation, vars(typing))
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
     if annotation is bool:
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
             return value.lower() in {"1", "true", "yes", "on"}
     elif annotation is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -210,12 +219,12 @@ def _coerce(value: Any, annotation: Any, *, where: str, path: Path | None) -> An
             return value
     else:  # pragma: no cover - every field is one of the above
         return value
-    raise ConfigError(
-        f"expected {annotation.__name__}, got {value!r}", path=path, key=where
-    )
+    raise ConfigError(f"expected {annotation.__name__}, got {value!r}", path=path, key=where)
 
 
-def _build_section(cls: type[Any], raw: Mapping[str, Any], *, section: str, path: Path | None) -> Any:
+def _build_section(
+    cls: type[Any], raw: Mapping[str, Any], *, section: str, path: Path | None
+) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
@@ -236,17 +245,15 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for var, value in environ.items():
         if not var.startswith(ENV_PREFIX) or var in _SECRET_VARIABLES:
             continue
-        rest = var[len(ENV_PREFIX):].lower()
+        rest = var[len(ENV_PREFIX) :].lower()
         for section in _SECTIONS:
             if rest.startswith(section + "_"):
-                out.setdefault(section, {})[rest[len(section) + 1:]] = value
+                out.setdefault(section, {})[rest[len(section) + 1 :]] = value
                 break
     return out
 
 
-def load_settings(
-    path: Path | None, *, environ: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None) -> Settings:
     """Read ``path`` (may be None: embedded defaults) and apply environment overrides."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = {}
@@ -316,19 +323,25 @@ def _check_mailbox(value: str, *, key: str, path: Path | None, required: bool = 
         )
 
 
-def find_workspace(root: Path | str | None = None, *, environ: Mapping[str, str] | None = None) -> Workspace:
+def find_workspace(
+    root: Path | str | None = None, *, environ: Mapping[str, str] | None = None
+) -> Workspace:
     """The workspace at ``root``, ``$DIGEST_MAIL_WORKSPACE`` or the current directory."""
     environ = os.environ if environ is None else environ
     if root is None:
         root = environ.get("DIGEST_MAIL_WORKSPACE") or "."
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise ConfigError(f"workspace {root} is not a folder", hint="run 'digest-mail init DIR' to create one")
+        raise ConfigError(
+            f"workspace {root} is not a folder", hint="run 'digest-mail init DIR' to create one"
+        )
     config_path: Path | None = root / CONFIG_NAME
     assert config_path is not None
     if not config_path.is_file():
         config_path = None
-    return Workspace(root=root, settings=load_settings(config_path, environ=environ), config_path=config_path)
+    return Workspace(
+        root=root, settings=load_settings(config_path, environ=environ), config_path=config_path
+    )
 
 
 def read_secret(

@@ -24,7 +24,12 @@ class ConfigError(DigestMailError):
     """digest-mail.toml, an environment override or a secret file is wrong."""
 
     def __init__(
-        self, message: str, *, path: Path | None = None, key: str | None = None, hint: str | None = None
+        self,
+        message: str,
+        *,
+        path: Path | None = None,
+        key: str | None = None,
+        hint: str | None = None,
     ) -> None:
         prefix = f"{path}: " if path else ""
         if key:
