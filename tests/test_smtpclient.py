@@ -481,17 +481,28 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pki]:
 
 
 class Authenticator:
+    def __init__(self) -> None:
+        self.mechanisms: list[str] = []
+
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
     ) -> AuthResult:
+        self.mechanisms.append(mechanism)
         ok = isinstance(auth_data, LoginPassword) and auth_data.password == "菊の秘密".encode()
         return AuthResult(success=ok, handled=False)
 
 
-@pytest.mark.parametrize("mode", ["starttls", "implicit"])
-async def test_tls_verified_then_auth(aiosmtpd_server: Any, pki: Pki, mode: str) -> None:
+@pytest.mark.parametrize(
+    ("mode", "mechanism"), [("starttls", "PLAIN"), ("implicit", "PLAIN"), ("starttls", "LOGIN")]
+)
+async def test_tls_verified_then_auth(
+    aiosmtpd_server: Any, pki: Pki, mode: str, mechanism: str
+) -> None:
     handler = Recorder()
-    options: dict[str, Any] = {"authenticator": Authenticator()}
+    # The client prefers PLAIN; a server without it gets LOGIN.
+    excluded = ["PLAIN"] if mechanism == "LOGIN" else []
+    authenticator = Authenticator()
+    options: dict[str, Any] = {"authenticator": authenticator, "auth_exclude_mechanism": excluded}
     if mode == "starttls":
         options.update(tls_context=pki.server_context(), require_starttls=True, auth_required=True)
     else:
@@ -511,6 +522,7 @@ async def test_tls_verified_then_auth(aiosmtpd_server: Any, pki: Pki, mode: str)
     await connection.send(SENDER, ["ok@example.jp"], japanese_message("ok@example.jp"))
     await connection.quit()
     assert len(handler.received) == 1
+    assert authenticator.mechanisms == [mechanism]
 
     with pytest.raises(SmtpAuthError, match="login as 'editor' refused: 535"):
         await SmtpConnection.open(
