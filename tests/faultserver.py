@@ -25,7 +25,7 @@ import random
 import ssl
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.policy import compat32
@@ -499,12 +499,7 @@ def check_against_ledger(
     return problems
 
 
-def iter_fault_names(recorder: Recorder) -> Iterator[str]:
-    with recorder.lock:
-        yield from (i.fault for i in recorder.injected)
-
-
-def main(argv: Sequence[str] | None = None, *, wait: Callable[[], None] | None = None) -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -514,7 +509,7 @@ def main(argv: Sequence[str] | None = None, *, wait: Callable[[], None] | None =
     with FaultServer(FaultPlan(seed=args.seed, rate=args.rate)) as server:
         print(f"listening on {server.url} (seed {args.seed}, rate {args.rate})", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
-            (wait or threading.Event().wait)()
+            threading.Event().wait()
         print(dict(server.recorder.faults_by_kind()), f"accepted {len(server.recorder.accepted)}")
 
 
