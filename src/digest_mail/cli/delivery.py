@@ -159,9 +159,12 @@ def send(
         digest-mail send 2026-W48 --list weekly --yes
     """
     the_draft = _draft(workspace, draft)
-    preview = count_recipients(workspace, the_draft, list_name)
+    # --yes shows nothing before sending: skip this counting pass over the whole list
+    # (seconds at a million rows); the campaign's snapshot counts as it goes.
+    preview = count_recipients(workspace, the_draft, list_name) if dry_run or not yes else None
     where = describe_transport(workspace)
     if dry_run:
+        assert preview is not None
         if as_json:
             data = preview.as_dict()
             data["transport"] = where
@@ -173,18 +176,20 @@ def send(
                 f"{preview.skipped_invalid} skipped-invalid)"
             )
         return
-    pending = preview.queued + preview.deferred + (preview.uncertain if resend_uncertain else 0)
-    if not yes and pending:
-        if not sys.stdin.isatty():
+    if preview is not None:  # not --yes: ask first
+        pending = preview.queued + preview.deferred
+        pending += preview.uncertain if resend_uncertain else 0
+        if pending and not sys.stdin.isatty():
             raise DigestMailError(
                 f"refusing to send {the_draft.id} to {pending} recipients without confirmation",
                 hint=f"add --yes: 'digest-mail send {the_draft.id} --list {list_name} --yes'",
             )
-        click.confirm(
-            f"Send {the_draft.id} ({the_draft.subject}) to {pending} recipients of list "
-            f"{list_name} via {where}?",
-            abort=True,
-        )
+        if pending:
+            click.confirm(
+                f"Send {the_draft.id} ({the_draft.subject}) to {pending} recipients of list "
+                f"{list_name} via {where}?",
+                abort=True,
+            )
     with _progress(not as_json) as progress:
         try:
             report = run_campaign(
