@@ -187,3 +187,31 @@ def test_an_idn_domain_with_an_ascii_local_part_needs_no_smtputf8(
     )
     assert set(states.values()) == {"sent"}, states
     assert sorted(got) == ["sato@xn--r8jz45g.jp", "yamada@xn--r8jz45g.jp"]
+
+
+def test_importing_every_hostile_list_keeps_the_target_clean(
+    workspace: Path, run: Runner
+) -> None:
+    """``subscribers import`` of each corpus file: one clear error or a merge; the target
+    list stays free of problems and gains every recipient the oracle names."""
+    before = {
+        i.email.casefold()
+        for i in scan_list(workspace / "subscribers" / "weekly.csv")
+        if isinstance(i, Recipient)
+    }
+    expected = set(before)
+    for name in FILES:
+        result = run("subscribers", "import", str(CORPUS / name), "--into", "weekly")
+        assert "Traceback" not in result.output
+        if name in UNREADABLE:
+            assert result.exit_code == 1 and result.output.startswith("Error: "), result.output
+            continue
+        expected |= MUST_RECEIVE[name]
+    checked = run("subscribers", "check", "weekly")
+    assert checked.exit_code == 0, checked.output
+    after = {
+        i.email.casefold()
+        for i in scan_list(workspace / "subscribers" / "weekly.csv")
+        if isinstance(i, Recipient)
+    }
+    assert expected <= after  # nobody valid lost (the list may hold more, e.g. IDN rows)
