@@ -651,6 +651,9 @@ def iter_recipients(
     ``"unsubscribed"`` or ``"suppressed"`` when given.
     """
     counts = ListCounts() if counts is None else counts
+    # One query per row was 5 % of a send (benchmarks/profiles); the in-memory filter
+    # asks the ledger only about its hits, so the answer is the same.
+    suppressed = _suppression_filter(ledger)
     for item in scan_list(workspace.list_path(list_name)):
         if isinstance(item, RowProblem):
             counts.add_problem(item)
@@ -660,7 +663,7 @@ def iter_recipients(
         if item.status != "subscribed":
             counts.unsubscribed += 1
             reason = "unsubscribed"
-        elif ledger.is_suppressed(item.key):
+        elif suppressed(item.key):
             counts.suppressed += 1
             reason = "suppressed"
         else:
