@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from delivery_draft import SAMPLE_DRAFT
+from delivery_draft import EMAIL, NAME, SAMPLE_DRAFT, UNSUB, make_draft
 from digest_mail.config import Settings
 from digest_mail.message import MessageTemplate
-from digest_mail.smtpclient import CrlfBytes, prepare_data, unstuff_data
+from digest_mail.smtpclient import CrlfBytes, DotStuffedBytes, prepare_data, unstuff_data
 from digest_mail.smtppool import PipeliningSmtpTransport
 from digest_mail.transport import PermanentFailure, RelayError, TemporaryFailure, parse_relay_url
 from test_smtpclient import Recorder, aiosmtpd_server  # noqa: F401 - the fixture
@@ -41,6 +41,35 @@ def test_template_output_is_crlf_only_and_marked(encoding: Any) -> None:
         # Trusting the marker gives the same DATA as the full scan would.
         assert prepare_data(data) == prepare_data(bytes(data))
         assert unstuff_data(prepare_data(data)) == data
+
+
+# Tokens at line starts, pieces that start with '.', dots after every kind of chunk.
+DOTTY_TEXT = f"{NAME}\n.dot after a value line\n{NAME}.{EMAIL}\n.{NAME}\n..\n{UNSUB}\n.\n"
+DOTTY_HTML = f'<p>{NAME}</p>\n.{NAME}\n{NAME}\n.<b>{EMAIL}</b>\n<a href="{UNSUB}">x</a>\n'
+
+
+@pytest.mark.parametrize("draft", [SAMPLE_DRAFT, make_draft(text=DOTTY_TEXT, html=DOTTY_HTML)])
+@pytest.mark.parametrize("encoding", ["8bit", "base64"])
+def test_builder_dot_stuffing_equals_prepare_data(draft: Any, encoding: Any) -> None:
+    template = MessageTemplate(
+        draft, settings=Settings(), list_name="weekly", body_encoding=encoding
+    )
+    for name in ["山田 太郎", "", ".taro", "..", "x" * 990, ".ドット"]:
+        values = {
+            "to_address": "taro@example.jp",
+            "to_name": name,
+            "unsubscribe_url": "https://chrysanthemum-digest.example.jp/u?t=abc",
+            "unsubscribe_mailto": "mailto:unsubscribe@example.jp?subject=abc",
+            "message_id": "<fixed@example.jp>",
+            "date": "Wed, 25 Nov 2026 22:00:00 +0000",
+        }
+        template.dot_stuffed = False
+        plain = template.render(**values)
+        template.dot_stuffed = True
+        stuffed = template.render(**values)
+        assert isinstance(stuffed, DotStuffedBytes)
+        assert stuffed == prepare_data(bytes(plain))
+        assert prepare_data(stuffed) is stuffed
 
 
 def test_prepare_data_trusts_the_marker_only_for_line_endings() -> None:

@@ -716,6 +716,9 @@ async def _deliver(
             list_name=list_name,
             subject_prefix=subject_prefix,
             body_encoding=encoding,
+            # Bytes in SMTP DATA form straight from the builder, for a client that takes
+            # them (smtppool); a signer needs the plain message.
+            dot_stuffed=sign is None and getattr(transport, "takes_dot_stuffed", False),
         )
         sender = _Sender(
             store=store,

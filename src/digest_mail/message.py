@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
-from digest_mail.smtpclient import CrlfBytes
+from digest_mail.smtpclient import CrlfBytes, DotStuffedBytes
 
 try:  # the compose helper owns the token names; these are the pinned values
     from digest_mail.render import PLACEHOLDERS as _RENDER_PLACEHOLDERS
@@ -318,11 +318,15 @@ class _Body:
     # For 8bit: per line holding tokens, its length without them and its tokens' indices,
     # so a recipient whose values would push a line past 998 octets is caught cheaply.
     token_lines: tuple[tuple[int, tuple[int, ...]], ...]
+    # The pieces with every '.' that follows a CRLF inside them doubled (SMTP DATA form).
+    stuffed_pieces: tuple[bytes, ...] = ()
 
     def header(self, encoding: BodyEncoding) -> bytes:
         return _PART_HEADERS[self.subtype, encoding]
 
-    def render(self, values: Mapping[str, bytes]) -> list[bytes]:
+    def render(self, values: Mapping[str, bytes], *, stuffed: bool = False) -> list[bytes]:
+        if stuffed and self.encoding == "8bit" and self._fits(values):
+            return [self.header("8bit"), *self._stuffed(values)]
         filled = [self.pieces[0]]
         for token, piece in zip(self.tokens, self.pieces[1:], strict=True):
             filled.append(values[token])
@@ -331,6 +335,25 @@ class _Body:
             return [self.header("8bit"), *filled]
         # base64: the values are inside the body, so encode it per recipient (one pass).
         return [self.header("base64"), _base64_lines(b"".join(filled))]
+
+    def _stuffed(self, values: Mapping[str, bytes]) -> list[bytes]:
+        """The 8bit body already dot-stuffed. Values hold no CR or LF, so a line can
+        only start inside a piece (done once, in ``stuffed_pieces``) or where a chunk
+        follows one that ended a line: the body's start (after the part header's blank
+        line), or a value or piece right after a piece ending with CRLF."""
+        out: list[bytes] = []
+        line_start = True
+        chunks = [self.stuffed_pieces[0]]
+        for token, piece in zip(self.tokens, self.stuffed_pieces[1:], strict=True):
+            chunks.append(values[token])
+            chunks.append(piece)
+        for chunk in chunks:
+            if chunk:
+                if line_start and chunk[:1] == b".":
+                    out.append(b".")
+                out.append(chunk)
+                line_start = chunk[-2:] == b"\r\n"
+        return out
 
     def _fits(self, values: Mapping[str, bytes]) -> bool:
         for base, indices in self.token_lines:
@@ -397,6 +420,7 @@ def _prepare_body(text: str, *, subtype: str, escape: bool, encoding: BodyEncodi
         escape=escape,
         encoding=encoding,
         token_lines=tuple(token_lines),
+        stuffed_pieces=tuple(p.replace(b"\r\n.", b"\r\n..") for p in pieces),
     )
 
 
@@ -404,7 +428,9 @@ class MessageTemplate:
     """An edition encoded once; :meth:`render` splices one recipient's message bytes.
 
     The result is CRLF-terminated RFC 5322 bytes (not yet dot-stuffed), the exact bytes
-    that get signed and sent.
+    that get signed and sent. With ``dot_stuffed`` (for an SMTP client that takes DATA
+    as is, and only when nothing signs the message) it is already in SMTP DATA form:
+    :class:`~digest_mail.smtpclient.DotStuffedBytes`, so no per-message scan is left.
     """
 
     def __init__(
@@ -415,8 +441,10 @@ class MessageTemplate:
         list_name: str,
         subject_prefix: str = "",
         body_encoding: BodyEncoding = "8bit",
+        dot_stuffed: bool = False,
     ) -> None:
         self.settings = settings
+        self.dot_stuffed = dot_stuffed
         self.domain = sender_domain(settings)
         self.envelope_from = envelope_sender(settings)
         subject = check_header_value("subject", subject_prefix + draft.subject)
@@ -493,14 +521,15 @@ class MessageTemplate:
         html_b = {k: v.encode("utf-8") for k, v in html_values.items()}
         # Every piece is CRLF and no value holds CR or LF: CrlfBytes lets the SMTP
         # client skip its line-ending scans (tens of µs a message).
-        return CrlfBytes(
+        marker = DotStuffedBytes if self.dot_stuffed else CrlfBytes
+        return marker(
             b"".join(
                 (
                     head,
                     self._preamble_delim,
-                    *self.text.render(text_b),
+                    *self.text.render(text_b, stuffed=self.dot_stuffed),
                     self._delimiter,
-                    *self.html.render(html_b),
+                    *self.html.render(html_b, stuffed=self.dot_stuffed),
                     self._close,
                 )
             )

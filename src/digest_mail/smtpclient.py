@@ -145,6 +145,14 @@ class CrlfBytes(bytes):
     __slots__ = ()
 
 
+class DotStuffedBytes(CrlfBytes):
+    """CRLF-only message bytes already in SMTP DATA form (dot-stuffed, ending with CRLF):
+    :func:`prepare_data` returns them untouched. Only a builder that knows where lines
+    start may make these (``MessageTemplate(dot_stuffed=True)``)."""
+
+    __slots__ = ()
+
+
 def prepare_data(data: bytes) -> bytes:
     """Message bytes as they go after DATA: CRLF line endings, lines starting with '.'
     doubled (RFC 5321 4.5.2), ending with CRLF; the terminating '.' is not included.
@@ -154,6 +162,8 @@ def prepare_data(data: bytes) -> bytes:
     the line-ending scans are skipped: one ``in`` test, and one ``replace`` only when a
     line starts with '.'.
     """
+    if isinstance(data, DotStuffedBytes):
+        return data
     if not isinstance(data, CrlfBytes):
         crlf = data.count(b"\r\n")
         if data.count(b"\n") != crlf or data.count(b"\r") != crlf:

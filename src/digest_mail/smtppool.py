@@ -59,6 +59,8 @@ class PipeliningSmtpTransport(SmtpTransport):
     """
 
     kind = "smtp"
+    # The campaign may hand this transport DotStuffedBytes: DATA that needs no preparing.
+    takes_dot_stuffed = True
 
     def __init__(
         self,
