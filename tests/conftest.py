@@ -28,10 +28,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-@pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh copy of the repository's sample workspace; the current directory is it."""
-    root = tmp_path / "ws"
+def copy_workspace(root: Path) -> Path:
+    """Copy the repository's sample workspace into the new folder ``root``."""
     root.mkdir()
     for item in WORKSPACE_ITEMS:
         source = REPO / item
@@ -39,6 +37,13 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
             shutil.copytree(source, root / item, symlinks=False)
         elif source.is_file():
             shutil.copy2(source, root / item)
+    return root
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh copy of the repository's sample workspace; the current directory is it."""
+    root = copy_workspace(tmp_path / "ws")
     monkeypatch.chdir(root)
     yield root
 

@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from compose_samples import replace_field, write_article
-from conftest import REPO, WORKSPACE_ITEMS, Runner
+from conftest import Runner, copy_workspace
 from digest_mail.cli import cli
 from digest_mail.config import find_workspace
 from digest_mail.edition import (
@@ -32,21 +32,10 @@ EDITION = default_edition_id(dt.date.today())
 SUBJECT = f"Chrysanthemum Digest {EDITION} 今週の注目記事"
 
 
-def _copy_workspace(root: Path) -> Path:
-    root.mkdir()
-    for item in WORKSPACE_ITEMS:
-        source = REPO / item
-        if source.is_dir():
-            shutil.copytree(source, root / item, symlinks=False)
-        elif source.is_file():
-            shutil.copy2(source, root / item)
-    return root
-
-
 @pytest.fixture(scope="module")
 def composed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Result]:
     """The sample workspace composed once for this module (every article, by path)."""
-    root = _copy_workspace(tmp_path_factory.mktemp("composed") / "ws")
+    root = copy_workspace(tmp_path_factory.mktemp("composed") / "ws")
     articles = sorted(str(p) for p in (root / "articles").glob("*.md"))
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("DIGEST_MAIL_")}
     result = CliRunner().invoke(
