@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from conftest import FakeClock
 from delivery_draft import SAMPLE_DRAFT
 from digest_mail.campaign import CampaignError, campaign_status, run_campaign, send_test
 from digest_mail.config import Workspace, find_workspace
@@ -18,22 +18,6 @@ from smtpserver import SmtpServer
 
 SURNAMES = ["山田", "佐藤", "鈴木", "高橋", "田中", "渡辺", "伊藤", "中村", "小林", "加藤"]
 GIVEN = ["太郎", "花子", "美咲", "健", "結衣", "一郎", "さくら", "翔太", "陽菜", "髙志"]
-
-
-class FakeClock:
-    """Monotonic time that jumps forward on sleep: backoff never waits on real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def write_list(root: Path, name: str, count: int, *, extra: str = "") -> list[str]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FakeClock
 from digest_mail.config import find_workspace
 from digest_mail.errors import ConfigError
 from digest_mail.transport import (
@@ -23,20 +24,6 @@ from digest_mail.transport import (
     parse_relay_url,
 )
 from smtpserver import SmtpServer
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.slept: list[float] = []
-
-    def monotonic(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize(
@@ -126,13 +113,13 @@ def test_password_file_must_be_owner_only(workspace: Path, monkeypatch: pytest.M
 
 
 async def test_rate_limiter_spaces_messages_on_the_injected_clock() -> None:
-    clock = FakeClock()
+    clock = FakeClock(start=0.0)
     limiter = RateLimiter(per_second=10, clock=clock)
     for _ in range(30):
         await limiter.acquire()
     # A burst of one second's worth, then one every 0.1 s.
     assert clock.now == pytest.approx(2.0)
-    hourly = RateLimiter(per_hour=120, clock=FakeClock())
+    hourly = RateLimiter(per_hour=120, clock=FakeClock(start=0.0))
     for _ in range(5):
         await hourly.acquire()
     assert hourly.clock.monotonic() == pytest.approx(3 * 30.0)
