@@ -361,6 +361,9 @@ def test_capture_transport_writes_a_maildir(
     for path in files:
         msg = message_from_bytes(path.read_bytes(), policy=policy.default)
         assert [str(msg["To"].addresses[0].addr_spec)] == by_file[path.name]["to"]
+    # Addresses and unsubscribe tokens live here: nobody but the owner may list or read it.
+    for folder in ("outbox", "outbox/new", "outbox/tmp", "outbox/cur"):
+        assert (workspace / folder).stat().st_mode & 0o077 == 0, folder
 
 
 def test_ledger_rows_never_stay_sending_after_a_clean_run(

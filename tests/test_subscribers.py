@@ -111,6 +111,23 @@ def test_name_with_crlf_never_becomes_a_header() -> None:
         assert list(parsed.keys()) == ["To", "Subject"]
 
 
+def test_encoded_word_names_are_reported_by_check_not_left_to_the_send(
+    workspace: Path, run
+) -> None:
+    (workspace / "subscribers" / "odd.csv").write_text(
+        "email,name\n"
+        "sato@example.jp,=?utf-8?q?a=0D=0ABcc:_x@evil.example?=\n"
+        "suzuki@example.jp,鈴木 一郎\n",
+        encoding="utf-8",
+    )
+    result = run("subscribers", "check", "odd")
+    assert result.exit_code == 1
+    assert result.output.splitlines()[0] == (
+        "subscribers/odd.csv:2: name: '=?utf-8?q?a=0D=0ABcc:_x@evil.example?=' is an RFC 2047 "
+        "encoded word, which a mail header would decode; write the name as plain text"
+    )
+
+
 def test_tab_and_semicolon_delimiters_are_detected() -> None:
     tab = recipients(FIXTURES / "tab.tsv")
     assert [(r.email, r.name, dict(r.attrs)) for r in tab] == [

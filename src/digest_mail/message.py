@@ -86,6 +86,11 @@ _ADDRESS_BAD = re.compile(r"[\x00-\x20\x7f<>\"(),;\\\[\]]")
 _ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
 
 
+def looks_like_encoded_word(value: str) -> bool:
+    """True if ``value`` holds an RFC 2047 encoded word, which a header would decode."""
+    return _ENCODED_WORD.search(value) is not None
+
+
 def check_header_value(field: str, value: str) -> str:
     """Return ``value`` unchanged, or raise :class:`HeaderValueError` if it could inject."""
     if _CONTROL.search(value) or _ENCODED_WORD.search(value):

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from email_validator import EmailNotValidError, validate_email
 
 from digest_mail.errors import DigestMailError, InputError
+from digest_mail.message import looks_like_encoded_word
 
 if TYPE_CHECKING:
     from digest_mail.config import Workspace
@@ -525,6 +526,18 @@ def _check_row(
         email, key = normalize_address(raw_email)
     except AddressError as exc:
         return None, RowProblem(path, line, raw_email, exc.message, "invalid")
+    name = record.get("name", "").strip()
+    if looks_like_encoded_word(name):
+        # A header would decode it (CR/LF included): report it here, before any send.
+        return None, RowProblem(
+            path,
+            line,
+            name,
+            f"name: {name!r} is an RFC 2047 encoded word, which a mail header would decode; "
+            "write the name as plain text",
+            "invalid",
+            field="name",
+        )
     status = record.get("status", "").strip().lower() or "subscribed"
     if status not in STATUSES:
         return None, RowProblem(
@@ -540,7 +553,7 @@ def _check_row(
         Recipient(
             email=email,
             key=key,
-            name=record.get("name", "").strip(),
+            name=name,
             status=status,
             attrs=attrs,
             line=line,

@@ -180,8 +180,10 @@ class MaildirWriter:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        # Captured mail holds every reader's address and unsubscribe token: owner-only.
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("tmp", "new", "cur"):
-            (directory / sub).mkdir(parents=True, exist_ok=True)
+            (directory / sub).mkdir(mode=0o700, exist_ok=True)
         self._host = socket.gethostname().replace("/", "_").replace(":", "_")
         self._log = open(directory / "envelopes.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
