@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
-from digest_mail.smtpclient import CrlfBytes, DotStuffedBytes
+from digest_mail.smtpclient import CrlfBytes, DotStuffedBytes, ascii_address
 
 try:  # the compose helper owns the token names; these are the pinned values
     from digest_mail.render import PLACEHOLDERS as _RENDER_PLACEHOLDERS
@@ -242,7 +242,7 @@ def build_message(
     )
     msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.newsletter.sender
-    local, _, to_domain = to_address.rpartition("@")
+    local, _, to_domain = ascii_address(to_address).rpartition("@")
     msg["To"] = Address(display_name=to_name, username=local, domain=to_domain)
     msg["Subject"] = subject
     msg["Date"] = format_datetime(date or datetime.now(UTC))
@@ -305,6 +305,7 @@ def _encoded_words(text: str) -> str:
 def format_to(address: str, name: str) -> str:
     """The To header value for one recipient, ready to splice."""
     check_address("recipient address", address)
+    address = ascii_address(address)
     if not name:
         return address
     check_header_value("recipient name", name)

@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+import idna
+
 from digest_mail.errors import DigestMailError
 
 TlsMode = Literal["none", "starttls", "implicit"]
@@ -300,6 +302,26 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def ascii_address(address: str) -> str:
+    """``address`` with an internationalized domain in its ASCII (A-label) form.
+
+    ``yamada@例え.jp`` → ``yamada@xn--r8jz45g.jp``: deliverable through a relay without
+    SMTPUTF8. A non-ASCII local part has no ASCII form and is returned unchanged.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at or domain.isascii() or not local.isascii():
+        return address
+    try:
+        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
+    except idna.IDNAError:
+        return address
+
+
+def ascii_envelope(envelope_from: str, recipients: Sequence[str]) -> tuple[str, list[str]]:
+    """The envelope in ASCII where it can be, for a relay that does not offer SMTPUTF8."""
+    return ascii_address(envelope_from), [ascii_address(r) for r in recipients]
+
+
 def _address(address: str) -> bytes:
     if any(c in address for c in "\r\n<>"):
         raise SmtpPermanentError(f"{address!r} is not an address that can go into an SMTP command")
@@ -558,6 +580,8 @@ class SmtpConnection:
             raise ValueError("a message needs at least one recipient")
         body = data if prepared else prepare_data(data)
         parameters = self._mail_parameters(body)
+        # Only a non-ASCII local part needs SMTPUTF8; an IDN domain goes as its A-label.
+        envelope_from, recipients = ascii_envelope(envelope_from, recipients)
         if not envelope_from.isascii() or not all(r.isascii() for r in recipients):
             if "SMTPUTF8" not in self.extensions:
                 raise SmtpPermanentError(

@@ -33,6 +33,7 @@ import aiosmtplib
 
 from digest_mail.config import Workspace, read_secret
 from digest_mail.errors import ConfigError, DigestMailError
+from digest_mail.smtpclient import ascii_envelope
 
 # --- errors ----------------------------------------------------------------------------
 
@@ -418,6 +419,8 @@ class _Connection:
     async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
         smtp = await self.connect()
         options = ["BODY=8BITMIME"] if smtp.supports_extension("8bitmime") else []
+        # Only a non-ASCII local part needs SMTPUTF8; an IDN domain goes as its A-label.
+        envelope_from, recipients = ascii_envelope(envelope_from, recipients)
         if not (envelope_from.isascii() and all(r.isascii() for r in recipients)):
             if not smtp.supports_extension("smtputf8"):
                 raise PermanentFailure(
