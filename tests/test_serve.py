@@ -188,3 +188,21 @@ async def test_link_from_a_sent_message_unsubscribes_its_reader(server, run) -> 
     with Ledger(ws.ledger_path) as ledger:
         left = [r.email for r in iter_recipients(ws, "weekly", ledger) if isinstance(r, Recipient)]
     assert to not in left and len(left) == 30
+
+
+def test_serve_on_a_port_in_use_or_out_of_range_is_one_error_line(workspace: Path, run) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("serve", "--port", str(port))
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: cannot listen on 127.0.0.1:{port}: ")
+    assert result.output.splitlines()[-1] == (
+        "Hint: choose another --port, or stop what is using it"
+    )
+    result = run("serve", "--port", "99999")
+    assert result.exit_code == 2
+    assert "99999 is not in the range 0<=x<=65535" in result.output

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from digest_mail.config import Workspace
+from digest_mail.errors import DigestMailError
 from digest_mail.ledger import Ledger
 from digest_mail.unsubscribe import TokenError, signing_key, verify_token
 
@@ -168,7 +169,13 @@ async def _serve(
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise DigestMailError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="choose another --port, or stop what is using it",
+            ) from None
         bound = runner.addresses[0][1] if runner.addresses else port
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -346,7 +346,10 @@ def suppressions_remove(workspace: Workspace, address: str) -> None:
 @click.command("serve")
 @click.option("--host", default=None, help="Address to listen on [default: [serve] host].")
 @click.option(
-    "--port", type=int, default=None, help="Port; 0 picks a free one [default: [serve] port]."
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port; 0 picks a free one [default: [serve] port].",
 )
 @pass_workspace
 def serve_command(workspace: Workspace, host: str | None, port: int | None) -> None:

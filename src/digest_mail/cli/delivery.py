@@ -290,7 +290,13 @@ def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
 
 
 @click.command("dev-smtp")
-@click.option("--port", default=1025, show_default=True, help="Port on 127.0.0.1.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=1025,
+    show_default=True,
+    help="Port on 127.0.0.1.",
+)
 @click.option(
     "--maildir",
     type=click.Path(file_okay=False, path_type=Path),
