@@ -51,7 +51,7 @@ from digest_mail.transport import (
     open_transport,
     supports_8bit,
 )
-from digest_mail.unsubscribe import make_token, signing_key, unsubscribe_mailto, unsubscribe_url
+from digest_mail.unsubscribe import TokenSigner, signing_key, unsubscribe_mailto, unsubscribe_url
 
 SNAPSHOT_BATCH = 1000
 FLUSH_EVERY = 0.05  # seconds
@@ -161,6 +161,7 @@ class _Job:
     attempts: int
     message_id: str
     first_try: float = 0.0
+    rowid: int = 0  # the deliveries row: updated by rowid, no search of the key index
 
 
 class _Store:
@@ -291,21 +292,41 @@ class _Store:
                 (utcnow(), self.id),
             )
 
-    def claim(self, after_seq: int, limit: int, domain: str) -> tuple[list[_Job], int | None]:
+    def claim(
+        self,
+        after_seq: int,
+        limit: int,
+        domain: str,
+        results: Sequence[tuple[str, _Job, int | None, str]] = (),
+        *,
+        source: str = "",
+    ) -> tuple[list[_Job], int | None]:
         """The next ``limit`` queued rows, marked ``sending`` and given Message-IDs, committed,
         and the last seq looked at (None: nothing left). Addresses suppressed since the
-        snapshot (an unsubscribe during the send) are marked ``suppressed`` instead."""
+        snapshot (an unsubscribe during the send) are marked ``suppressed`` instead.
+        ``results`` of earlier jobs are recorded in the same transaction: one commit per
+        batch instead of two."""
         with self.ledger.transaction():
+            if results:
+                self._record(results, source=source)
             rows = self.db.execute(
                 "SELECT d.seq, d.address, d.email, d.name, d.attempts, d.message_id, "
-                "EXISTS (SELECT 1 FROM suppressions s WHERE s.address = d.address) "
+                "EXISTS (SELECT 1 FROM suppressions s WHERE s.address = d.address), d.rowid "
                 "FROM deliveries d WHERE d.campaign_id = ? AND d.state = 'queued' AND d.seq > ? "
                 "ORDER BY d.seq LIMIT ?",
                 (self.id, after_seq, limit),
             ).fetchall()
             jobs = [
-                _Job(seq, address, email, name, attempts, message_id or new_message_id(domain))
-                for seq, address, email, name, attempts, message_id, suppressed in rows
+                _Job(
+                    seq,
+                    address,
+                    email,
+                    name,
+                    attempts,
+                    message_id or new_message_id(domain),
+                    rowid=rowid,
+                )
+                for seq, address, email, name, attempts, message_id, suppressed, rowid in rows
                 if not suppressed
             ]
             self.db.executemany(
@@ -324,28 +345,31 @@ class _Store:
         now = utcnow()
         self.db.executemany(
             "UPDATE deliveries SET state = 'sending', message_id = ?, updated_at = ? "
-            "WHERE campaign_id = ? AND address = ?",
-            [(job.message_id, now, self.id, job.address) for job in jobs],
+            "WHERE rowid = ? AND campaign_id = ? AND address = ?",
+            [(job.message_id, now, job.rowid, self.id, job.address) for job in jobs],
         )
 
     def record(self, results: Sequence[tuple[str, _Job, int | None, str]], *, source: str) -> None:
         """Commit a batch of (state, job, code, reply); bounces become suppressions."""
-        now = utcnow()
         with self.ledger.transaction():
-            self.db.executemany(
-                "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
-                "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
-                "WHERE campaign_id = ? AND address = ?",
-                [
-                    (state, job.attempts, code, reply, now, state, self.id, job.address)
-                    for state, job, code, reply in results
-                ],
-            )
-            for state, job, code, reply in results:
-                if state == "failed" and code in {550, 551, 553}:
-                    self.ledger.suppress(
-                        job.address, reason="bounced", source=source, detail=f"{code} {reply}"
-                    )
+            self._record(results, source=source)
+
+    def _record(self, results: Sequence[tuple[str, _Job, int | None, str]], *, source: str) -> None:
+        now = utcnow()
+        self.db.executemany(
+            "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
+            "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
+            "WHERE rowid = ? AND campaign_id = ? AND address = ?",
+            [
+                (state, job.attempts, code, reply, now, state, job.rowid, self.id, job.address)
+                for state, job, code, reply in results
+            ],
+        )
+        for state, job, code, reply in results:
+            if state == "failed" and code in {550, 551, 553}:
+                self.ledger.suppress(
+                    job.address, reason="bounced", source=source, detail=f"{code} {reply}"
+                )
 
     def finish(self, state: str, note: str = "") -> None:
         with self.ledger.transaction():
@@ -471,7 +495,10 @@ class _Sender:
         self.report = report
         self.options = options
         self.sign = sign
-        self.key = signing_key(workspace)
+        self.sign_token = TokenSigner(signing_key(workspace), list_name)
+        # Both links end with the token: their prefixes are built once per send.
+        self.url_prefix = unsubscribe_url(self.settings, "")
+        self.mailto_prefix = unsubscribe_mailto(self.settings, "")
         self.domain = template.domain
         self.envelope_from = template.envelope_from
         self.date = _DateCache()
@@ -484,6 +511,7 @@ class _Sender:
         self.stopping = False
         self.stop_error: DeliveryStop | None = None
         self.workers: list[asyncio.Task[None]] = []
+        self._source = f"campaign {store.id}"
 
     # Workers pull jobs; the feeder claims rows, schedules retries and flushes results.
 
@@ -520,6 +548,8 @@ class _Sender:
         cursor = 0
         exhausted = False
         low_water = max(4, self.options.concurrency * 2)
+        # All of a claim may be in doubt after a SIGKILL, so it stays small.
+        claim_size = low_water * 2
         # A relay that defers (4xx) everyone is throttling us: stop taking new rows while
         # this many wait for a retry. Bounds memory, and spares the relay.
         retry_cap = max(100, self.options.concurrency * 20)
@@ -536,7 +566,12 @@ class _Sender:
                 for job in due:
                     self.queue.put_nowait(job)
             if not exhausted and self.queue.qsize() < low_water and len(self.retries) < retry_cap:
-                jobs, last = self.store.claim(cursor, low_water * 2, self.domain)
+                # The results so far ride in the claim's transaction (one commit, not two).
+                results, self.results = self.results, []
+                jobs, last = self.store.claim(
+                    cursor, claim_size, self.domain, results, source=self._source
+                )
+                self.last_flush = time.monotonic()
                 if last is None:
                     exhausted = True
                 else:
@@ -583,12 +618,12 @@ class _Sender:
 
     async def _send(self, job: _Job) -> None:
         try:
-            token = make_token(self.key, self.list_name, job.email)
+            token = self.sign_token(job.email)
             data = self.template.render(
                 to_address=job.email,
                 to_name=job.name,
-                unsubscribe_url=unsubscribe_url(self.settings, token),
-                unsubscribe_mailto=unsubscribe_mailto(self.settings, token),
+                unsubscribe_url=self.url_prefix + token,
+                unsubscribe_mailto=self.mailto_prefix + token,
                 message_id=job.message_id,
                 date=self.date(),
             )
@@ -636,7 +671,7 @@ class _Sender:
         if not force and len(self.results) < FLUSH_SIZE and now - self.last_flush < FLUSH_EVERY:
             return
         results, self.results = self.results, []
-        self.store.record(results, source=f"campaign {self.store.id}")
+        self.store.record(results, source=self._source)
         self.last_flush = now
 
 

@@ -26,6 +26,7 @@ from digest_mail.errors import ConfigError, DigestMailError
 
 __all__ = [
     "TokenError",
+    "TokenSigner",
     "make_token",
     "signing_key",
     "unsubscribe_mailto",
@@ -67,6 +68,26 @@ def make_token(key: bytes, list_name: str, address: str) -> str:
         raise TokenError("a list name or address cannot contain NUL")
     payload = f"{list_name}\0{address}".encode()
     return f"{_b64encode(payload)}.{_b64encode(_mac(key, payload))}"
+
+
+class TokenSigner:
+    """:func:`make_token` for one key and one list, for a send that signs a token per
+    recipient: the keyed HMAC state and the list's prefix are prepared once, and each
+    token copies that state (about half the cost of a fresh HMAC)."""
+
+    def __init__(self, key: bytes, list_name: str) -> None:
+        if "\0" in list_name:
+            raise TokenError("a list name or address cannot contain NUL")
+        self._prefix = f"{list_name}\0".encode()
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __call__(self, address: str) -> str:
+        if "\0" in address:
+            raise TokenError("a list name or address cannot contain NUL")
+        payload = self._prefix + address.encode()
+        mac = self._keyed.copy()
+        mac.update(payload)
+        return f"{_b64encode(payload)}.{_b64encode(mac.digest())}"
 
 
 def verify_token(key: bytes, token: str) -> tuple[str, str]:
