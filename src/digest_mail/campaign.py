@@ -7,10 +7,10 @@ message from the edition's :class:`~digest_mail.message.MessageTemplate` and han
 bytes to the transport.
 
 Durability without a commit per message: rows are claimed (``queued`` → ``sending``) in
-small batches *before* their messages go out, and results are committed in batches
-every 50 ms or 100 results. A crash leaves at most the claimed-but-unrecorded rows in
-``sending``; the next run marks them ``uncertain`` (they may or may not have been
-accepted) and does not resend them unless asked to (``resend_uncertain``).
+small batches *before* their messages go out, and results are committed with the next
+claim (one transaction), or after 50 ms or 100 results. A crash leaves at most the
+claimed-but-unrecorded rows in ``sending``; the next run marks them ``uncertain`` (they
+may or may not have been accepted) and does not resend them unless asked to (``resend_uncertain``).
 
 Temporary failures (4xx, drops, timeouts) go to the back of the queue after an
 exponential backoff with jitter, until ``[smtp] retry_for`` has passed: then the row is
