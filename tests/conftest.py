@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 
 from digest_mail.cli import cli
+from digest_mail.config import Workspace, find_workspace
 
 # The aiosmtpd test server (fixture smtp_server) of the delivery tests.
 pytest_plugins = ["smtpserver"]
@@ -47,6 +48,23 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     root = copy_workspace(tmp_path / "ws")
     monkeypatch.chdir(root)
     yield root
+
+
+@pytest.fixture
+async def unsubscribe_endpoint(workspace: Path) -> AsyncIterator[tuple[str, Workspace]]:
+    """The one-click endpoint served for real on 127.0.0.1: (its URL, the workspace)."""
+    from aiohttp import web
+
+    from digest_mail.serve import make_app
+
+    ws = find_workspace(workspace)
+    runner = web.AppRunner(make_app(ws))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/unsubscribe", ws
+    await runner.cleanup()
 
 
 class FakeClock:

@@ -1,4 +1,4 @@
-"""The one-click endpoint under hostile requests (real HTTP on 127.0.0.1).
+"""The one-click unsubscribe_endpoint under hostile requests (real HTTP on 127.0.0.1).
 
 Forged, altered, re-keyed and oversized requests change nothing; a token for one
 reader never suppresses another; pages never echo markup from the request.
@@ -6,31 +6,13 @@ reader never suppresses another; pages never echo markup from the request.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
 import aiohttp
-import pytest
-from aiohttp import web
 
-from digest_mail.config import Workspace, find_workspace
+from digest_mail.config import Workspace
 from digest_mail.ledger import Ledger
-from digest_mail.serve import make_app
 from digest_mail.unsubscribe import make_token, signing_key
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-async def endpoint(workspace: Path) -> AsyncIterator[tuple[str, Workspace]]:
-    ws = find_workspace(workspace)
-    runner = web.AppRunner(make_app(ws))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/unsubscribe", ws
-    await runner.cleanup()
 
 
 def _suppressed(ws: Workspace) -> list[str]:
@@ -38,8 +20,8 @@ def _suppressed(ws: Workspace) -> list[str]:
         return [s.address for s in ledger.suppressions()]
 
 
-async def test_hostile_requests_change_nothing(endpoint: tuple[str, Workspace]) -> None:
-    url, ws = endpoint
+async def test_hostile_requests_change_nothing(unsubscribe_endpoint: tuple[str, Workspace]) -> None:
+    url, ws = unsubscribe_endpoint
     key = signing_key(ws)
     good = make_token(key, "weekly", "hanako@example.jp")
     other_key = make_token(b"another-key-0123456789abcdef", "weekly", "taro@example.jp")

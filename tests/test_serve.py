@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from urllib.error import HTTPError
 from urllib.parse import quote
@@ -15,26 +14,12 @@ from urllib.request import Request, urlopen
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.ledger import Ledger
-from digest_mail.serve import make_app
 from digest_mail.unsubscribe import make_token, signing_key
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
-
-
-@pytest.fixture
-async def server(workspace: Path) -> AsyncIterator[tuple[str, Workspace]]:
-    ws = find_workspace(workspace)
-    runner = web.AppRunner(make_app(ws))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}/unsubscribe", ws
-    await runner.cleanup()
 
 
 def suppressions(ws: Workspace) -> list[tuple[str, str, str, str]]:
@@ -42,8 +27,8 @@ def suppressions(ws: Workspace) -> list[tuple[str, str, str, str]]:
         return [(s.address, s.reason, s.source, s.detail) for s in ledger.suppressions()]
 
 
-async def test_one_click_post_suppresses_and_repeating_is_harmless(server) -> None:
-    url, ws = server
+async def test_one_click_post_suppresses_and_repeating_is_harmless(unsubscribe_endpoint) -> None:
+    url, ws = unsubscribe_endpoint
     token = make_token(signing_key(ws), "weekly", "Suzuki.Hanako@example.com")
     async with aiohttp.ClientSession() as http:
         async with http.post(url, params={"t": token}, data=ONE_CLICK) as response:
@@ -58,8 +43,10 @@ async def test_one_click_post_suppresses_and_repeating_is_harmless(server) -> No
     assert len(suppressions(ws)) == 1
 
 
-async def test_get_shows_a_japanese_page_that_posts_and_changes_nothing(server) -> None:
-    url, ws = server
+async def test_get_shows_a_japanese_page_that_posts_and_changes_nothing(
+    unsubscribe_endpoint,
+) -> None:
+    url, ws = unsubscribe_endpoint
     token = make_token(signing_key(ws), "weekly", "<b>taro</b>@example.jp")
     async with aiohttp.ClientSession() as http, http.get(url, params={"t": token}) as response:
         assert response.status == 200
@@ -90,8 +77,10 @@ async def test_get_shows_a_japanese_page_that_posts_and_changes_nothing(server) 
     ],
     ids=["forged", "truncated", "missing"],
 )
-async def test_bad_tokens_get_400_and_change_nothing(server, query: dict[str, str]) -> None:
-    url, ws = server
+async def test_bad_tokens_get_400_and_change_nothing(
+    unsubscribe_endpoint, query: dict[str, str]
+) -> None:
+    url, ws = unsubscribe_endpoint
     async with aiohttp.ClientSession() as http:
         async with http.post(url, params=query, data=ONE_CLICK) as response:
             assert response.status == 400
@@ -101,8 +90,8 @@ async def test_bad_tokens_get_400_and_change_nothing(server, query: dict[str, st
     assert suppressions(ws) == []
 
 
-async def test_post_without_one_click_body_is_refused(server) -> None:
-    url, ws = server
+async def test_post_without_one_click_body_is_refused(unsubscribe_endpoint) -> None:
+    url, ws = unsubscribe_endpoint
     token = make_token(signing_key(ws), "weekly", "taro@example.jp")
     async with (
         aiohttp.ClientSession() as http,
@@ -158,7 +147,7 @@ def test_serve_command_as_a_real_process(workspace: Path) -> None:
     assert suppressions(ws) == [("ito.kenta@example.jp", "unsubscribed", "weekly", "one-click")]
 
 
-async def test_link_from_a_sent_message_unsubscribes_its_reader(server, run) -> None:
+async def test_link_from_a_sent_message_unsubscribes_its_reader(unsubscribe_endpoint, run) -> None:
     """The whole loop: send to the list, press the one-click link of one message, the next
     send snapshot leaves that reader out."""
     import email
@@ -166,7 +155,7 @@ async def test_link_from_a_sent_message_unsubscribes_its_reader(server, run) -> 
 
     from digest_mail.subscribers import Recipient, iter_recipients
 
-    url, ws = server
+    url, ws = unsubscribe_endpoint
     articles = sorted(str(p) for p in ws.articles_dir.glob("*.md"))
     # The commands run their own event loops: give them a thread of their own.
     composed = await asyncio.to_thread(run, "compose", *articles)
