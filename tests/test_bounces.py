@@ -50,7 +50,7 @@ def redated(name: str, when: datetime, message_id: str) -> bytes:
 
 def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
     make_mbox(workspace / "bounces.mbox", [fixture(n) for n in ALL])
-    result = run("bounces", "import", "bounces.mbox")
+    result = run("bounces", "import", "bounces.mbox", "--trust-unmatched")
     assert result.exit_code == 0
     assert result.output == (
         "ghost.user@example.com: hard bounce 5.1.1: suppressed — smtp; 550 5.1.1 "
@@ -92,7 +92,9 @@ def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
     # The delivered recipient and the auto-reply's sender are left alone.
     assert "tokyo.office@example.com" not in rows and "yamada.taro@example.jp" not in rows
 
-    again = json.loads(run("bounces", "import", "bounces.mbox", "--json").output)
+    again = json.loads(
+        run("bounces", "import", "bounces.mbox", "--trust-unmatched", "--json").output
+    )
     assert again["suppressed"] == 0
     assert [e["outcome"] for e in again["events"]] == [
         "already-suppressed",
@@ -109,7 +111,9 @@ def test_maildir_folder(workspace: Path) -> None:
         box.add(fixture(name))
     box.close()
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        result = import_bounces(workspace / "Maildir", ledger, clock=lambda: NOW)
+        result = import_bounces(
+            workspace / "Maildir", ledger, clock=lambda: NOW, trust_unmatched=True
+        )
         assert (result.messages, result.reports, result.ignored, result.suppressed) == (2, 1, 1, 1)
         assert ledger.is_suppressed("Kaigai.Tantou@example.net")
 
@@ -122,7 +126,7 @@ def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
     ]
     mbox = make_mbox(tmp_path / "soft.mbox", messages)
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        result = import_bounces(mbox, ledger, clock=lambda: NOW)
+        result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         assert [(e.soft_count, e.outcome) for e in result.events] == [
             (1, "recorded"),
             (2, "recorded"),
@@ -144,7 +148,7 @@ def test_soft_bounces_spread_over_more_than_30_days_do_not(tmp_path: Path) -> No
     ]
     mbox = make_mbox(tmp_path / "soft.mbox", messages)
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        result = import_bounces(mbox, ledger, clock=lambda: NOW)
+        result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         assert [e.soft_count for e in result.events] == [1, 2, 2, 2]
         assert not ledger.is_suppressed("mailbox.full@example.jp")
 
@@ -156,7 +160,7 @@ def test_report_without_date_uses_the_injected_clock(tmp_path: Path) -> None:
     del status["Arrival-Date"]
     mbox = make_mbox(tmp_path / "nodate.mbox", [message.as_bytes()])
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
-        import_bounces(mbox, ledger, clock=lambda: NOW)
+        import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         row = ledger.db.execute("SELECT bounced_at FROM soft_bounces").fetchone()
     assert row[0] == "2026-11-26T03:00:00+00:00"
 
@@ -177,7 +181,7 @@ def test_missing_path_and_non_maildir_folder(workspace: Path, run) -> None:
 
 def test_abuse_report_suppresses_the_complaining_reader(workspace: Path, run) -> None:
     make_mbox(workspace / "fbl.mbox", [fixture("arf-complaint.eml"), fixture("autoreply.eml")])
-    result = run("bounces", "import", "fbl.mbox")
+    result = run("bounces", "import", "fbl.mbox", "--trust-unmatched")
     assert result.output == (
         "kobayashi.daiki@example.com: spam complaint: suppressed\n"
         "fbl.mbox: 2 messages, 0 delivery reports, 1 other messages ignored; 0 hard bounces, "
@@ -187,3 +191,47 @@ def test_abuse_report_suppresses_the_complaining_reader(workspace: Path, run) ->
         suppression = ledger.suppression("kobayashi.daiki@example.com")
     assert suppression is not None
     assert (suppression.reason, suppression.source) == ("complained", "fbl.mbox")
+
+
+def _bounce_of(address: str, message_id: str) -> bytes:
+    """The Postfix hard-bounce fixture, about ``message_id`` sent to ``address``."""
+    text = fixture("postfix-hard.eml").decode("ascii")
+    text = text.replace("ghost.user@example.com", address)
+    text = text.replace("Ghost.User@example.com", address)
+    return text.replace("<2026-W48.weekly.1f3a9c@digest.example.jp>", message_id).encode()
+
+
+def test_only_a_bounce_of_a_message_we_sent_suppresses(workspace: Path, run) -> None:
+    """A forged report (any Message-ID) must not unsubscribe a reader; a real one does."""
+    from email import policy
+    from email.parser import BytesParser
+
+    assert run("compose", *sorted(str(p) for p in Path("articles").glob("*.md"))).exit_code == 0
+    assert run("send", "--list", "weekly", "--yes").exit_code == 0
+    sent = {}
+    for path in (workspace / "outbox" / "new").iterdir():
+        msg = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        sent[msg["To"].addresses[0].addr_spec] = str(msg["Message-ID"])
+    reader = "yamada.taro@example.jp"
+    forged = "<00000000000000000000000000000000@chrysanthemum-digest.example.jp>"
+    make_mbox(workspace / "forged.mbox", [_bounce_of(reader, forged)])
+    result = run("bounces", "import", "forged.mbox")
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == (
+        f"{reader}: hard bounce 5.1.1: ignored, not about a message this ledger sent"
+    )
+    assert result.output.splitlines()[1].endswith(
+        "0 addresses newly suppressed; 1 reports about mail this ledger did not send, "
+        "ignored (--trust-unmatched to act on them)"
+    )
+    # Another reader's real Message-ID does not count for this reader either.
+    other = sent["suzuki.hanako@example.com"]
+    make_mbox(workspace / "crossed.mbox", [_bounce_of(reader, other)])
+    assert "ignored, not about" in run("bounces", "import", "crossed.mbox").output
+    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+        assert not ledger.is_suppressed(reader)
+    make_mbox(workspace / "real.mbox", [_bounce_of(reader, sent[reader])])
+    result = run("bounces", "import", "real.mbox")
+    assert result.output.splitlines()[0].startswith(f"{reader}: hard bounce 5.1.1: suppressed")
+    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+        assert ledger.is_suppressed(reader)

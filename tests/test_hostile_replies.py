@@ -48,7 +48,7 @@ def test_terminal_escapes_in_a_bounce_are_shown_escaped(workspace: Path, run: Ru
     for sub in ("new", "cur", "tmp"):
         (workspace / "bounces" / sub).mkdir(parents=True)
     (workspace / "bounces" / "new" / "1.eml").write_bytes(data)
-    imported = run("bounces", "import", "bounces")
+    imported = run("bounces", "import", "bounces", "--trust-unmatched")
     listed = run("suppressions", "list")
     assert imported.exit_code == 0, imported.output
     for result in (imported, listed):

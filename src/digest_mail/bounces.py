@@ -64,7 +64,7 @@ class BounceEvent:
     kind: Literal["hard", "soft", "complaint"]
     status: str
     detail: str
-    outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
+    outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before", "unmatched"]
     soft_count: int = 0
 
     def __str__(self) -> str:
@@ -79,6 +79,7 @@ class BounceEvent:
             "already-suppressed": "already suppressed",
             "recorded": "recorded",
             "seen-before": "already imported",
+            "unmatched": "ignored, not about a message this ledger sent",
         }[self.outcome]
         return f"{self.address}: {what}: {outcome}" + (f" — {self.detail}" if self.detail else "")
 
@@ -96,6 +97,7 @@ class BounceImport:
     other: int = 0
     complaints: int = 0
     suppressed: int = 0
+    unmatched: int = 0
     events: list[BounceEvent] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -106,6 +108,12 @@ class BounceImport:
             + (f", {self.complaints} complaints" if self.complaints else "")
             + "; "
             f"{self.suppressed} addresses newly suppressed"
+            + (
+                f"; {self.unmatched} reports about mail this ledger did not send, ignored "
+                "(--trust-unmatched to act on them)"
+                if self.unmatched
+                else ""
+            )
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -119,6 +127,7 @@ class BounceImport:
             "other": self.other,
             "complaints": self.complaints,
             "suppressed": self.suppressed,
+            "unmatched": self.unmatched,
             "events": [
                 {
                     "address": e.address,
@@ -194,7 +203,15 @@ def parse_complaint(message: Message) -> str | None:
     address = _address(_field(fields, "Original-Rcpt-To"))
     if address:
         return address
-    for part in parts:
+    original = returned_original(message)
+    if original is not None:
+        return _address(_first_address(str(original.get("To", "")))) or None
+    return None
+
+
+def returned_original(message: Message) -> Message | None:
+    """The headers of the message a report is about (message/rfc822 or text/rfc822-headers)."""
+    for part in message.walk():
         if part.get_content_type() == "message/rfc822":
             inner = part.get_payload()
             original = inner[0] if isinstance(inner, list) and inner else None
@@ -205,10 +222,13 @@ def parse_complaint(message: Message) -> str | None:
         else:
             continue
         if isinstance(original, Message):
-            found = _address(_first_address(str(original.get("To", ""))))
-            if found:
-                return found
+            return original
     return None
+
+
+def _original_message_id(message: Message) -> str:
+    original = returned_original(message)
+    return str(original.get("Message-ID", "")).strip() if original is not None else ""
 
 
 def _first_address(value: str) -> str:
@@ -291,13 +311,27 @@ def import_bounces(
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     soft_limit: int = SOFT_LIMIT,
     soft_window: timedelta = SOFT_WINDOW,
+    trust_unmatched: bool = False,
 ) -> BounceImport:
     """Suppress the hard bounces of a mailbox, record its soft bounces; importing twice is safe.
 
     A soft bounce is dated by the report (Last-Attempt-Date, Arrival-Date, Date), else
     by ``clock``; the address is suppressed when ``soft_limit`` of them fall within
     ``soft_window`` ending at the latest one.
+
+    A report counts only if the message it returns carries the Message-ID this ledger
+    sent to that address: anyone can mail a forged bounce to the bounce mailbox, and it
+    must not unsubscribe a reader. ``trust_unmatched`` acts on every report (bounces of
+    mail sent by another tool, or reports that quote no headers).
     """
+
+    def unmatched(kind: Literal["hard", "soft", "complaint"], address: str, status: str) -> bool:
+        if trust_unmatched or ledger.sent_message(address_key(address), original_id):
+            return False
+        result.unmatched += 1
+        result.events.append(BounceEvent(address_key(address), kind, status, "", "unmatched"))
+        return True
+
     result = BounceImport(source=display_path(path))
     parser = BytesParser(policy=email.policy.default)
     source = path.name
@@ -306,12 +340,15 @@ def import_bounces(
         message = parser.parsebytes(data)
         assert isinstance(message, EmailMessage)
         statuses = parse_report(message)
+        original_id = _original_message_id(message)
         if statuses is None:
             complainer = parse_complaint(message)
             if complainer is None:
                 result.ignored += 1
                 continue
             result.complaints += 1
+            if unmatched("complaint", complainer, ""):
+                continue
             new = ledger.suppress(
                 complainer, reason="complained", source=source, detail="abuse report"
             )
@@ -336,6 +373,8 @@ def import_bounces(
             detail = " ".join(x for x in (status.status, status.diagnostic) if x)
             if permanent:
                 result.hard += 1
+                if unmatched("hard", status.address, status.status):
+                    continue
                 new = ledger.suppress(
                     status.address, reason="bounced", source=source, detail=detail
                 )
@@ -351,6 +390,8 @@ def import_bounces(
                 )
             elif transient:
                 result.soft += 1
+                if unmatched("soft", status.address, status.status):
+                    continue
                 result.events.append(
                     _soft_bounce(
                         ledger,

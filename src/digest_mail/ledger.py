@@ -247,6 +247,18 @@ class Ledger:
         )
         return cursor.rowcount == 1
 
+    def sent_message(self, address: str, message_id: str) -> bool:
+        """True if a campaign of this ledger sent ``message_id`` to ``address`` (a key)."""
+        if not message_id:
+            return False
+        # One probe of the (campaign_id, address) index per campaign, not a table scan.
+        row = self.db.execute(
+            "SELECT 1 FROM deliveries WHERE campaign_id IN (SELECT id FROM campaigns) "
+            "AND address = ? AND message_id = ? LIMIT 1",
+            (address, message_id),
+        ).fetchone()
+        return row is not None
+
     def soft_bounce_count(self, address: str, *, since: str, until: str) -> int:
         """Soft bounces of ``address`` with since <= bounced_at <= until (ISO 8601 UTC)."""
         row = self.db.execute(

@@ -391,22 +391,29 @@ def bounces() -> None:
 
 @bounces.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
+@click.option(
+    "--trust-unmatched",
+    is_flag=True,
+    help="Also act on reports about mail this ledger did not send (another tool's bounces).",
+)
 @json_option
 @pass_workspace
-def bounces_import(workspace: Workspace, path: Path, as_json: bool) -> None:
+def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_json: bool) -> None:
     """Read an mbox file or Maildir folder of bounces (RFC 3464 reports).
 
     A hard bounce (5.x.x, failed) suppresses the address at once; a soft bounce
     (4.x.x) is recorded and the third within 30 days suppresses it; an abuse report
-    (ARF) suppresses the complaining reader. Other messages are counted and ignored;
-    importing the same mailbox twice changes nothing.
+    (ARF) suppresses the complaining reader. A report counts only when the message it
+    returns has the Message-ID this ledger sent to that address, so a forged bounce
+    cannot unsubscribe a reader. Other messages are counted and ignored; importing the
+    same mailbox twice changes nothing.
 
     \b
     Example:
         digest-mail bounces import bounces.mbox
     """
     with Ledger(workspace.ledger_path) as ledger:
-        result = import_bounces(path, ledger)
+        result = import_bounces(path, ledger, trust_unmatched=trust_unmatched)
     if as_json:
         _echo_json(result.as_dict())
         return
