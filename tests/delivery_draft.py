@@ -1,36 +1,22 @@
 # ruff: noqa: E501  (HTML sample data is long lines on purpose)
 """A small rendered edition for delivery tests.
 
-It has the shape of ``digest_mail.edition.Draft`` (same fields) and real content in the
-form compose produces: an HTML part and a text part carrying the per-recipient tokens.
+A real ``digest_mail.edition.Draft`` with content in the form compose produces: an HTML
+part and a text part carrying the per-recipient tokens.
 Delivery tests use it so they do not depend on the renderer; tests that go through
 compose use the real draft.
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from digest_mail.edition import Draft, content_hash
 from digest_mail.message import PLACEHOLDERS
 
 NAME, EMAIL, UNSUB = PLACEHOLDERS["name"], PLACEHOLDERS["email"], PLACEHOLDERS["unsubscribe_url"]
-
-
-@dataclass(frozen=True)
-class Draft:
-    id: str
-    path: Path
-    subject: str
-    preheader: str
-    html: str
-    text: str
-    content_hash: str
-    articles: tuple[dict[str, Any], ...] = ()
-    created_at: datetime = field(default_factory=lambda: datetime(2026, 11, 23, 9, 0, tzinfo=UTC))
 
 
 HTML = f"""<!doctype html>
@@ -79,6 +65,7 @@ def make_draft(**changes: Any) -> Draft:
         html=HTML,
         text=TEXT,
         content_hash="",
+        created_at="2026-11-23T09:00:00+00:00",
         articles=(
             {
                 "title": "トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?",
@@ -89,7 +76,7 @@ def make_draft(**changes: Any) -> Draft:
         ),
     )
     draft = replace(base, **changes)
-    digest = hashlib.sha256((draft.subject + draft.html + draft.text).encode()).hexdigest()
+    digest = content_hash(subject=draft.subject, html=draft.html, text=draft.text)
     return replace(draft, content_hash=changes.get("content_hash", digest))
 
 
@@ -110,7 +97,7 @@ def write_draft_folder(root: Path, draft: Draft = SAMPLE_DRAFT) -> Path:
         "subject": draft.subject,
         "preheader": draft.preheader,
         "content_hash": draft.content_hash,
-        "created_at": draft.created_at.isoformat(),
+        "created_at": draft.created_at,
         "articles": list(draft.articles),
     }
     (folder / "edition.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
