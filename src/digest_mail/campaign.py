@@ -486,6 +486,43 @@ class _DateCache:
 Progress = Callable[[CampaignReport], None]
 
 
+class _Wake:
+    """Like :class:`asyncio.Event` for the feeder, whose wait has a timeout: one future
+    and one timer a wait, where ``asyncio.wait_for(event.wait(), …)`` made a Task."""
+
+    def __init__(self) -> None:
+        self._set = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, timeout: float) -> None:
+        """Until :meth:`set` is called or ``timeout`` seconds have passed."""
+        if self._set:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(timeout, _wake_up, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+
+def _wake_up(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 @dataclass
 class _Options:
     concurrency: int
@@ -530,7 +567,9 @@ class _Sender:
         self.results: list[tuple[str, _Job, int | None, str]] = []
         self.last_flush = time.monotonic()
         self.inflight = 0
-        self.wake = asyncio.Event()
+        self.wake = _Wake()
+        # The feeder claims more rows when the queue runs this low.
+        self.low_water = max(4, options.concurrency * 2)
         self.stopping = False
         self.stop_error: DeliveryStop | None = None
         self.workers: list[asyncio.Task[None]] = []
@@ -570,7 +609,7 @@ class _Sender:
         clock = self.options.clock
         cursor = 0
         exhausted = False
-        low_water = max(4, self.options.concurrency * 2)
+        low_water = self.low_water
         # All of a claim may be in doubt after a SIGKILL, so it stays small.
         claim_size = low_water * 2
         # A relay that defers (4xx) everyone is throttling us: stop taking new rows while
@@ -611,8 +650,7 @@ class _Sender:
                 await clock.sleep(max(0.0, self.retries[0][0] - clock.monotonic()))
                 continue
             self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), FLUSH_EVERY)
+            await self.wake.wait(FLUSH_EVERY)
 
     async def _worker(self) -> None:
         while True:
@@ -637,7 +675,15 @@ class _Sender:
                 raise
             finally:
                 self.inflight -= 1
-                self.wake.set()
+                # Wake the feeder only when it has something to do: it used to wake
+                # after every message (profile 04).
+                if (
+                    self.queue.qsize() < self.low_water
+                    or self.inflight == 0
+                    or self.stopping
+                    or len(self.results) >= FLUSH_SIZE
+                ):
+                    self.wake.set()
 
     async def _send(self, job: _Job) -> None:
         try:
