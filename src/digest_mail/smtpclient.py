@@ -20,7 +20,6 @@ import ssl
 import typing
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import idna
@@ -192,8 +191,10 @@ def unstuff_data(data: bytes) -> bytes:
 # --- the wire ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(typing.NamedTuple):
+    """One SMTP reply. A tuple: four are made a message, and a frozen dataclass costs
+    several times as much to build."""
+
     code: int
     text: str
 
@@ -220,6 +221,21 @@ class _ReplyReader(asyncio.Protocol):
         self.transport = typing.cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if not self._buffer and not self._lines and data.endswith(b"\r\n"):
+            # The usual case: whole one-line replies. No buffer, one split.
+            for line in data[:-2].split(b"\r\n"):
+                if (len(line) > 3 and line[3] == 0x2D) or b"\n" in line:
+                    break  # a continuation line, or a bare LF: the general path below
+            else:
+                for line in data[:-2].split(b"\r\n"):
+                    head = line[:3]
+                    if not head.isdigit():
+                        self._lines.append(line)
+                        self._finish_reply()
+                        return
+                    self.replies.append(Reply(int(head), line[4:].decode("utf-8", "replace")))
+                self._wake()
+                return
         buffer = self._buffer
         buffer += data
         start = 0
@@ -239,6 +255,9 @@ class _ReplyReader(asyncio.Protocol):
         if len(buffer) > _MAX_REPLY_BYTES:
             self._fail(SmtpConnectionLost("the server sent an endless line"))
             return
+        self._wake()
+
+    def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and len(self.replies) >= self._wanted and not waiter.done():
             waiter.set_result(None)
