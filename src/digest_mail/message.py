@@ -121,9 +121,10 @@ def envelope_sender(settings: Settings) -> str:
     return address
 
 
-def new_message_id(domain: str) -> str:
-    """A unique Message-ID on the sender's domain (128 random bits)."""
-    return f"<{secrets.token_hex(16)}@{domain}>"
+def new_message_id(domain: str, random_bits: bytes | None = None) -> str:
+    """A unique Message-ID on the sender's domain: 128 random bits, ``random_bits`` when
+    the caller has read them from the system's CSPRNG already."""
+    return f"<{(random_bits or secrets.token_bytes(16)).hex()}@{domain}>"
 
 
 def list_id(settings: Settings) -> str:
