@@ -23,7 +23,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
@@ -338,7 +338,7 @@ class _Source:
     header: list[str]
     rows: Iterator[tuple[int, list[str]]]
 
-    @property
+    @cached_property  # asked once a row
     def extra(self) -> bool:
         """Whether the header has columns beyond the known ones (template attributes)."""
         return any(name and name not in KNOWN_COLUMNS for name in self.header)
