@@ -404,9 +404,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=50_000, help="messages for (a) and (b)")
     parser.add_argument("--sessions", type=int, default=16, help="smtp-source -s (sessions)")
     parser.add_argument(
-        "--concurrency", type=int, default=8, help="send --concurrency (default: [smtp] default)"
+        "--concurrency",
+        type=int,
+        default=None,
+        help="send --concurrency (default: --sessions, as many connections as smtp-source)",
     )
-    parser.add_argument("--rounds", type=int, default=3, help="alternating (a)/(b) rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating (a)/(b) rounds")
     parser.add_argument("--quick", action="store_true", help="a one-minute smoke run")
     parser.add_argument("--big", type=int, default=1_000_000, help="the large list for (f)")
     parser.add_argument(
@@ -418,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--full-1m", action="store_true", help="(f) send the whole large list")
     parser.add_argument("--skip-compose", action="store_true")
     args = parser.parse_args(argv)
+    if args.concurrency is None:
+        # The same number of SMTP sessions as the reference: a like-for-like ratio.
+        args.concurrency = args.sessions
     if args.quick:
         args.rounds = 1
         args.n = min(args.n, 5_000)
