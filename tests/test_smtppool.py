@@ -48,7 +48,16 @@ DOTTY_TEXT = f"{NAME}\n.dot after a value line\n{NAME}.{EMAIL}\n.{NAME}\n..\n{UN
 DOTTY_HTML = f'<p>{NAME}</p>\n.{NAME}\n{NAME}\n.<b>{EMAIL}</b>\n<a href="{UNSUB}">x</a>\n'
 
 
-@pytest.mark.parametrize("draft", [SAMPLE_DRAFT, make_draft(text=DOTTY_TEXT, html=DOTTY_HTML)])
+@pytest.mark.parametrize(
+    "draft",
+    [
+        SAMPLE_DRAFT,
+        make_draft(text=DOTTY_TEXT, html=DOTTY_HTML),
+        # A body whose very first line starts with '.', and one with a value first.
+        make_draft(text="." + DOTTY_TEXT, html="." + DOTTY_HTML),
+        make_draft(text=f"{EMAIL} " + DOTTY_TEXT, html=f"{EMAIL}" + DOTTY_HTML),
+    ],
+)
 @pytest.mark.parametrize("encoding", ["8bit", "base64"])
 def test_builder_dot_stuffing_equals_prepare_data(draft: Any, encoding: Any) -> None:
     template = MessageTemplate(

@@ -77,6 +77,8 @@ class HeaderValueError(DigestMailError):
 # C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: any of them
 # in a header could end the line or confuse a parser.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# What may not appear in a List-Unsubscribe link: _CONTROL, and what would end the <…>.
+_UNSUBSCRIBE_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029 <>,]")
 _ADDRESS_BAD = re.compile(r"[\x00-\x20\x7f<>\"(),;\\\[\]]")
 
 
@@ -144,7 +146,7 @@ def list_unsubscribe(unsubscribe_url: str, unsubscribe_mailto: str) -> str:
         ("unsubscribe URL", unsubscribe_url),
         ("unsubscribe mailto", unsubscribe_mailto),
     ):
-        if _CONTROL.search(value) or any(c in value for c in " <>,"):
+        if _UNSUBSCRIBE_BAD.search(value):
             raise HeaderValueError(field, value)
     links = [f"<{u}>" for u in (unsubscribe_url, unsubscribe_mailto) if u]
     return ", ".join(links)
@@ -327,6 +329,10 @@ class _Body:
     token_lines: tuple[tuple[int, tuple[int, ...]], ...]
     # The pieces with every '.' that follows a CRLF inside them doubled (SMTP DATA form).
     stuffed_pieces: tuple[bytes, ...] = ()
+    # The longest line holding tokens without them, and the most tokens on one line:
+    # values up to (MAX_LINE - longest_base) // most_tokens octets always fit.
+    longest_base: int = 0
+    most_tokens: int = 0
 
     def header(self, encoding: BodyEncoding) -> bytes:
         return _PART_HEADERS[self.subtype, encoding]
@@ -348,12 +354,17 @@ class _Body:
         only start inside a piece (done once, in ``stuffed_pieces``) or where a chunk
         follows one that ended a line: the body's start (after the part header's blank
         line), or a value or piece right after a piece ending with CRLF."""
-        out: list[bytes] = []
-        line_start = True
-        chunks = [self.stuffed_pieces[0]]
-        for token, piece in zip(self.tokens, self.stuffed_pieces[1:], strict=True):
+        pieces = self.stuffed_pieces
+        chunks = [pieces[0]]
+        for token, piece in zip(self.tokens, pieces[1:], strict=True):
             chunks.append(values[token])
             chunks.append(piece)
+        if pieces[0][:1] != b"." and all(v and v[:1] != b"." for v in values.values()):
+            # The usual recipient: no value is empty or starts with '.', so only the
+            # pieces' own line starts count, and stuffed_pieces has them.
+            return chunks
+        out: list[bytes] = []
+        line_start = True
         for chunk in chunks:
             if chunk:
                 if line_start and chunk[:1] == b".":
@@ -363,6 +374,11 @@ class _Body:
         return out
 
     def _fits(self, values: Mapping[str, bytes]) -> bool:
+        if not self.token_lines:
+            return True
+        longest = max(len(value) for value in values.values())
+        if self.longest_base + self.most_tokens * longest <= MAX_LINE:
+            return True  # no line can outgrow the limit, whoever the recipient is
         for base, indices in self.token_lines:
             if base + sum(len(values[self.tokens[i]]) for i in indices) > MAX_LINE:
                 return False
@@ -428,6 +444,8 @@ def _prepare_body(text: str, *, subtype: str, escape: bool, encoding: BodyEncodi
         encoding=encoding,
         token_lines=tuple(token_lines),
         stuffed_pieces=tuple(p.replace(b"\r\n.", b"\r\n..") for p in pieces),
+        longest_base=max((base for base, _ in token_lines), default=0),
+        most_tokens=max((len(indices) for _, indices in token_lines), default=0),
     )
 
 
