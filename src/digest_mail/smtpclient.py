@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import ipaddress
+import re
 import ssl
 import typing
 from collections import deque
@@ -341,8 +342,11 @@ def ascii_envelope(envelope_from: str, recipients: Sequence[str]) -> tuple[str, 
     return ascii_address(envelope_from), [ascii_address(r) for r in recipients]
 
 
+_NOT_IN_A_PATH = re.compile("[\r\n<>]")
+
+
 def _address(address: str) -> bytes:
-    if any(c in address for c in "\r\n<>"):
+    if _NOT_IN_A_PATH.search(address):
         raise SmtpPermanentError(f"{address!r} is not an address that can go into an SMTP command")
     return address.encode("utf-8")
 
