@@ -174,8 +174,11 @@ class ScriptedServer:
     group is complete (a lock-step client would wait forever), and can drop the
     connection part-way through a message body."""
 
-    def __init__(self, *, drop_after_body_bytes: int | None = None) -> None:
+    def __init__(
+        self, *, drop_after_body_bytes: int | None = None, silent_after_body: bool = False
+    ) -> None:
         self.drop_after_body_bytes = drop_after_body_bytes
+        self.silent_after_body = silent_after_body
         self.messages: list[tuple[str, list[str], bytes]] = []
         self.writes_per_group: list[int] = []
         self.port = 0
@@ -237,6 +240,9 @@ class ScriptedServer:
                             break
                         body += chunk
                     self.messages.append((sender, recipients, unstuff_data(bytes(body))))
+                    if self.silent_after_body:  # never answer the body; wait for the close
+                        await reader.read()
+                        return
                     writer.write(b"250 2.0.0 accepted\r\n")
                 else:
                     writer.write(b"502 unknown\r\n")
@@ -373,6 +379,23 @@ async def test_dropped_connection_mid_data_is_surfaced() -> None:
     finally:
         await server.stop()
     assert server.messages == []
+
+
+async def test_a_body_without_a_reply_times_out() -> None:
+    # The body is written by the read callback on the 354; the reply to it still has a
+    # timeout of its own, and the connection is closed after it.
+    server = ScriptedServer(silent_after_body=True)
+    await server.start()
+    try:
+        connection = await SmtpConnection.open("127.0.0.1", server.port, timeout=0.3)
+        raw = japanese_message("a@example.jp")
+        with pytest.raises(SmtpTimeout) as caught:
+            await connection.send(SENDER, ["a@example.jp"], raw)
+        assert caught.value.temporary
+    finally:
+        # The session ends only when the client closes the connection: stop() waits.
+        await server.stop()
+    assert server.messages == [(SENDER, ["a@example.jp"], raw)]
 
 
 async def test_silent_server_times_out() -> None:
