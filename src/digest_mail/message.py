@@ -156,11 +156,21 @@ def fill_values(
     *, settings: Settings, to_address: str, to_name: str, unsubscribe_url: str
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Placeholder token -> (text value, HTML value) for one recipient."""
-    name = to_name or settings.edition.greeting_fallback
-    raw = {"name": name, "email": to_address, "unsubscribe_url": unsubscribe_url}
-    text = {PLACEHOLDERS[key]: value for key, value in raw.items()}
-    markup = {PLACEHOLDERS[key]: html.escape(value, quote=True) for key, value in raw.items()}
+    pairs = placeholder_values(settings, to_address, to_name, unsubscribe_url)
+    text = dict(pairs)
+    markup = {token: html.escape(value, quote=True) for token, value in pairs}
     return text, markup
+
+
+def placeholder_values(
+    settings: Settings, to_address: str, to_name: str, unsubscribe_url: str
+) -> tuple[tuple[str, str], ...]:
+    """(token, value) for each placeholder of one recipient, as the text part shows it."""
+    return (
+        (PLACEHOLDERS["name"], to_name or settings.edition.greeting_fallback),
+        (PLACEHOLDERS["email"], to_address),
+        (PLACEHOLDERS["unsubscribe_url"], unsubscribe_url),
+    )
 
 
 FOLD_AT = 900  # octets; leaves room under 998 for per-recipient values
@@ -516,12 +526,7 @@ class MessageTemplate:
         """One recipient's message; ``date`` is an RFC 5322 date string (default: now)."""
         to_value = format_to(to_address, to_name)
         unsub = list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
-        text_values, html_values = fill_values(
-            settings=self.settings,
-            to_address=to_address,
-            to_name=to_name,
-            unsubscribe_url=unsubscribe_url,
-        )
+        text_b, html_b = self._values(to_address, to_name, unsubscribe_url)
         mid = message_id or new_message_id(self.domain)
         check_header_value("Message-ID", mid)
         head = b"".join(
@@ -542,8 +547,6 @@ class MessageTemplate:
                 b"\r\n",
             )
         )
-        text_b = {k: v.encode("utf-8") for k, v in text_values.items()}
-        html_b = {k: v.encode("utf-8") for k, v in html_values.items()}
         # Every piece is CRLF and no value holds CR or LF: CrlfBytes lets the SMTP
         # client skip its line-ending scans (tens of µs a message).
         marker = DotStuffedBytes if self.dot_stuffed else CrlfBytes
@@ -559,6 +562,30 @@ class MessageTemplate:
                 )
             )
         )
+
+
+    def _values(
+        self, to_address: str, to_name: str, unsubscribe_url: str
+    ) -> tuple[dict[str, bytes], dict[str, bytes]]:
+        """:func:`fill_values` as bytes, per recipient: a value with nothing to escape
+        (the usual address, name and link) is encoded once for both parts."""
+        text: dict[str, bytes] = {}
+        markup: dict[str, bytes] = {}
+        for token, value in placeholder_values(
+            self.settings, to_address, to_name, unsubscribe_url
+        ):
+            encoded = value.encode("utf-8")
+            text[token] = encoded
+            markup[token] = (
+                html.escape(value, quote=True).encode("utf-8")
+                if _HTML_SPECIAL.search(value)
+                else encoded
+            )
+        return text, markup
+
+
+# What html.escape(quote=True) changes.
+_HTML_SPECIAL = re.compile("[&<>\"']")
 
 
 def _header_bytes(msg: EmailMessage) -> bytes:
