@@ -473,3 +473,33 @@ def test_the_callers_signal_handlers_are_restored_after_a_send(
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_campaign_half_sent_under_ledger_version_4_resumes_after_the_upgrade(
+    workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Migration 5 drops the (campaign, state, seq) index. A ledger left mid-campaign by
+    # the version before it: 20 rows sent, 9 queued, 1 in flight when the run died.
+    addresses = write_list(workspace, "readers", 30)
+    ws = smtp_workspace(workspace, smtp_server, monkeypatch)
+    run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    before = smtp_server.counts()
+    with sqlite3.connect(ws.ledger_path) as db:
+        db.execute(
+            "UPDATE deliveries SET state = 'queued' WHERE campaign_id = '2026-W48/readers' "
+            "AND seq > 21"
+        )
+        db.execute("UPDATE deliveries SET state = 'sending' WHERE seq = 21")
+        db.execute("UPDATE campaigns SET state = 'stopped'")
+        db.execute("CREATE INDEX deliveries_by_state ON deliveries (campaign_id, state, seq)")
+        db.execute("PRAGMA user_version = 4")
+    report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    assert (report.sent, report.uncertain, report.sent_this_run) == (29, 1, 9)
+    resumed = smtp_server.counts() - before
+    assert sorted(resumed) == sorted(addresses[21:]) and set(resumed.values()) == {1}
+    with Ledger(ws.ledger_path) as ledger:
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == 5
+        indexes = {
+            r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+        assert "deliveries_by_state" not in indexes
