@@ -176,13 +176,15 @@ class _Store:
         # The claim gives each row its Message-ID inside its one UPDATE.
         self.db.create_function("digest_mail_message_id", 1, self._message_id)
         self._random = b""
+        self._used = 0
 
     def _message_id(self, domain: str) -> str:
         """:func:`new_message_id`, with the 128 random bits taken from one read of the
         system's CSPRNG a few hundred messages, not one read a message."""
-        if not self._random:
-            self._random = os.urandom(16 * 256)
-        bits, self._random = self._random[:16], self._random[16:]
+        if self._used == len(self._random):
+            self._random, self._used = os.urandom(16 * 256), 0
+        bits = self._random[self._used : self._used + 16]
+        self._used += 16
         return new_message_id(domain, bits)
 
     def row(self) -> Any:
