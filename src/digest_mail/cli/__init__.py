@@ -22,8 +22,42 @@ from digest_mail.errors import DigestMailError
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+# Which module of this package defines each command. A command's module is imported only
+# when that command runs (or help lists them all): ``send`` then never loads the feed,
+# bounce, schedule or archive code, a tenth of a second at every start.
+# tests/test_cli_lazy.py checks this table against every module's COMMANDS.
+LAZY_COMMANDS = {
+    "approve": "schedule",
+    "archive": "extras",
+    "articles": "extras",
+    "bounces": "audience",
+    "check": "compose",
+    "compose": "compose",
+    "dev-smtp": "delivery",
+    "init": "extras",
+    "preview": "compose",
+    "schedule": "schedule",
+    "send": "delivery",
+    "serve": "audience",
+    "status": "delivery",
+    "subscribers": "audience",
+    "suppressions": "audience",
+    "test-send": "delivery",
+    "unsubscribe": "audience",
+}
+
+
 class DigestMailGroup(click.Group):
-    """A group that turns library errors into ``Error: …`` lines (exit 1, no traceback)."""
+    """A group that turns library errors into ``Error: …`` lines (exit 1, no traceback)
+    and loads each command's module on first use (:data:`LAZY_COMMANDS`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
+            _load(LAZY_COMMANDS[cmd_name])
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -99,14 +133,16 @@ def cli(ctx: click.Context, workspace: Path | None) -> None:
     ctx.obj = _State(workspace)
 
 
-def _register() -> None:
+def _load(module_name: str) -> None:
     import importlib
-    import pkgutil
 
-    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        module = importlib.import_module(f"{__name__}.{info.name}")
-        for command in getattr(module, "COMMANDS", ()):
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    for command in getattr(module, "COMMANDS", ()):
+        if command.name not in cli.commands:
             cli.add_command(command)
 
 
-_register()
+def load_all() -> None:
+    """Import every command module (for the README reference and the tests)."""
+    for module_name in sorted(set(LAZY_COMMANDS.values())):
+        _load(module_name)
