@@ -11,8 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import dkim as dkimpy
-
 from digest_mail.config import Workspace, read_secret
 from digest_mail.errors import ConfigError
 
@@ -44,6 +42,10 @@ class DkimSigner:
         self.algorithm = algorithm
 
     def sign(self, data: bytes) -> bytes:
+        # dkimpy loads dnspython: a tenth of a second at every send's start, so only a
+        # send that signs pays for it.
+        import dkim as dkimpy
+
         headers = [h for h in SIGNED_HEADERS if _has_header(data, h)]
         try:
             signature = dkimpy.sign(
