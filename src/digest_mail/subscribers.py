@@ -18,6 +18,7 @@ import fcntl
 import io
 import os
 import re
+import sys
 import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -339,6 +340,18 @@ class _Source:
     rows: Iterator[tuple[int, list[str]]]
 
     @cached_property  # asked once a row
+    def columns(self) -> tuple[int, int, int, int]:
+        """Where email, name, status and subscribed_at are in a row; for a column the
+        header lacks, an index past the end of any row."""
+        absent = sys.maxsize
+        return (
+            self.header.index("email"),
+            self.header.index("name") if "name" in self.header else absent,
+            self.header.index("status") if "status" in self.header else absent,
+            self.header.index("subscribed_at") if "subscribed_at" in self.header else absent,
+        )
+
+    @cached_property  # asked once a row
     def extra(self) -> bool:
         """Whether the header has columns beyond the known ones (template attributes)."""
         return any(name and name not in KNOWN_COLUMNS for name in self.header)
@@ -517,16 +530,16 @@ def _check_row(
                     "control-chars",
                     field=name,
                 )
-    record = dict(zip(header, values, strict=False))
-    record.pop("", None)
-    raw_email = record.get("email", "").strip()
+    email_at, name_at, status_at, since_at = source.columns
+    count = len(values)
+    raw_email = values[email_at].strip() if email_at < count else ""
     if not raw_email:
         return None, RowProblem(path, line, "", "no address in the 'email' column", "invalid")
     try:
         email, key = normalize_address(raw_email)
     except AddressError as exc:
         return None, RowProblem(path, line, raw_email, exc.message, "invalid")
-    name = record.get("name", "").strip()
+    name = values[name_at].strip() if name_at < count else ""
     if looks_like_encoded_word(name):
         # A header would decode it (CR/LF included): report it here, before any send.
         return None, RowProblem(
@@ -538,17 +551,20 @@ def _check_row(
             "invalid",
             field="name",
         )
-    status = record.get("status", "").strip().lower() or "subscribed"
+    raw_status = values[status_at] if status_at < count else ""
+    status = raw_status.strip().lower() or "subscribed"
     if status not in STATUSES:
         return None, RowProblem(
             path,
             line,
-            record["status"],
-            f"status: {record['status']!r} is neither 'subscribed' nor 'unsubscribed'",
+            raw_status,
+            f"status: {raw_status!r} is neither 'subscribed' nor 'unsubscribed'",
             "status",
             field="status",
         )
-    attrs = {k: v for k, v in record.items() if k not in KNOWN_COLUMNS} if source.extra else {}
+    attrs: Mapping[str, str] = {}
+    if source.extra:
+        attrs = {k: v for k, v in zip(header, values, strict=False) if k and k not in KNOWN_COLUMNS}
     return (
         Recipient(
             email=email,
@@ -557,7 +573,7 @@ def _check_row(
             status=status,
             attrs=attrs,
             line=line,
-            subscribed_at=record.get("subscribed_at", "").strip(),
+            subscribed_at=values[since_at].strip() if since_at < count else "",
         ),
         None,
     )
