@@ -2,9 +2,10 @@
 
 A campaign is (edition, list). When it first starts, the list is snapshotted into the
 ledger (one ``deliveries`` row per recipient, ``queued``); suppressed addresses and
-invalid rows are recorded as such. Then workers pull jobs from a queue, splice each
-message from the edition's :class:`~digest_mail.message.MessageTemplate` and hand the
-bytes to the transport.
+invalid rows are recorded as such. A CLI send writes the snapshot in a forked child
+while it already sends the committed rows (:class:`_SnapshotWriter`). Workers pull jobs
+from a queue, splice each message from the edition's
+:class:`~digest_mail.message.MessageTemplate` and hand the bytes to the transport.
 
 Durability without a commit per message: rows are claimed (``queued`` → ``sending``) in
 small batches *before* their messages go out, and results are committed with the next
@@ -30,11 +31,13 @@ import os
 import random
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
+from pathlib import Path
 from typing import IO, Any, Protocol
 
 from digest_mail import eventloop
@@ -42,7 +45,13 @@ from digest_mail.config import Workspace, parse_duration
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
-from digest_mail.subscribers import Recipient, RowProblem, iter_recipients, normalize_address
+from digest_mail.subscribers import (
+    Recipient,
+    RowProblem,
+    check_readable,
+    iter_recipients,
+    normalize_address,
+)
 from digest_mail.transport import (
     Clock,
     PermanentFailure,
@@ -56,6 +65,10 @@ from digest_mail.transport import (
 from digest_mail.unsubscribe import TokenSigner, signing_key, unsubscribe_mailto, unsubscribe_url
 
 SNAPSHOT_BATCH = 1000
+# While this process sends, the snapshot writer commits smaller batches: the claims
+# wait for the ledger's write lock no longer than one of them takes.
+STREAMED_SNAPSHOT_BATCH = 250
+SNAPSHOT_UNFINISHED = "the list snapshot did not finish: run the send again to complete it"
 FLUSH_EVERY = 0.05  # seconds
 FLUSH_SIZE = 100
 BACKOFF_BASE = 30.0  # seconds before the first retry
@@ -204,12 +217,49 @@ class _Store:
             self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
             self.db.execute("DELETE FROM campaigns WHERE id = ?", (self.id,))
 
-    def restart_snapshot(self) -> None:
-        with self.ledger.transaction():
-            self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
+    def restart_snapshot(self) -> int:
+        """Begin the snapshot again; the seq that new rows come after.
 
-    def snapshot(self, items: Iterator[Recipient | RowProblem | tuple[Recipient, str]]) -> None:
-        """Insert every row: queued recipients, suppressed ones, skipped problems."""
+        Rows never claimed (no Message-ID yet) are deleted and made again from the list
+        as it is now. Rows a run claimed while its snapshot was still being written (see
+        :class:`_SnapshotWriter`) stay as they are, so nobody gets the edition twice: the
+        new snapshot skips their addresses."""
+        with self.ledger.transaction():
+            self.db.execute(
+                "DELETE FROM deliveries WHERE campaign_id = ? AND message_id = ''", (self.id,)
+            )
+            last: int = self.db.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM deliveries WHERE campaign_id = ?", (self.id,)
+            ).fetchone()[0]
+        return last
+
+    def claimed_any(self) -> bool:
+        """Whether any row was ever claimed for sending (it has a Message-ID)."""
+        row = self.db.execute(
+            "SELECT 1 FROM deliveries WHERE campaign_id = ? AND message_id != '' LIMIT 1",
+            (self.id,),
+        ).fetchone()
+        return row is not None
+
+    def mark_started(self) -> None:
+        with self.ledger.transaction():
+            self.db.execute(
+                "UPDATE campaigns SET started_at = COALESCE(started_at, ?) WHERE id = ?",
+                (utcnow(), self.id),
+            )
+
+    def snapshot(
+        self,
+        items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
+        *,
+        after_seq: int = 0,
+        batch_size: int = SNAPSHOT_BATCH,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        """Insert every row: queued recipients, suppressed ones, skipped problems; then
+        mark the campaign ``sending``. Rows are numbered from ``after_seq + 1``; an
+        address that already has a row keeps it (see :meth:`restart_snapshot`).
+        ``on_commit`` runs after each committed batch."""
         now = utcnow()
         batch: list[tuple[Any, ...]] = []
         total = invalid = 0
@@ -223,8 +273,10 @@ class _Store:
                     batch,
                 )
             batch.clear()
+            if on_commit is not None:
+                on_commit()
 
-        for seq, item in enumerate(items, start=1):
+        for seq, item in enumerate(items, start=after_seq + 1):
             if isinstance(item, RowProblem):
                 invalid += 1
                 batch.append(
@@ -248,14 +300,14 @@ class _Store:
             else:
                 total += 1
                 batch.append((self.id, seq, item.key, item.email, item.name, "queued", "", now))
-            if len(batch) >= SNAPSHOT_BATCH:
+            if len(batch) >= batch_size:
                 flush()
         if batch:
             flush()
         with self.ledger.transaction():
             self.db.execute(
                 "UPDATE campaigns SET state = 'sending', total = ?, skipped_invalid = ?, "
-                "started_at = ? "
+                "started_at = COALESCE(started_at, ?) "
                 "WHERE id = ?",
                 (total, invalid, utcnow(), self.id),
             )
@@ -407,10 +459,14 @@ class _Store:
                 )
 
     def finish(self, state: str, note: str = "") -> None:
+        """Record how the run ended. A campaign whose snapshot never completed stays
+        ``snapshotting``, so that the next run completes it."""
         with self.ledger.transaction():
             self.db.execute(
-                "UPDATE campaigns SET state = ?, note = ?, finished_at = ? WHERE id = ?",
-                (state, note, utcnow() if state == "finished" else None, self.id),
+                "UPDATE campaigns SET note = ?, "
+                "finished_at = CASE WHEN state = 'snapshotting' THEN NULL ELSE ? END, "
+                "state = CASE WHEN state = 'snapshotting' THEN state ELSE ? END WHERE id = ?",
+                (note, utcnow() if state == "finished" else None, state, self.id),
             )
 
     def report(self) -> CampaignReport:
@@ -453,7 +509,13 @@ class _Store:
             queued=counts["queued"] + counts["sending"],
             failures=failures,
             uncertain_addresses=uncertain,
-            stopped=row["note"] if row["state"] == "stopped" else "",
+            stopped=(
+                row["note"]
+                if row["state"] == "stopped"
+                else SNAPSHOT_UNFINISHED
+                if row["state"] == "snapshotting"
+                else ""
+            ),
         )
 
 
@@ -475,6 +537,134 @@ def _lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
         yield
     finally:
         handle.close()
+
+
+# --- the snapshot, written while the first messages go out ----------------------------
+
+
+class SnapshotFailed(CampaignError):
+    """The snapshot writer stopped before the whole list was in the ledger."""
+
+
+class _SnapshotWriter:
+    """The list's snapshot, written into the ledger by a forked child process while this
+    one already sends the rows committed so far.
+
+    Written first, a 50,000-row snapshot kept the relay idle for a second or more (issue
+    6); the child takes the parsing and the inserts off the sending process. The list is
+    read once through before the fork (:func:`check_readable`), so an unreadable list
+    still fails before any message goes out. The child commits batches of
+    :data:`STREAMED_SNAPSHOT_BATCH` rows in seq order and writes a byte to a pipe after
+    each; the feeder claims from what is committed and counts the queue as empty only
+    once the child has finished. The child marks the campaign ``sending`` at the end, as
+    a snapshot always did; until then :meth:`_Store.finish` leaves it ``snapshotting``
+    and the next run completes it (:meth:`_Store.restart_snapshot`).
+
+    The child ignores SIGINT and SIGTERM (the parent decides how a run stops), leaves if
+    the parent is gone, and is killed when the parent stops early.
+    """
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        campaign_id: str,
+        items: Callable[[Ledger], Iterator[Recipient | RowProblem | tuple[Recipient, str]]],
+        after_seq: int,
+    ) -> None:
+        read_end, write_end = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child (measured through the CLI tests)
+            os.close(read_end)
+            _write_snapshot(workspace, campaign_id, items, after_seq, write_end, parent)
+        os.close(write_end)
+        self.pid = pid
+        self.fd = read_end
+        self.done = False
+        self.error: SnapshotFailed | None = None
+        self._failing = False
+        self._report = bytearray()
+
+    def on_readable(self, wake: Callable[[], None]) -> None:
+        """The event loop's reader callback: progress wakes the feeder; EOF ends it."""
+        chunk = os.read(self.fd, 1 << 16)
+        if chunk:
+            # Dots are progress; a failing child writes '!' and its message last.
+            if self._failing or b"!" in chunk:
+                self._report += chunk if self._failing else chunk.partition(b"!")[2]
+                self._failing = True
+            wake()
+            return
+        asyncio.get_running_loop().remove_reader(self.fd)
+        self._reap(os.waitpid(self.pid, 0)[1])
+        wake()
+
+    def _reap(self, status: int) -> None:
+        self.done = True
+        code = os.waitstatus_to_exitcode(status)
+        if code == 0:
+            return
+        message, _, hint = bytes(self._report).decode("utf-8", "replace").partition("\0")
+        self.error = SnapshotFailed(
+            message or f"the list snapshot stopped (exit status {code})",
+            hint=hint or "fix what the message names, then run the send again to continue",
+        )
+
+    def close(self) -> None:
+        """Stop the child if it still runs (the send stopped early) and reap it."""
+        if not self.done:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self._reap(os.waitpid(self.pid, 0)[1])
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+
+
+def _write_snapshot(  # pragma: no cover - runs in the forked child
+    workspace: Workspace,
+    campaign_id: str,
+    items: Callable[[Ledger], Iterator[Recipient | RowProblem | tuple[Recipient, str]]],
+    after_seq: int,
+    pipe: int,
+    parent: int,
+) -> None:
+    """The child's whole life; it never returns (os._exit: no atexit handlers, no
+    finalizers for the parent's objects, its ledger connection included)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+        def committed() -> None:
+            if os.getppid() != parent:
+                os._exit(1)  # the sender died: the next run completes the snapshot
+            os.write(pipe, b".")
+
+        with Ledger(workspace.ledger_path) as ledger:
+            _Store(ledger, campaign_id).snapshot(
+                items(ledger),
+                after_seq=after_seq,
+                batch_size=STREAMED_SNAPSHOT_BATCH,
+                on_commit=committed,
+            )
+        code = 0
+    except BaseException as exc:
+        if isinstance(exc, DigestMailError):
+            report = f"{exc}\0{exc.hint or ''}"
+        else:
+            report = f"the list snapshot failed: {exc!r}"
+        with contextlib.suppress(OSError):
+            os.write(pipe, b"!" + report.encode("utf-8", "replace"))
+    finally:
+        os._exit(code)
+
+
+def _can_stream(ledger: Ledger) -> bool:
+    """Fork only where it is safe: POSIX; no other thread whose locks a child could
+    inherit mid-use (the CLI, not a test process running an SMTP server thread); and no
+    open transaction, so the child inherits no SQLite lock (it opens its own connection
+    and never touches the parent's, which SQLite forbids across a fork)."""
+    return hasattr(os, "fork") and threading.active_count() == 1 and not ledger.db.in_transaction
 
 
 # --- the sender ------------------------------------------------------------------------
@@ -558,8 +748,11 @@ class _Sender:
         report: CampaignReport,
         options: _Options,
         sign: Callable[[bytes], bytes] | None,
+        snapshot: _SnapshotWriter | None = None,
     ) -> None:
         self.store = store
+        self.snapshot = snapshot
+        self.snapshot_total: int | None = None
         self.transport = transport
         self.template = template
         self.settings = workspace.settings
@@ -583,7 +776,7 @@ class _Sender:
         # The feeder claims more rows when the queue runs this low.
         self.low_water = max(4, options.concurrency * 2)
         self.stopping = False
-        self.stop_error: DeliveryStop | None = None
+        self.stop_error: CampaignError | None = None
         self.workers: list[asyncio.Task[None]] = []
         self._source = f"campaign {store.id}"
 
@@ -600,9 +793,14 @@ class _Sender:
     async def run(self) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         self.workers = workers
+        snapshot = self.snapshot
+        if snapshot is not None and not snapshot.done:
+            asyncio.get_running_loop().add_reader(snapshot.fd, snapshot.on_readable, self.wake.set)
         try:
             await self._feed()
         finally:
+            if snapshot is not None and not snapshot.done:
+                asyncio.get_running_loop().remove_reader(snapshot.fd)
             self.stopping = True
             for _ in workers:
                 self.queue.put_nowait(_STOP)
@@ -647,7 +845,8 @@ class _Sender:
                 )
                 self.last_flush = time.monotonic()
                 if last is None:
-                    exhausted = True
+                    # With a snapshot still being written, more rows are on their way.
+                    exhausted = self._snapshot_complete()
                 else:
                     cursor = last
                 for job in jobs:
@@ -663,6 +862,22 @@ class _Sender:
                 continue
             self.wake.clear()
             await self.wake.wait(FLUSH_EVERY)
+
+    def _snapshot_complete(self) -> bool:
+        snapshot = self.snapshot
+        if snapshot is None:
+            return True
+        if snapshot.error is not None:
+            if self.stop_error is None:
+                self.stop_error = snapshot.error
+            self.stopping = True
+            return True
+        if snapshot.done and self.snapshot_total is None:
+            # The whole list is in: the progress total becomes exact.
+            counts = self.store.counts()
+            self.snapshot_total = counts["queued"] + counts["sending"]
+            self.report.queued = self.report.sent_this_run + self.snapshot_total
+        return snapshot.done
 
     async def _worker(self) -> None:
         while True:
@@ -819,6 +1034,7 @@ async def _deliver(
     options: _Options,
     transport: Transport,
     subject_prefix: str,
+    snapshot: _SnapshotWriter | None = None,
 ) -> None:
     sign = _make_signer(workspace)
     try:
@@ -845,6 +1061,7 @@ async def _deliver(
             report=report,
             options=options,
             sign=sign,
+            snapshot=snapshot,
         )
         loop = asyncio.get_running_loop()
         interrupted = False
@@ -904,7 +1121,11 @@ def _run(
     clock: Clock | None,
     dry_run: bool = False,
     transport: Transport | None = None,
+    list_path: Path | None = None,
 ) -> CampaignReport:
+    """Create or resume a campaign and send. With ``list_path`` (a subscriber list, not
+    a test send), a new snapshot is written while the first messages already go out
+    (:class:`_SnapshotWriter`), where the process can fork."""
     with _lock(workspace, campaign_id), Ledger(workspace.ledger_path) as ledger:
         store = _Store(ledger, campaign_id)
         row = store.row()
@@ -929,58 +1150,109 @@ def _run(
             row = store.row()
         elif row["content_hash"] != draft.content_hash:
             store.set_content_hash(draft.content_hash)
+        writer: _SnapshotWriter | None = None
+        expected = 0
         if row["state"] == "snapshotting":
-            store.restart_snapshot()
+            after_seq = store.restart_snapshot()
             try:
-                store.snapshot(items(ledger))
+                if list_path is not None and _can_stream(ledger):
+                    expected = check_readable(list_path)
+                if not expected:
+                    store.snapshot(items(ledger), after_seq=after_seq)
             except DigestMailError:
                 # An unreadable list (missing, bad encoding): nothing was sent, so leave no
                 # half-made campaign behind; the error names the file and the fix.
-                store.discard()
+                if not store.claimed_any():
+                    store.discard()
                 raise
-        store.mark_uncertain()
-        store.requeue(uncertain=resend_uncertain)
-        store.apply_suppressions()
-        report = store.report()
-        options = _options(workspace, concurrency, clock, progress)
-        if report.queued == 0:
-            store.finish(
-                "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
+            if expected:
+                store.mark_started()
+                writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
+        try:
+            return _send_snapshot(
+                workspace,
+                draft,
+                list_name,
+                store=store,
+                writer=writer,
+                expected=expected,
+                subject_prefix=subject_prefix,
+                concurrency=concurrency,
+                rate=rate,
+                resend_uncertain=resend_uncertain,
+                progress=progress,
+                clock=clock,
+                transport=transport,
             )
-            final = store.report()
-            final.transport = "nothing to send"
-            return final
-        the_transport = transport or open_transport(
-            workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
-        )
-        report.transport = str(getattr(the_transport, "description", type(the_transport).__name__))
-        with _status_on_exit(store, report):
-            try:
-                eventloop.run(
-                    _deliver(
-                        workspace=workspace,
-                        store=store,
-                        draft=draft,
-                        list_name=list_name,
-                        report=report,
-                        options=options,
-                        transport=the_transport,
-                        subject_prefix=subject_prefix,
-                    )
-                )
-            except CampaignError as exc:
-                store.finish("stopped", exc.message)
-                final = store.report()
-                raise _with_report(exc, final, report) from None
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+def _send_snapshot(
+    workspace: Workspace,
+    draft: CampaignDraft,
+    list_name: str,
+    *,
+    store: _Store,
+    writer: _SnapshotWriter | None,
+    expected: int,
+    subject_prefix: str,
+    concurrency: int | None,
+    rate: float | None,
+    resend_uncertain: bool,
+    progress: Progress | None,
+    clock: Clock | None,
+    transport: Transport | None,
+) -> CampaignReport:
+    """Send what the campaign's rows say is left (its snapshot written, or being written
+    by ``writer``), and return the final report."""
+    store.mark_uncertain()
+    store.requeue(uncertain=resend_uncertain)
+    store.apply_suppressions()
+    report = store.report()
+    options = _options(workspace, concurrency, clock, progress)
+    if writer is not None:
+        # Until the snapshot is complete: the list's rows as the progress total.
+        report.queued += expected
+        report.stopped = ""
+    elif report.queued == 0:
+        store.finish("finished" if report.uncertain == 0 else "stopped", _uncertain_note(report))
         final = store.report()
-        final.sent_this_run = report.sent_this_run
-        final.transport = report.transport
-        # The row may still carry an earlier run's stop reason; this run decides anew.
-        final.stopped = ""
-        final.state = "finished" if final.complete else "stopped"
-        store.finish(final.state, _uncertain_note(final))
-        final.stopped = "" if final.complete else _uncertain_note(final)
+        final.transport = "nothing to send"
         return final
+    the_transport = transport or open_transport(
+        workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
+    )
+    report.transport = str(getattr(the_transport, "description", type(the_transport).__name__))
+    with _status_on_exit(store, report):
+        try:
+            eventloop.run(
+                _deliver(
+                    workspace=workspace,
+                    store=store,
+                    draft=draft,
+                    list_name=list_name,
+                    report=report,
+                    options=options,
+                    transport=the_transport,
+                    subject_prefix=subject_prefix,
+                    snapshot=writer,
+                )
+            )
+        except CampaignError as exc:
+            store.finish("stopped", exc.message)
+            final = store.report()
+            raise _with_report(exc, final, report) from None
+    final = store.report()
+    final.sent_this_run = report.sent_this_run
+    final.transport = report.transport
+    # The row may still carry an earlier run's stop reason; this run decides anew.
+    final.stopped = ""
+    final.state = "finished" if final.complete else "stopped"
+    store.finish(final.state, _uncertain_note(final))
+    final.stopped = "" if final.complete else _uncertain_note(final)
+    return final
 
 
 def _uncertain_note(report: CampaignReport) -> str:
@@ -1070,6 +1342,7 @@ def run_campaign(
         campaign_id=campaign_id_for(draft.id, list_name),
         kind="campaign",
         items=lambda ledger: _recipients_snapshot(workspace, list_name, ledger),
+        list_path=workspace.list_path(list_name),
         subject_prefix="",
         concurrency=concurrency,
         rate=rate,

@@ -58,7 +58,8 @@ def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None
             def update(report: CampaignReport) -> None:
                 if not task:
                     task.append(bar.add_task(f"Sending {report.edition}", total=report.queued))
-                bar.update(task[0], completed=report.sent_this_run)
+                # The total grows while a streamed snapshot is still being written.
+                bar.update(task[0], completed=report.sent_this_run, total=report.queued)
 
             yield update
         return
