@@ -1213,8 +1213,8 @@ def _send_snapshot(
     report = store.report()
     options = _options(workspace, concurrency, clock, progress)
     if writer is not None:
-        # Until the snapshot is complete: the list's rows as the progress total.
-        report.queued += expected
+        # Until the snapshot is complete, the list's data rows are the progress total.
+        report.queued = max(report.queued, expected)
         report.stopped = ""
     elif report.queued == 0:
         store.finish("finished" if report.uncertain == 0 else "stopped", _uncertain_note(report))
