@@ -29,8 +29,6 @@ from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
-from email_validator import EmailNotValidError, validate_email
-
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.message import looks_like_encoded_word
 
@@ -179,6 +177,10 @@ class AddressError(DigestMailError):
 @lru_cache(maxsize=4096)
 def _check_domain(domain: str) -> tuple[str, str] | str:
     """(normalized domain, ASCII domain) or the validator's reason; lists share few domains."""
+    # Imported here: compiling its patterns is 40 ms, and a send's own process never
+    # checks an address (its snapshot writer does).
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email("a@" + domain, check_deliverability=False)
     except EmailNotValidError as exc:
@@ -194,6 +196,8 @@ def normalize_address(value: str) -> tuple[str, str]:
         if isinstance(checked, tuple) and len(local) + 1 + len(checked[1]) <= 254:
             email = f"{local}@{checked[0]}"
             return email, email.casefold()
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         result = validate_email(value, check_deliverability=False)
     except EmailNotValidError as exc:
