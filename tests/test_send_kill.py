@@ -193,3 +193,78 @@ def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertai
     assert "sending" not in by_state
     assert 1 <= by_state["uncertain"] <= 8  # at most one per connection was in flight
     assert by_state["sent"] == 50
+
+
+def wait_for_lock(path: Path, deadline: float) -> None:
+    """Until no process holds the campaign's lock (a killed sender's snapshot writer
+    leaves at its next committed batch)."""
+    import fcntl
+
+    with open(path, "a+") as handle:
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                assert time.monotonic() < deadline, "the snapshot writer outlived its sender"
+                time.sleep(0.01)  # polling a real process
+                continue
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+
+
+@pytest.mark.slow
+def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_doubles(
+    workspace: Path, smtp_server: SmtpServer
+) -> None:
+    # 60,000 rows, one in 30 subscribed: the writer needs a good part of a second for
+    # the list, while the first message goes out after its first 250 rows.
+    write_draft_folder(workspace)
+    rows = ["email,name,status"]
+    addresses = []
+    for i in range(60_000):
+        address = f"snap{i:05d}@example.jp"
+        subscribed = i % 30 == 7
+        rows.append(f"{address},読者 {i}号,{'subscribed' if subscribed else 'unsubscribed'}")
+        if subscribed:
+            addresses.append(address)
+    (workspace / "subscribers" / "big.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    smtp_server.handler.parse = False
+    env = cli_env(smtp_server)
+    send = [*CLI, "send", "2026-W48", "--list", "big", "--yes", "--json"]
+    proc = subprocess.Popen(
+        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while not smtp_server.handler.received:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.005)  # polling a real process; nothing under test waits on this
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=30)
+
+    ws = find_workspace(workspace)
+    wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
+    with Ledger(ws.ledger_path) as ledger:
+        state = ledger.db.execute("SELECT state FROM campaigns").fetchone()[0]
+        written = ledger.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+    assert state == "snapshotting" and written < len(addresses)
+
+    rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)
+    report = json.loads(rerun.stdout)
+    uncertain = set(report["uncertain_addresses"])
+    assert report["sent"] + report["uncertain"] == len(addresses)
+    assert report["total"] == len(addresses)
+    counts = smtp_server.counts()
+    assert {a for a, n in counts.items() if n > 1} == set(), "a normal rerun never resends"
+    assert set(addresses) - set(counts) <= uncertain
+    assert set(counts) <= set(addresses), "an unsubscribed reader got the edition"
+
+    final = subprocess.run(
+        [*send, "--resend-uncertain"], cwd=workspace, env=env, capture_output=True, timeout=120
+    )
+    assert final.returncode == 0, final.stderr.decode()
+    done = json.loads(final.stdout)
+    assert (done["sent"], done["uncertain"], done["complete"]) == (len(addresses), 0, True)
+    counts = smtp_server.counts()
+    assert set(counts) == set(addresses)
+    assert {a for a, n in counts.items() if n > 1} <= uncertain
