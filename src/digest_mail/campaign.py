@@ -1169,90 +1169,59 @@ def _run(
                 store.mark_started()
                 writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
         try:
-            return _send_snapshot(
-                workspace,
-                draft,
-                list_name,
-                store=store,
-                writer=writer,
-                expected=expected,
-                subject_prefix=subject_prefix,
-                concurrency=concurrency,
-                rate=rate,
-                resend_uncertain=resend_uncertain,
-                progress=progress,
-                clock=clock,
-                transport=transport,
+            store.mark_uncertain()
+            store.requeue(uncertain=resend_uncertain)
+            store.apply_suppressions()
+            report = store.report()
+            options = _options(workspace, concurrency, clock, progress)
+            if writer is not None:
+                # Until the snapshot is complete, the list's data rows are the progress total.
+                report.queued = max(report.queued, expected)
+                report.stopped = ""
+            elif report.queued == 0:
+                store.finish(
+                    "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
+                )
+                final = store.report()
+                final.transport = "nothing to send"
+                return final
+            the_transport = transport or open_transport(
+                workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
             )
+            report.transport = str(
+                getattr(the_transport, "description", type(the_transport).__name__)
+            )
+            with _status_on_exit(store, report):
+                try:
+                    eventloop.run(
+                        _deliver(
+                            workspace=workspace,
+                            store=store,
+                            draft=draft,
+                            list_name=list_name,
+                            report=report,
+                            options=options,
+                            transport=the_transport,
+                            subject_prefix=subject_prefix,
+                            snapshot=writer,
+                        )
+                    )
+                except CampaignError as exc:
+                    store.finish("stopped", exc.message)
+                    final = store.report()
+                    raise _with_report(exc, final, report) from None
+            final = store.report()
+            final.sent_this_run = report.sent_this_run
+            final.transport = report.transport
+            # The row may still carry an earlier run's stop reason; this run decides anew.
+            final.stopped = ""
+            final.state = "finished" if final.complete else "stopped"
+            store.finish(final.state, _uncertain_note(final))
+            final.stopped = "" if final.complete else _uncertain_note(final)
+            return final
         finally:
             if writer is not None:
                 writer.close()
-
-
-def _send_snapshot(
-    workspace: Workspace,
-    draft: CampaignDraft,
-    list_name: str,
-    *,
-    store: _Store,
-    writer: _SnapshotWriter | None,
-    expected: int,
-    subject_prefix: str,
-    concurrency: int | None,
-    rate: float | None,
-    resend_uncertain: bool,
-    progress: Progress | None,
-    clock: Clock | None,
-    transport: Transport | None,
-) -> CampaignReport:
-    """Send what the campaign's rows say is left (its snapshot written, or being written
-    by ``writer``), and return the final report."""
-    store.mark_uncertain()
-    store.requeue(uncertain=resend_uncertain)
-    store.apply_suppressions()
-    report = store.report()
-    options = _options(workspace, concurrency, clock, progress)
-    if writer is not None:
-        # Until the snapshot is complete, the list's data rows are the progress total.
-        report.queued = max(report.queued, expected)
-        report.stopped = ""
-    elif report.queued == 0:
-        store.finish("finished" if report.uncertain == 0 else "stopped", _uncertain_note(report))
-        final = store.report()
-        final.transport = "nothing to send"
-        return final
-    the_transport = transport or open_transport(
-        workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
-    )
-    report.transport = str(getattr(the_transport, "description", type(the_transport).__name__))
-    with _status_on_exit(store, report):
-        try:
-            eventloop.run(
-                _deliver(
-                    workspace=workspace,
-                    store=store,
-                    draft=draft,
-                    list_name=list_name,
-                    report=report,
-                    options=options,
-                    transport=the_transport,
-                    subject_prefix=subject_prefix,
-                    snapshot=writer,
-                )
-            )
-        except CampaignError as exc:
-            store.finish("stopped", exc.message)
-            final = store.report()
-            raise _with_report(exc, final, report) from None
-    final = store.report()
-    final.sent_this_run = report.sent_this_run
-    final.transport = report.transport
-    # The row may still carry an earlier run's stop reason; this run decides anew.
-    final.stopped = ""
-    final.state = "finished" if final.complete else "stopped"
-    store.finish(final.state, _uncertain_note(final))
-    final.stopped = "" if final.complete else _uncertain_note(final)
-    return final
 
 
 def _uncertain_note(report: CampaignReport) -> str:
