@@ -40,6 +40,21 @@ def cli_env(server: SmtpServer) -> dict[str, str]:
     return env
 
 
+def start_until_received(
+    command: list[str], cwd: Path, env: dict[str, str], server: SmtpServer, count: int
+) -> subprocess.Popen[bytes]:
+    """Start the CLI and return once the server has received ``count`` messages."""
+    proc = subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    deadline = time.monotonic() + 60
+    while len(server.handler.received) < count:
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        assert time.monotonic() < deadline, "the send did not get going"
+        time.sleep(0.005)  # polling a real process; nothing under test waits on this
+    return proc
+
+
 @pytest.mark.slow
 def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     workspace: Path, smtp_server: SmtpServer
@@ -49,14 +64,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     smtp_server.handler.parse = False
     env = cli_env(smtp_server)
     send = [*CLI, "send", "2026-W48", "--list", "big", "--yes", "--json"]
-    proc = subprocess.Popen(
-        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while len(smtp_server.handler.received) < COUNT // 3:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, "the send did not get going"
-        time.sleep(0.01)  # polling a real process; nothing under test waits on this
+    proc = start_until_received(send, workspace, env, smtp_server, COUNT // 3)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -113,14 +121,7 @@ def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
     smtp_server.handler.parse = False
     env = cli_env(smtp_server)
     send = [*CLI, "send", "2026-W48", "--list", "big", "--yes"]
-    proc = subprocess.Popen(
-        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while len(smtp_server.handler.received) < 200:
-        assert proc.poll() is None
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
+    proc = start_until_received(send, workspace, env, smtp_server, 200)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
@@ -231,14 +232,7 @@ def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_d
     smtp_server.handler.parse = False
     env = cli_env(smtp_server)
     send = [*CLI, "send", "2026-W48", "--list", "big", "--yes", "--json"]
-    proc = subprocess.Popen(
-        send, cwd=workspace, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    deadline = time.monotonic() + 60
-    while not smtp_server.handler.received:
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        assert time.monotonic() < deadline, "the send did not get going"
-        time.sleep(0.005)  # polling a real process; nothing under test waits on this
+    proc = start_until_received(send, workspace, env, smtp_server, 1)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
 
