@@ -46,22 +46,29 @@ def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None
     if sys.stderr.isatty():
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-        with Progress(
+        bar = Progress(
             "[progress.description]{task.description}",
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             transient=True,
-        ) as bar:
-            task: list[Any] = []
+        )
+        task: list[Any] = []
 
-            def update(report: CampaignReport) -> None:
-                if not task:
-                    task.append(bar.add_task(f"Sending {report.edition}", total=report.queued))
-                # The total grows while a streamed snapshot is still being written.
-                bar.update(task[0], completed=report.sent_this_run, total=report.queued)
+        def update(report: CampaignReport) -> None:
+            if not task:
+                # Started with the first figures, not before the send: its refresh
+                # thread would keep the send from forking its snapshot writer.
+                bar.start()
+                task.append(bar.add_task(f"Sending {report.edition}", total=report.queued))
+            # The total grows while a streamed snapshot is still being written.
+            bar.update(task[0], completed=report.sent_this_run, total=report.queued)
 
+        try:
             yield update
+        finally:
+            if task:
+                bar.stop()
         return
     last = [time.monotonic()]
 
