@@ -184,12 +184,16 @@ class _Store:
 
     def __init__(self, ledger: Ledger, campaign_id: str) -> None:
         self.ledger = ledger
-        self.db = ledger.db
         self.id = campaign_id
-        # The claim gives each row its Message-ID inside its one UPDATE.
-        self.db.create_function("digest_mail_message_id", 1, self._message_id)
         self._random = b""
         self._used = 0
+        self.attach()
+
+    def attach(self) -> None:
+        """Use the ledger's current connection (again, after :meth:`Ledger.disconnected`)."""
+        self.db = self.ledger.db
+        # The claim gives each row its Message-ID inside its one UPDATE.
+        self.db.create_function("digest_mail_message_id", 1, self._message_id)
 
     def _message_id(self, domain: str) -> str:
         """:func:`new_message_id`, with the 128 random bits taken from one read of the
@@ -659,12 +663,11 @@ def _write_snapshot(  # pragma: no cover - runs in the forked child
         os._exit(code)
 
 
-def _can_stream(ledger: Ledger) -> bool:
-    """Fork only where it is safe: POSIX; no other thread whose locks a child could
-    inherit mid-use (the CLI, not a test process running an SMTP server thread); and no
-    open transaction, so the child inherits no SQLite lock (it opens its own connection
-    and never touches the parent's, which SQLite forbids across a fork)."""
-    return hasattr(os, "fork") and threading.active_count() == 1 and not ledger.db.in_transaction
+def _can_stream() -> bool:
+    """Fork only where it is safe: POSIX, and no other thread whose locks a child could
+    inherit mid-use (the CLI, not a test process running an SMTP server thread). The
+    ledger's connection is closed across the fork (:meth:`Ledger.disconnected`)."""
+    return hasattr(os, "fork") and threading.active_count() == 1
 
 
 # --- the sender ------------------------------------------------------------------------
@@ -1155,7 +1158,7 @@ def _run(
         if row["state"] == "snapshotting":
             after_seq = store.restart_snapshot()
             try:
-                if list_path is not None and _can_stream(ledger):
+                if list_path is not None and _can_stream():
                     expected = check_readable(list_path)
                 if not expected:
                     store.snapshot(items(ledger), after_seq=after_seq)
@@ -1167,7 +1170,9 @@ def _run(
                 raise
             if expected:
                 store.mark_started()
-                writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
+                with ledger.disconnected():
+                    writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
+                store.attach()
         try:
             store.mark_uncertain()
             store.requeue(uncertain=resend_uncertain)

@@ -145,23 +145,43 @@ class Ledger:
         # gives its -wal and -shm files the same mode.
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        self._timeout = timeout
+        self.db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        path = self.path
         try:
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+            db = sqlite3.connect(path, timeout=self._timeout, isolation_level=None)
         except sqlite3.Error as exc:
             raise LedgerError(f"{path}: cannot open the ledger: {exc}") from None
-        self.db.row_factory = sqlite3.Row
+        db.row_factory = sqlite3.Row
+        self.db = db
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             # A damaged or foreign file: one line, never a traceback, never overwritten.
-            self.db.close()
+            db.close()
             raise LedgerError(
                 f"{path}: cannot open the ledger: {exc}",
                 hint=f"if {path.name} is damaged, restore it from a backup",
             ) from None
+        return db
+
+    @contextmanager
+    def disconnected(self) -> Iterator[None]:
+        """Close the connection for the block, then open a new one (``db`` changes).
+
+        For a fork: SQLite must not be carried into a child process, not even as the
+        bookkeeping of an idle connection (the child's own connection would share it and
+        skip locks it believes held). With none open, the child starts clean."""
+        self.db.close()
+        try:
+            yield
+        finally:
+            self.db = self._connect()
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
