@@ -18,7 +18,7 @@ import pytest
 from conftest import FakeClock
 from delivery_draft import SAMPLE_DRAFT
 from digest_mail import campaign
-from digest_mail.campaign import CampaignError, run_campaign
+from digest_mail.campaign import CampaignError, campaign_status, run_campaign
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger import Ledger
@@ -110,6 +110,9 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     row = campaign_row(ws)
     assert row["state"] == "snapshotting" and row["finished_at"] is None
     assert "exit status 9" in row["note"]
+    (status,) = campaign_status(ws, "2026-W48/readers")
+    assert (status.state, status.total, status.sent) == ("snapshotting", len(first_batch), 250)
+    assert status.stopped == campaign.SNAPSHOT_UNFINISHED and not status.complete
 
     # Before the rerun the list changes: one reader who already has the edition and one
     # who does not yet leave it, a new reader joins.

@@ -503,7 +503,12 @@ class _Store:
             list_name=row["list_name"],
             kind=row["kind"],
             state=row["state"],
-            total=row["total"],
+            # An unfinished snapshot has no total yet: the recipients written so far.
+            total=(
+                sum(counts.values()) - counts["skipped"]
+                if row["state"] == "snapshotting"
+                else row["total"]
+            ),
             sent=counts["sent"],
             deferred=counts["deferred"],
             failed=counts["failed"],

@@ -269,8 +269,10 @@ def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
         _echo_json([r.as_dict() for r in reports] if campaign else reports[-1].as_dict())
         return
     for report in reports:
+        so_far = " so far" if report.state == "snapshotting" else ""
         click.echo(
-            f"{report.campaign_id} ({report.kind}, {report.state}): {report.total} recipients"
+            f"{report.campaign_id} ({report.kind}, {report.state}): "
+            f"{report.total} recipients{so_far}"
         )
         click.echo(
             f"  {report.sent} sent, {report.queued} queued, {report.deferred} deferred, "
