@@ -1159,7 +1159,7 @@ def _run(
         elif row["content_hash"] != draft.content_hash:
             store.set_content_hash(draft.content_hash)
         writer: _SnapshotWriter | None = None
-        expected = 0
+        expected = after_seq = 0
         if row["state"] == "snapshotting":
             after_seq = store.restart_snapshot()
             try:
@@ -1173,12 +1173,12 @@ def _run(
                 if not store.claimed_any():
                     store.discard()
                 raise
+        try:
             if expected:
                 store.mark_started()
                 with ledger.disconnected():
                     writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
                 store.attach()
-        try:
             store.mark_uncertain()
             store.requeue(uncertain=resend_uncertain)
             store.apply_suppressions()
