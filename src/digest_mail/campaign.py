@@ -760,7 +760,7 @@ class _Sender:
     ) -> None:
         self.store = store
         self.snapshot = snapshot
-        self.snapshot_total: int | None = None
+        self.snapshot_counted = False
         self.transport = transport
         self.template = template
         self.settings = workspace.settings
@@ -880,11 +880,11 @@ class _Sender:
                 self.stop_error = snapshot.error
             self.stopping = True
             return True
-        if snapshot.done and self.snapshot_total is None:
+        if snapshot.done and not self.snapshot_counted:
             # The whole list is in: the progress total becomes exact.
+            self.snapshot_counted = True
             counts = self.store.counts()
-            self.snapshot_total = counts["queued"] + counts["sending"]
-            self.report.queued = self.report.sent_this_run + self.snapshot_total
+            self.report.queued = self.report.sent_this_run + counts["queued"] + counts["sending"]
         return snapshot.done
 
     async def _worker(self) -> None:
