@@ -67,9 +67,7 @@ def deliveries(ledger_path: Path, campaign_id: str) -> dict[str, Delivery]:
         ).fetchall()
     finally:
         db.close()
-    return {
-        r[0]: Delivery(r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows
-    }
+    return {r[0]: Delivery(r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows}
 
 
 def env_for(url: str, *, timeout: float = 2.0, concurrency: int = 8) -> dict[str, str]:

@@ -403,10 +403,14 @@ class FaultServer:
         def authenticate(
             server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
         ) -> AuthResult:
-            ok = isinstance(data, LoginPassword) and (
-                data.login.decode(),
-                data.password.decode(),
-            ) == self.login
+            ok = (
+                isinstance(data, LoginPassword)
+                and (
+                    data.login.decode(),
+                    data.password.decode(),
+                )
+                == self.login
+            )
             if ok:
                 self.logins.append(data.login.decode())
             return AuthResult(success=ok)
@@ -424,9 +428,7 @@ class FaultServer:
             asyncio.set_event_loop(loop)
             try:
                 self._server = loop.run_until_complete(
-                    loop.create_server(
-                        self._factory, host=self.host, port=0, ssl=self.implicit_tls
-                    )
+                    loop.create_server(self._factory, host=self.host, port=0, ssl=self.implicit_tls)
                 )
                 self.port = self._server.sockets[0].getsockname()[1]
             except BaseException as exc:  # surfaced in start()

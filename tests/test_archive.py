@@ -40,7 +40,11 @@ def test_archive_command_publishes_page_index_and_feed(ws: Workspace, run) -> No
         "Rebuilt archive/index.html and archive/feed.xml (1 edition)\n"
     )
     assert sorted(str(p.relative_to(ws.archive_dir)) for p in ws.archive_dir.rglob("*")) == [
-        "2026-W48", "2026-W48/edition.json", "2026-W48/index.html", "feed.xml", "index.html",
+        "2026-W48",
+        "2026-W48/edition.json",
+        "2026-W48/index.html",
+        "feed.xml",
+        "index.html",
     ]
     as_json = json.loads(run("archive", "--json").output)
     assert as_json == {
@@ -128,8 +132,12 @@ def test_feed_parses_back_with_the_same_entries(ws: Workspace) -> None:
     ]
     got = [(e.id, e.title, e.link, e.published) for e in parsed.entries]
     assert got == [
-        (f"{BASE}/2026-W48/", "今週号 <2026-W48> & 特集", f"{BASE}/2026-W48/",
-         "2026-11-30T00:05:00Z"),
+        (
+            f"{BASE}/2026-W48/",
+            "今週号 <2026-W48> & 特集",
+            f"{BASE}/2026-W48/",
+            "2026-11-30T00:05:00Z",
+        ),
         (f"{BASE}/2026-W47/", "先週号 2026-W47", f"{BASE}/2026-W47/", "2026-11-22T23:30:00Z"),
     ]
     first = parsed.entries[0]
@@ -150,7 +158,9 @@ def test_republishing_keeps_dates_unless_the_content_changed(ws: Workspace) -> N
     publish_archive(ws, changed, now=later)
     (edited,) = archived_editions(ws)
     assert (edited.published, edited.updated, edited.subject) == (
-        SENT_W48, later, "訂正版 2026-W48",
+        SENT_W48,
+        later,
+        "訂正版 2026-W48",
     )
 
 
@@ -237,9 +247,7 @@ def test_send_publishes_the_archive_and_test_send_does_not(ws: Workspace, run) -
 
     sent = run("send", "2026-W48", "--list", "weekly", "--yes")
     assert sent.exit_code == 0, sent.output
-    assert sent.output.endswith(
-        f"Archived archive/2026-W48/index.html  ({BASE}/2026-W48/)\n"
-    )
+    assert sent.output.endswith(f"Archived archive/2026-W48/index.html  ({BASE}/2026-W48/)\n")
     (edition,) = archived_editions(ws)
     assert edition.id == "2026-W48"
     as_json = run("send", "2026-W48", "--list", "weekly", "--yes", "--json")

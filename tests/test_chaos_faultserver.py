@@ -104,8 +104,12 @@ def test_plan_is_seeded_and_independent_of_order() -> None:
 
 
 def test_expected_follows_the_plan() -> None:
-    plan = FaultPlan(script={"a@example.jp": ["451-rcpt", "drop-during-data", "550-rcpt"],
-                             "b@example.jp": ["stall", "slow"]})
+    plan = FaultPlan(
+        script={
+            "a@example.jp": ["451-rcpt", "drop-during-data", "550-rcpt"],
+            "b@example.jp": ["stall", "slow"],
+        }
+    )
     assert plan.expected("a@example.jp") == ("failed", FAULTS["550-rcpt"].reply)
     assert plan.expected("b@example.jp") == ("sent", "")
     assert plan.expected("c@example.jp") == ("sent", "")

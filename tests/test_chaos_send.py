@@ -118,9 +118,7 @@ def test_a_lost_250_is_the_only_way_to_a_second_copy(
     assert len(rows) == len(addresses)
     sent = set(rows)
     assert lost_replies, "the plan injected no accept-drop"
-    assert check_against_ledger(
-        recorder, sent=sent, uncertain=set(), ambiguous=lost_replies
-    ) == []
+    assert check_against_ledger(recorder, sent=sent, uncertain=set(), ambiguous=lost_replies) == []
     doubled = {a for a, n in recorder.accepted_counts().items() if n > 1}
     assert doubled <= lost_replies
 
@@ -145,9 +143,7 @@ def test_a_relay_refusing_connections_in_its_greeting(
     print(f"\ngreeting 421 ({client}): {server.refused} connections refused, {faults} faults")
     assert server.refused >= 5
     rows = deliveries(ws.ledger_path, report.campaign_id)
-    wrong = [
-        a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]
-    ]
+    wrong = [a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]]
     assert wrong == []
     sent = {k for k, r in rows.items() if r.state == "sent"}
     assert check_against_ledger(server.recorder, sent=sent, uncertain=set()) == []

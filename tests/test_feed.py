@@ -98,9 +98,7 @@ def test_rss_import_then_second_import_adds_nothing(empty_workspace: Path, run) 
     first = run("articles", "import", str(RSS))
     assert first.exit_code == 0, first.output
     assert first.output.splitlines()[-1] == "2 new, 1 skipped, 1 invalid"
-    assert (
-        f"skipped: {SITE}/articles/weak-yen-2026  (appears twice in the feed)" in first.output
-    )
+    assert f"skipped: {SITE}/articles/weak-yen-2026  (appears twice in the feed)" in first.output
     assert (
         "invalid: entry 3 (スクリプトのリンク): "
         "link 'javascript:alert(document.cookie)' is not an absolute https URL"
@@ -200,7 +198,9 @@ def test_import_rejects_files_that_are_not_feeds(empty_workspace: Path, run) -> 
     result = run("articles", "import", "page.txt")
     assert result.exit_code == 1
     assert result.output.startswith("Error: page.txt: not an RSS or Atom feed")
-    assert result.output.endswith("Hint: give the address of the site's feed, e.g. https://…/feed.xml\n")
+    assert result.output.endswith(
+        "Hint: give the address of the site's feed, e.g. https://…/feed.xml\n"
+    )
 
     missing = run("articles", "import", "nowhere.xml")
     assert missing.exit_code == 1

@@ -16,8 +16,25 @@ RENDER = markdown_it.MarkdownIt("commonmark")
 
 # Pieces that mean something to Markdown or HTML, and Japanese text around them.
 PIECES = st.sampled_from(
-    [*"ab 1.-+#>*_`[]()<>&;\\!=|~\n\t", "あ", "。", "〜", "script", "&lt;", "&amp;",
-     "1. ", "2) ", "- ", "# ", "```", "~~~", "<b>", "</p>", "<script>", "](javascript:x)"]
+    [
+        *"ab 1.-+#>*_`[]()<>&;\\!=|~\n\t",
+        "あ",
+        "。",
+        "〜",
+        "script",
+        "&lt;",
+        "&amp;",
+        "1. ",
+        "2) ",
+        "- ",
+        "# ",
+        "```",
+        "~~~",
+        "<b>",
+        "</p>",
+        "<script>",
+        "](javascript:x)",
+    ]
 )
 TEXT = st.lists(PIECES, max_size=30).map("".join)
 

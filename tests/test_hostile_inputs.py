@@ -129,9 +129,7 @@ def test_bad_settings_are_one_clear_error(workspace: Path, run: Runner, name: st
 
 
 @pytest.mark.parametrize("name", sorted(TRANSPORT_ERRORS))
-def test_bad_relay_urls_stop_before_any_connection(
-    workspace: Path, run: Runner, name: str
-) -> None:
+def test_bad_relay_urls_stop_before_any_connection(workspace: Path, run: Runner, name: str) -> None:
     assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
     shutil.copy(CORPUS / "config" / name, workspace / "digest-mail.toml")
     result = run("test-send", env={"DIGEST_MAIL_SMTP_PASSWORD": "marker-password-123"})
@@ -150,8 +148,7 @@ def test_secret_files_readable_by_others_are_refused(
     secret.write_text("marker-password-456\n", encoding="utf-8")
     os.chmod(secret, mode)
     (workspace / "digest-mail.toml").write_text(
-        '[smtp]\nurl = "smtps://digest@127.0.0.1:1"\n'
-        f'password_file = "{secret}"\n',
+        f'[smtp]\nurl = "smtps://digest@127.0.0.1:1"\npassword_file = "{secret}"\n',
         encoding="utf-8",
     )
     result = run("test-send")
@@ -168,7 +165,8 @@ def test_unsubscribe_key_file_readable_by_others_is_refused(workspace: Path, run
     os.chmod(key, 0o644)
     toml = (workspace / "digest-mail.toml").read_text(encoding="utf-8")
     (workspace / "digest-mail.toml").write_text(
-        toml + f'\n[unsubscribe]\nkey_file = "{key}"\n' if "[unsubscribe]" not in toml
+        toml + f'\n[unsubscribe]\nkey_file = "{key}"\n'
+        if "[unsubscribe]" not in toml
         else toml.replace("[unsubscribe]", f'[unsubscribe]\nkey_file = "{key}"', 1),
         encoding="utf-8",
     )

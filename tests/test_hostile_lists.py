@@ -34,15 +34,28 @@ UNREADABLE = {
     "utf16-nobom.csv": "no 'email' column",
 }
 HEADERS = {
-    "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-    "list-unsubscribe-post", "x-digest-edition", "x-digest-list", "mime-version",
-    "content-type", "dkim-signature",
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "x-digest-edition",
+    "x-digest-list",
+    "mime-version",
+    "content-type",
+    "dkim-signature",
 }
 FILES = sorted(p.name for p in CORPUS.glob("*.csv"))
 # Names the corpus expects to read back (decoding must never produce mojibake).
 EXPECTED_NAMES = {
-    "cp932.csv": {"yamada@example.jp": "山田 太郎", "takahashi@example.jp": "髙橋 ①郎",
-                  "kana@example.jp": "ｶﾅ ﾀﾛｳ"},
+    "cp932.csv": {
+        "yamada@example.jp": "山田 太郎",
+        "takahashi@example.jp": "髙橋 ①郎",
+        "kana@example.jp": "ｶﾅ ﾀﾛｳ",
+    },
     "utf16.csv": {"yamada@example.jp": "山田 太郎", "sato@example.jp": "佐藤 花子"},
     "bom.csv": {"yamada@example.jp": "山田 太郎"},
 }
@@ -53,8 +66,12 @@ MUST_RECEIVE = {
     # An unclosed quote swallows the rest of the file into one field: CSV semantics,
     # reported at line 2 with the swallowed text shown.
     "broken-quote.csv": set(),
-    "cp932.csv": {"yamada@example.jp", "sato@example.jp", "takahashi@example.jp",
-                  "kana@example.jp"},
+    "cp932.csv": {
+        "yamada@example.jp",
+        "sato@example.jp",
+        "takahashi@example.jp",
+        "kana@example.jp",
+    },
     "duplicates-by-case.csv": {"hanako@example.jp", "taro@example.jp"},
     # sato's and watanabe's names are encoded words: problem rows of the list, skipped
     # as invalid (see SECURITY.md).
@@ -188,9 +205,7 @@ def test_an_idn_domain_with_an_ascii_local_part_needs_no_smtputf8(
     assert sorted(got) == ["sato@xn--r8jz45g.jp", "yamada@xn--r8jz45g.jp"]
 
 
-def test_importing_every_hostile_list_keeps_the_target_clean(
-    workspace: Path, run: Runner
-) -> None:
+def test_importing_every_hostile_list_keeps_the_target_clean(workspace: Path, run: Runner) -> None:
     """``subscribers import`` of each corpus file: one clear error or a merge; the target
     list stays free of problems and gains every recipient the oracle names."""
     before = {

@@ -59,7 +59,10 @@ def test_init_creates_a_workspace(tmp_path: Path, run, monkeypatch: pytest.Monke
         "email,name,status,subscribed_at\n"
     )
     assert (root / ".gitignore").read_text().splitlines()[1:] == [
-        "drafts/", "outbox/", "var/", "archive/",
+        "drafts/",
+        "outbox/",
+        "var/",
+        "archive/",
     ]
     for name in TEMPLATE_FILES:
         packaged = Path(str(packaged_templates())) / name

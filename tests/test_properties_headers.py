@@ -26,8 +26,17 @@ ADDRESS = "hanako@example.jp"
 URL = "https://chrysanthemum-digest.example.jp/unsubscribe?t=abc"
 MAILTO = "mailto:unsubscribe@example.jp?subject=unsubscribe"
 HEADERS = {
-    "from", "to", "subject", "date", "message-id", "list-id", "list-unsubscribe",
-    "list-unsubscribe-post", "x-digest-edition", "x-digest-list", "mime-version",
+    "from",
+    "to",
+    "subject",
+    "date",
+    "message-id",
+    "list-id",
+    "list-unsubscribe",
+    "list-unsubscribe-post",
+    "x-digest-edition",
+    "x-digest-list",
+    "mime-version",
     "content-type",
 }
 # What a header value may not hold; the builders refuse these.
@@ -99,9 +108,7 @@ def _spliced(name: str, subject: str) -> bytes:
 
 
 BUILDERS = {"reference": _reference, "spliced": _spliced}
-PROPERTY = settings(
-    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _expect(builder: str, name: str, subject: str) -> None:

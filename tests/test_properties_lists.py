@@ -23,7 +23,7 @@ CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 names = st.text(
     alphabet=st.one_of(
         st.characters(blacklist_categories=("Cs",)),
-        st.sampled_from(list('山田花子菊ｶﾅ①髙😀 ,;\t"\'=@<>')),
+        st.sampled_from(list("山田花子菊ｶﾅ①髙😀 ,;\t\"'=@<>")),
     ),
     max_size=40,
 )

@@ -285,7 +285,7 @@ def render_feed(
         if edition.articles:
             items = "".join(
                 f'<li><a href="{html.escape(a.get("url", ""))}">'
-                f'{html.escape(a.get("title", ""))}</a></li>'
+                f"{html.escape(a.get('title', ''))}</a></li>"
                 for a in edition.articles
             )
             sub(entry, "content", f"<ul>{items}</ul>", type="html")
@@ -294,9 +294,7 @@ def render_feed(
     return document + b"\n"
 
 
-def publish_archive(
-    workspace: Workspace, draft: Draft, *, now: dt.datetime | None = None
-) -> Path:
+def publish_archive(workspace: Workspace, draft: Draft, *, now: dt.datetime | None = None) -> Path:
     """Publish ``draft`` as ``archive/<edition>/index.html``; rebuild the index and feed.
 
     Publishing the same content again changes nothing but the files' rewrite; a new

@@ -50,8 +50,28 @@ FETCH_TIMEOUT = 30.0
 MAX_FEED_BYTES = 20 * 1024 * 1024
 LEAD_MAX_CHARS = 300
 _ALLOWED_TAGS = {
-    "p", "br", "a", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "blockquote",
-    "strong", "b", "em", "i", "code", "pre", "hr", "div", "span",
+    "p",
+    "br",
+    "a",
+    "ul",
+    "ol",
+    "li",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "strong",
+    "b",
+    "em",
+    "i",
+    "code",
+    "pre",
+    "hr",
+    "div",
+    "span",
 }
 _ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
@@ -91,8 +111,12 @@ class ImportReport:
         return {
             "feed": self.feed,
             "new": [
-                {"path": display_path(a.path), "url": a.url, "title": a.title,
-                 "published": a.published.isoformat()}
+                {
+                    "path": display_path(a.path),
+                    "url": a.url,
+                    "title": a.title,
+                    "published": a.published.isoformat(),
+                }
                 for a in self.new
             ],
             "skipped": [{"url": s.url, "title": s.title, "reason": s.reason} for s in self.skipped],
@@ -186,6 +210,7 @@ _MD_LINE_START = re.compile(r"^(\s*)([#>+\-=]|\d+(?=[.)]))", re.MULTILINE)
 def _escape_markdown(text: str) -> str:
     # Text that was escaped HTML in the feed (&lt;script&gt;) must stay text in Markdown.
     text = _MD_SPECIAL.sub(r"\\\1", text)
+
     # "1." starts a list: the escape goes before the dot, a digit cannot be escaped.
     def escape(match: re.Match[str]) -> str:
         mark = match.group(2)
@@ -197,8 +222,22 @@ def _escape_markdown(text: str) -> str:
 class _Converter(HTMLParser):
     """Sanitized HTML → Markdown (markdown=True) or plain text."""
 
-    _BLOCKS: ClassVar[set[str]] = {"p", "div", "ul", "ol", "li", "blockquote", "pre", "hr",
-               "h1", "h2", "h3", "h4", "h5", "h6"}
+    _BLOCKS: ClassVar[set[str]] = {
+        "p",
+        "div",
+        "ul",
+        "ol",
+        "li",
+        "blockquote",
+        "pre",
+        "hr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+    }
 
     def __init__(self, *, markdown: bool) -> None:
         super().__init__(convert_charrefs=True)
@@ -366,8 +405,10 @@ def _entry_image(entry: Mapping[str, Any]) -> str | None:
         url = media.get("url") or ""
         kind = media.get("type") or ""
         medium = media.get("medium") or ""
-        if medium == "image" or kind.startswith("image/") or (
-            not kind and not medium and url.lower().endswith(_IMAGE_SUFFIXES)
+        if (
+            medium == "image"
+            or kind.startswith("image/")
+            or (not kind and not medium and url.lower().endswith(_IMAGE_SUFFIXES))
         ):
             candidates.append(url)
     for thumb in entry.get("media_thumbnail") or ():
@@ -499,9 +540,7 @@ def _article_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def import_feed(
-    workspace: Workspace, source: str | Path, *, dry_run: bool = False
-) -> ImportReport:
+def import_feed(workspace: Workspace, source: str | Path, *, dry_run: bool = False) -> ImportReport:
     """Write one article into ``articles/`` per new feed entry; report new, skipped, invalid.
 
     An entry whose url is already an article's (or appears twice in the feed) is skipped.
@@ -521,7 +560,8 @@ def import_feed(
         key = _normalize_url(fields["url"])
         if key in known or key in seen:
             reason = (
-                f"already an article: {display_path(known[key])}" if key in known
+                f"already an article: {display_path(known[key])}"
+                if key in known
                 else "appears twice in the feed"
             )
             report.skipped.append(

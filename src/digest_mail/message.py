@@ -563,7 +563,6 @@ class MessageTemplate:
             )
         )
 
-
     def _values(
         self, to_address: str, to_name: str, unsubscribe_url: str
     ) -> tuple[dict[str, bytes], dict[str, bytes]]:
@@ -571,9 +570,7 @@ class MessageTemplate:
         (the usual address, name and link) is encoded once for both parts."""
         text: dict[str, bytes] = {}
         markup: dict[str, bytes] = {}
-        for token, value in placeholder_values(
-            self.settings, to_address, to_name, unsubscribe_url
-        ):
+        for token, value in placeholder_values(self.settings, to_address, to_name, unsubscribe_url):
             encoded = value.encode("utf-8")
             text[token] = encoded
             markup[token] = (

@@ -192,9 +192,7 @@ def _staff_csv(addresses: Sequence[str]) -> tuple[str, tuple[str, ...]]:
     return STAFF_HEADER + "".join(f"{email},\n" for email in checked), tuple(checked)
 
 
-def init_workspace(
-    root: Path, *, staff: Sequence[str] = (), today: dt.date
-) -> InitReport:
+def init_workspace(root: Path, *, staff: Sequence[str] = (), today: dt.date) -> InitReport:
     """Create a workspace in ``root`` (missing or empty); refuse to touch anything there."""
     root = Path(root)
     shown = os.fspath(root) if root.name else os.fspath(root.resolve())

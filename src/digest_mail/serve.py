@@ -108,7 +108,7 @@ def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Applicati
             f"（{html.escape(list_name)}）の配信を停止しますか？</p>"
             f'<form method="post" action="{action}">'
             f'<input type="hidden" name="List-Unsubscribe" value="{ONE_CLICK}">'
-            "<button type=\"submit\">配信を停止する</button></form>"
+            '<button type="submit">配信を停止する</button></form>'
             "<p><small>このページを開いただけでは配信は停止されません。</small></p>",
         )
 

@@ -170,9 +170,7 @@ def prepare_data(data: bytes) -> bytes:
         crlf = data.count(b"\r\n")
         if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
             # Bare CR or LF somewhere: CRLF and CR become LF, then every LF becomes CRLF.
-            data = (
-                data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-            )
+            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
     if b"\r\n." in data:
         data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):

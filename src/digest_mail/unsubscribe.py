@@ -101,11 +101,7 @@ def verify_token(key: bytes, token: str) -> tuple[str, str]:
     # The decoder ignores the unused low bits of the last character; accept only the one
     # spelling we issue, or three other spellings of every token would verify too.
     canonical = _b64encode(payload) == body and _b64encode(mac) == signature
-    if (
-        len(mac) != _MAC_LENGTH
-        or not hmac.compare_digest(mac, _mac(key, payload))
-        or not canonical
-    ):
+    if len(mac) != _MAC_LENGTH or not hmac.compare_digest(mac, _mac(key, payload)) or not canonical:
         raise TokenError("the unsubscribe link is not valid (bad signature)")
     try:
         list_name, address = payload.decode("utf-8").split("\0")
