@@ -105,7 +105,7 @@ def test_partial_failure_prints_replies_and_the_resume_hint(
         "--yes",
         env={**env, "DIGEST_MAIL_SMTP_RETRY_FOR": "0s"},
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 4  # incomplete: a deferred recipient is left to resend
     assert result.output == (
         f"Sent 2026-W48 to weekly: {len(addresses) - 2} sent, 1 deferred, 1 failed, 0 suppressed, "
         "0 skipped-invalid\n"
@@ -146,7 +146,7 @@ def test_relay_refusing_login_stops_with_one_line_and_resume_hint(
         }
         result = run("send", "2026-W48", "--list", "weekly", "--yes", env=env)
         count = len(subscribed(workspace, "weekly"))
-        assert result.exit_code == 1
+        assert result.exit_code == 3  # stopped: the relay refused us
         stopped, error, hint = result.output.splitlines()
         assert stopped == (
             "Stopped 2026-W48 to weekly: 0 sent, 0 deferred, 0 failed, 0 suppressed, "
@@ -233,7 +233,7 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
             (addresses[2], addresses[5]),
         )
     rerun = run("send", "2026-W48", "--list", "weekly", "--yes", env=env)
-    assert rerun.exit_code == 1
+    assert rerun.exit_code == 5  # only uncertain rows remain
     assert rerun.output.splitlines()[-1] == (
         "Hint: 2 may have been delivered already; rerun 'digest-mail send 2026-W48 --list weekly "
         "--resend-uncertain' to send them again"

@@ -80,7 +80,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
 
     rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)
     report = json.loads(rerun.stdout)
-    assert rerun.returncode == 1  # not complete: the uncertain ones are left for a decision
+    assert rerun.returncode == 5  # uncertain: only the in-flight rows are left for a decision
     assert "--resend-uncertain" in rerun.stderr.decode()
     uncertain = set(report["uncertain_addresses"])
     assert len(uncertain) == report["uncertain"] == in_flight
@@ -124,7 +124,7 @@ def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
     proc = start_until_received(send, workspace, env, smtp_server, 200)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 1
+    assert proc.returncode == 3  # stopped: interrupted, nothing held against readers
     lines = err.decode().splitlines()
     assert "Error: interrupted: in-flight messages were finished, the rest is queued" in lines
     assert "Hint: rerun 'digest-mail send 2026-W48 --list big' to resume" in lines
@@ -181,7 +181,7 @@ def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertai
         release.set()
         if proc.poll() is None:
             proc.kill()
-    assert proc.returncode == 1
+    assert proc.returncode == 3
     assert (
         "Error: interrupted twice: messages in flight were abandoned and are now uncertain"
         in err.decode().splitlines()

@@ -42,7 +42,14 @@ from typing import IO, Any, Protocol
 
 from digest_mail import eventloop
 from digest_mail.config import Workspace, parse_duration
-from digest_mail.errors import ConfigError, DigestMailError
+from digest_mail.errors import (
+    EXIT_COMPLETE,
+    EXIT_INCOMPLETE,
+    EXIT_STOPPED,
+    EXIT_UNCERTAIN,
+    ConfigError,
+    DigestMailError,
+)
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
 from digest_mail.subscribers import (
@@ -89,6 +96,8 @@ class CampaignError(DigestMailError):
 class CampaignInterrupted(CampaignError):
     """Ctrl-C or SIGTERM: in-flight messages were finished or released."""
 
+    exit_code = EXIT_STOPPED
+
 
 @dataclass
 class CampaignReport:
@@ -108,6 +117,8 @@ class CampaignReport:
     kind: str = "campaign"
     state: str = ""
     sent_this_run: int = 0
+    # Recipients this run reached a final answer for (sent, failed or deferred).
+    tried_this_run: int = 0
     transport: str = ""
     stopped: str = ""  # why the run stopped early, empty when it ran to the end
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -117,6 +128,17 @@ class CampaignReport:
     @property
     def complete(self) -> bool:
         return not self.stopped and self.queued == 0 and self.deferred == 0 and self.uncertain == 0
+
+    @property
+    def exit_code(self) -> int:
+        """The exit status of a run that ended this way (a run the relay or the breaker
+        stopped ends on its :class:`DeliveryStop` instead): 0 complete, 5 only uncertain
+        rows remain, 4 anything else is left to send."""
+        if self.complete:
+            return EXIT_COMPLETE
+        if self.queued == 0 and self.deferred == 0 and self.uncertain:
+            return EXIT_UNCERTAIN
+        return EXIT_INCOMPLETE
 
     def summary(self) -> str:
         text = (
@@ -150,6 +172,7 @@ class CampaignReport:
             "uncertain": self.uncertain,
             "queued": self.queued,
             "sent_this_run": self.sent_this_run,
+            "tried_this_run": self.tried_this_run,
             "stopped": self.stopped,
             "complete": self.complete,
             "dry_run": self.dry_run,
@@ -932,6 +955,7 @@ class _Sender:
                 date=self.date(),
             )
         except DigestMailError as exc:  # a value we refuse to put in a header
+            self.report.tried_this_run += 1
             self.results.append(("failed", job, None, exc.message))
             return
         if self.sign is not None:
@@ -942,6 +966,7 @@ class _Sender:
         except TemporaryFailure as exc:
             self._retry(job, exc)
         except PermanentFailure as exc:
+            self.report.tried_this_run += 1
             self.results.append(("failed", job, exc.code, exc.message))
         except RelayError as exc:
             job.attempts -= 1
@@ -950,10 +975,12 @@ class _Sender:
                 self.stop_error = DeliveryStop(exc)
             self.stopping = True
         except DigestMailError as exc:  # a header value we refuse to write
+            self.report.tried_this_run += 1
             self.results.append(("failed", job, None, exc.message))
         else:
             self.results.append(("sent", job, 250, ""))
             self.report.sent_this_run += 1
+            self.report.tried_this_run += 1
             if self.options.progress is not None and self.report.sent_this_run % 50 == 0:
                 self.options.progress(self.report)
 
@@ -963,6 +990,7 @@ class _Sender:
         delay = min(options.backoff_cap, options.backoff_base * 2 ** max(0, job.attempts - 1))
         delay *= 0.5 + options.random()  # jitter: retries of many recipients spread out
         if now + delay - job.first_try > options.retry_for:
+            self.report.tried_this_run += 1
             self.results.append(("deferred", job, exc.code, exc.message))
             return
         self.results.append(("queued", job, exc.code, exc.message))
@@ -984,6 +1012,8 @@ _STOP = _Job(-1, "", "", "", 0, "")
 
 class DeliveryStop(CampaignError):
     """The relay refused us; carries the transport's one-line reason."""
+
+    exit_code = EXIT_STOPPED
 
     def __init__(self, cause: RelayError) -> None:
         super().__init__(cause.message, hint=cause.hint)
@@ -1222,6 +1252,7 @@ def _run(
                     raise _with_report(exc, final, report) from None
             final = store.report()
             final.sent_this_run = report.sent_this_run
+            final.tried_this_run = report.tried_this_run
             final.transport = report.transport
             # The row may still carry an earlier run's stop reason; this run decides anew.
             final.stopped = ""
@@ -1256,6 +1287,7 @@ def _status_on_exit(store: _Store, report: CampaignReport) -> Iterator[None]:
 
 def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport) -> CampaignError:
     final.sent_this_run = run.sent_this_run
+    final.tried_this_run = run.tried_this_run
     final.transport = run.transport
     final.stopped = exc.message
     exc.report = final  # type: ignore[attr-defined]

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The process's exit status, one meaning each (docs/relays.md has the table).
+EXIT_COMPLETE = 0
+EXIT_ERROR = 1  # a user mistake, configuration, refused input
+EXIT_USAGE = 2  # Click's own
+EXIT_STOPPED = 3  # the relay refused us, the circuit breaker tripped, or interrupted
+EXIT_INCOMPLETE = 4  # recipients remain queued or deferred: rerun to resume
+EXIT_UNCERTAIN = 5  # only in-flight rows of a crashed run remain: --resend-uncertain
+
 
 class DigestMailError(Exception):
     """Base of every error digest-mail raises on purpose.
 
     ``hint`` is an optional second sentence telling the user what to do next.
+    ``exit_code`` is the process's exit status when the CLI ends on this error: a class
+    attribute, overridable per instance.
     """
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    exit_code: int = EXIT_ERROR
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, exit_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return self.message

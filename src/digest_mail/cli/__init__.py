@@ -2,7 +2,8 @@
 
 Each command lives in a module of this package by pipeline stage; they are all
 registered on :data:`cli` here. Library errors (:class:`DigestMailError`) become one
-``Error: …`` line and exit code 1 in :meth:`DigestMailGroup.invoke`, nowhere else.
+``Error: …`` line and the error's ``exit_code`` (1 unless it says otherwise) in
+:meth:`DigestMailGroup.invoke`, nowhere else.
 """
 
 from __future__ import annotations
@@ -48,7 +49,8 @@ LAZY_COMMANDS = {
 
 
 class DigestMailGroup(click.Group):
-    """A group that turns library errors into ``Error: …`` lines (exit 1, no traceback)
+    """A group that turns library errors into ``Error: …`` lines (the error's exit code, no
+    traceback)
     and loads each command's module on first use (:data:`LAZY_COMMANDS`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -63,10 +65,25 @@ class DigestMailGroup(click.Group):
         try:
             return super().invoke(ctx)
         except DigestMailError as exc:
-            message = str(exc)
+            # A relay's reply or a file's contents may be in the message: no control
+            # characters reach the terminal (line breaks of our own stay).
+            message = "\n".join(printable(line) for line in str(exc).split("\n"))
             if exc.hint:
-                message += f"\nHint: {exc.hint}"
-            raise click.ClickException(message) from None
+                message += f"\nHint: {printable(exc.hint)}"
+            raise _Failed(message, exc.exit_code) from None
+
+
+class _Failed(click.ClickException):
+    """A ClickException whose exit status is the library error's: Click's own
+    ``exit_code`` is a class attribute."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def exit_code(self) -> int:  # type: ignore[override]
+        return self.status
 
 
 class _State:

@@ -85,13 +85,19 @@ def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
     if as_json:
         _echo_json(report.as_dict())
     else:
-        if report.sent_this_run == 0 and report.complete:
+        if report.tried_this_run == 0 and report.complete:
             click.echo(
                 f"Nothing left to send: {report.edition} to {report.list_name} is complete "
                 f"({report.summary()})"
             )
-        else:
+        elif report.sent_this_run == report.sent:
             click.echo(f"{verb} {report.edition} to {report.list_name}: {report.summary()}")
+        else:
+            # A resumed run: what this run sent, then where the campaign stands.
+            click.echo(
+                f"{verb} {report.edition} to {report.list_name}: {report.sent_this_run} this run; "
+                f"in all {report.summary()}"
+            )
         for failure in report.failures[:20]:
             code = failure["code"] or ""
             click.echo(f"  {failure['email']}: {code} {printable(failure['reply'])}".rstrip())
@@ -101,6 +107,7 @@ def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
         raise DigestMailError(
             f"campaign {report.campaign_id} is not complete ({report.stopped or report.summary()})",
             hint=_resume_hint(report),
+            exit_code=report.exit_code,
         )
 
 
