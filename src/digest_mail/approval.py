@@ -58,6 +58,7 @@ class ApprovalState:
     approval: Approval | None
     draft: Draft | None
     label: str
+    edited: bool = False  # the draft's files no longer match its own edition.json
 
     @property
     def ok(self) -> bool:
@@ -68,6 +69,8 @@ class ApprovalState:
         if self.status == "approved" and self.approval is not None:
             who = f" by {self.approval.approved_by}" if self.approval.approved_by else ""
             return f"{self.label} approved{who} at {self.approval.approved_at}"
+        if self.status == "changed" and self.edited:
+            return f"{self.label} was edited after compose; compose and approve it again"
         if self.status == "changed":
             return f"{self.label} changed after approval; approve it again"
         if self.status == "withdrawn":
@@ -83,6 +86,8 @@ class ApprovalState:
         """The same for the Japanese staff notice."""
         if self.status == "approved":
             return f"{self.label} は承認済みです。"
+        if self.status == "changed" and self.edited:
+            return f"{self.label} は作成後に書き換えられました。作成し直して承認してください。"
         if self.status == "changed":
             return f"{self.label} は承認後に変更されました。もう一度承認してください。"
         if self.status == "withdrawn":
@@ -133,6 +138,7 @@ def _judge(
     workspace: Workspace, approval: Approval | None, draft: Draft | None, edition: str
 ) -> ApprovalState:
     label = draft_label(workspace, draft, edition)
+    edited = draft is not None and not _matches(draft, draft.content_hash)
     status: Status
     if approval is None:
         status = "none"
@@ -140,13 +146,25 @@ def _judge(
         status = "withdrawn"
     elif draft is None:
         status = "missing"
-    elif draft.content_hash != approval.content_hash:
+    elif not _matches(draft, approval.content_hash):
         status = "changed"
     else:
         status = "approved"
     return ApprovalState(
-        edition=edition, status=status, approval=approval, draft=draft, label=label
+        edition=edition,
+        status=status,
+        approval=approval,
+        draft=draft,
+        label=label,
+        edited=edited and status == "changed",
     )
+
+
+def _matches(draft: Draft, pinned: str) -> bool:
+    """The hash of the draft's files as they are now, not the one edition.json claims."""
+    from digest_mail.edition import content_hash
+
+    return content_hash(subject=draft.subject, html=draft.html, text=draft.text) == pinned
 
 
 def approval_state(workspace: Workspace, ledger: Ledger, draft: Draft) -> ApprovalState:
@@ -176,7 +194,7 @@ def approve(
     workspace: Workspace, ref: str, *, user: str | None = None, now: datetime | None = None
 ) -> ApproveResult:
     """Approve the draft ``ref`` as it is on disk now (its content hash is recorded)."""
-    from digest_mail.edition import load_draft
+    from digest_mail.edition import load_draft, verify_content
 
     draft = load_draft(workspace, ref)
     if not draft.content_hash:
@@ -184,6 +202,8 @@ def approve(
             f"{draft_label(workspace, draft, draft.id)}/edition.json has no content hash",
             hint=f"compose it again: digest-mail compose --edition {draft.id}",
         )
+    # Approve what would go out: a hand-edited draft is refused, not pinned.
+    verify_content(draft)
     who = user if user is not None else _current_user()
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     with Ledger(workspace.ledger_path) as ledger:

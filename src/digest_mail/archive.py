@@ -32,7 +32,7 @@ import jinja2
 
 from digest_mail.articles import display_path
 from digest_mail.config import Settings, Workspace
-from digest_mail.edition import Draft
+from digest_mail.edition import Draft, check_edition_id
 from digest_mail.errors import DigestMailError
 from digest_mail.render import PLACEHOLDERS, japanese_date
 
@@ -199,7 +199,8 @@ def _read_edition(path: Path, tz: dt.tzinfo) -> ArchivedEdition:
     if not isinstance(meta, dict):
         raise DigestMailError(f"{display_path(path)} is damaged: not a JSON object")
     return ArchivedEdition(
-        id=str(meta.get("id") or path.parent.name),
+        # The id becomes the edition's URL in the index and the feed.
+        id=check_edition_id(meta.get("id", path.parent.name), field="id", path=display_path(path)),
         subject=str(meta.get("subject", "")),
         preheader=str(meta.get("preheader", "")),
         articles=tuple(

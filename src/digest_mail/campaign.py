@@ -1164,6 +1164,11 @@ def _run(
     """Create or resume a campaign and send. With ``list_path`` (a subscriber list, not
     a test send), a new snapshot is written while the first messages already go out
     (:class:`_SnapshotWriter`), where the process can fork."""
+    from digest_mail.edition import verify_content
+
+    # Every send (run-due included) hashes the strings its messages are built from: an
+    # approval, or a campaign already under way, pins that hash and nothing else.
+    verify_content(draft)
     with _lock(workspace, campaign_id), Ledger(workspace.ledger_path) as ledger:
         store = _Store(ledger, campaign_id)
         row = store.row()

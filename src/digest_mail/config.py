@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 import tomllib
 import types
@@ -22,6 +23,12 @@ from digest_mail.errors import ConfigError
 
 CONFIG_NAME = "digest-mail.toml"
 ENV_PREFIX = "DIGEST_MAIL_"
+
+
+# The one grammar of edition ids. An id names a folder (drafts/<id>, archive/<id>) and is
+# part of campaign ids and URLs, so it is checked wherever one is read: options, DRAFT
+# arguments, edition.json files, the schedule settings.
+EDITION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,13 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import shutil
 import string
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from digest_mail.articles import (
     Article,
@@ -28,24 +27,27 @@ from digest_mail.articles import (
     load_articles,
     select_articles,
 )
-from digest_mail.config import Settings, Workspace, parse_duration
+from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.render import RenderedEdition, render_edition
 
 __all__ = [
     "Draft",
+    "DraftChangedError",
     "Edition",
     "build_edition",
+    "check_edition_id",
     "compose",
     "content_hash",
     "default_edition_id",
+    "is_edition_id",
     "latest_draft",
     "load_draft",
     "save_draft",
+    "verify_content",
 ]
 
 DRAFT_FILES = ("index.html", "index.txt", "index.mjml", "edition.json", "preview.eml")
-_EDITION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SAMPLE_RECIPIENT = ("yamada.hanako@example.jp", "山田 花子")
 
 
@@ -55,14 +57,60 @@ def default_edition_id(today: dt.date) -> str:
     return f"{year}-W{week:02d}"
 
 
-def check_edition_id(edition_id: str) -> str:
-    if not _EDITION_ID.fullmatch(edition_id):
+def is_edition_id(value: object) -> bool:
+    return isinstance(value, str) and EDITION_ID.fullmatch(value) is not None
+
+
+def check_edition_id(
+    edition_id: object, *, field: str = "--edition", path: Path | str | None = None
+) -> str:
+    """``edition_id`` if it is one, else an :class:`InputError` naming where it was read."""
+    if not isinstance(edition_id, str) or not is_edition_id(edition_id):
         raise InputError(
             f"{edition_id!r} is not an edition id",
-            field="--edition",
+            path=path,
+            field=field,
             hint="use letters, digits, '.', '_' and '-' only, e.g. 2026-W48",
         )
     return edition_id
+
+
+class DraftChangedError(DigestMailError):
+    """A draft's files no longer hold the content its edition.json (and any approval) pins."""
+
+
+class HashedDraft(Protocol):
+    """What :func:`verify_content` reads: the strings messages are built from, and the pin."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def html(self) -> str: ...
+    @property
+    def text(self) -> str: ...
+    @property
+    def content_hash(self) -> str: ...
+
+
+def verify_content(draft: HashedDraft) -> None:
+    """Refuse a draft whose subject, HTML or text is not what its content hash says.
+
+    The hash is recomputed from the very strings a send builds messages from, so a hand
+    edit of ``index.html`` after ``approve`` can never go out under that approval.
+    """
+    actual = content_hash(subject=draft.subject, html=draft.html, text=draft.text)
+    if actual == draft.content_hash:
+        return
+    folder = getattr(draft, "path", None)
+    label = display_path(folder) if isinstance(folder, Path) else f"draft {draft.id}"
+    raise DraftChangedError(
+        f"{label} was changed after compose: its subject, index.html or index.txt"
+        " no longer match the content hash in its edition.json",
+        hint=f"compose it again (digest-mail compose --edition {draft.id}), check it"
+        " and approve it again",
+    )
 
 
 @dataclass(frozen=True)
@@ -274,9 +322,13 @@ def _read_draft(path: Path) -> Draft:
             f"{shown}/edition.json is damaged: {exc}",
             hint=f"compose it again: digest-mail compose --edition {path.name}",
         ) from None
+    if not isinstance(meta, dict):
+        raise DigestMailError(f"{shown}/edition.json is damaged: not a JSON object")
+    # The id becomes archive/<id>/ and a campaign id: a copied draft must not choose a path.
+    ident = check_edition_id(meta.get("id", path.name), field="id", path=f"{shown}/edition.json")
     mjml_path = path / "index.mjml"
     return Draft(
-        id=str(meta.get("id") or path.name),
+        id=ident,
         path=path,
         subject=str(meta.get("subject", "")),
         preheader=str(meta.get("preheader", "")),
@@ -300,7 +352,7 @@ def load_draft(workspace: Workspace, ref: str) -> Draft:
         if not path.is_dir():
             raise DigestMailError(f"no draft folder {ref}", hint="run 'digest-mail compose' first")
         return _read_draft(path.resolve())
-    if not _EDITION_ID.fullmatch(ref):
+    if not is_edition_id(ref):
         raise DigestMailError(f"{ref!r} is neither an edition id nor a draft folder")
     path = workspace.drafts_dir / ref
     if not path.is_dir():

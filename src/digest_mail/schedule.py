@@ -45,7 +45,7 @@ from croniter import croniter
 from croniter.croniter import CroniterBadDateError
 
 from digest_mail.approval import ApprovalState, list_approvals, stored_state
-from digest_mail.config import ScheduleSettings, Workspace, parse_duration
+from digest_mail.config import EDITION_ID, ScheduleSettings, Workspace, parse_duration
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import Ledger
 
@@ -70,7 +70,6 @@ __all__ = [
 
 _WEEKDAYS_JA = "月火水木金土日"
 _FIELDS = "minute hour day-of-month month day-of-week"
-_EDITION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as compose names drafts
 
 
 # --- schedules and their slots -----------------------------------------------------------
@@ -193,7 +192,7 @@ def _validate(raw: ScheduleSettings, workspace: Workspace) -> Schedule:
     if seconds <= 0:
         raise fail("late_after", "must be longer than 0", 'e.g. late_after = "6h"')
     edition = raw.edition.strip()
-    if not _EDITION.fullmatch(edition):
+    if not EDITION_ID.fullmatch(edition):
         raise fail(
             "edition",
             f'{raw.edition!r} is neither "approved" nor an edition id',
