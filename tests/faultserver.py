@@ -70,7 +70,7 @@ FAULTS: dict[str, Fault] = {
         Fault("452-rcpt", "RCPT", "reply", "452 4.3.1 Insufficient system storage"),
         Fault("454-rcpt", "RCPT", "reply", "454 4.7.1 Relay access temporarily denied"),
         Fault("550-rcpt", "RCPT", "reply", "550 5.1.1 Recipient address rejected: User unknown"),
-        Fault("552-end", "END", "reply", "552 5.3.4 Message size exceeds fixed limit"),
+        Fault("552-end", "END", "reply", "552 5.2.2 Mailbox full, over quota"),
         Fault("drop-before-data", "RCPT", "drop"),
         Fault("drop-during-data", "DATA", "drop"),
         Fault("stall", "END", "stall"),

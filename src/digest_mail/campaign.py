@@ -80,6 +80,17 @@ FLUSH_EVERY = 0.05  # seconds
 FLUSH_SIZE = 100
 BACKOFF_BASE = 30.0  # seconds before the first retry
 BACKOFF_CAP = 900.0
+# The circuit breaker (docs/relays.md): permanent rejections among the first
+# BREAKER_WINDOW answers of a run are held (the rows stay queued, nobody is suppressed)
+# until the window closes. It trips, stopping the run and requeueing them, when
+# BREAKER_SAME_REPLY of them carry the same reply that neither names the recipient nor
+# can be classified, or when at least BREAKER_MIN_REJECTED of them make up
+# BREAKER_SHARE of the answers so far: a list where "everyone does not exist" is a
+# relay problem.
+BREAKER_WINDOW = 50
+BREAKER_SAME_REPLY = 5
+BREAKER_MIN_REJECTED = 10
+BREAKER_SHARE = 0.5
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "suppressed", "skipped", "uncertain")
 
@@ -91,6 +102,13 @@ class CampaignDraft(DraftLike, Protocol):
 
 class CampaignError(DigestMailError):
     """A campaign cannot start or had to stop; the ledger is intact."""
+
+
+class BreakerTripped(CampaignError):
+    """Too many of the first recipients were refused for a list to be that bad: the run
+    stopped, the refused rows went back to queued, nobody was suppressed."""
+
+    exit_code = EXIT_STOPPED
 
 
 class CampaignInterrupted(CampaignError):
@@ -451,7 +469,11 @@ class _Store:
         # per distinct outcome, over the rowids of its jobs.
         now = utcnow()
         # A job's last result wins, as it would row by row.
-        last = {job.rowid: (state, job, code, reply) for state, job, code, reply in results}
+        # "bounced" is a failure about the reader's mailbox: failed, and suppressed below.
+        last = {
+            job.rowid: ("failed" if state == "bounced" else state, job, code, reply)
+            for state, job, code, reply in results
+        }
         groups: dict[tuple[str, int, int | None, str], list[_Job]] = {}
         for state, job, code, reply in last.values():
             groups.setdefault((state, job.attempts, code, reply), []).append(job)
@@ -480,7 +502,7 @@ class _Store:
                     hint="run the send again: rows left 'sending' become 'uncertain'",
                 )
         for state, job, code, reply in results:
-            if state == "failed" and code in {550, 551, 553}:
+            if state == "bounced":
                 self.ledger.suppress(
                     job.address, reason="bounced", source=source, detail=f"{code} {reply}"
                 )
@@ -756,6 +778,48 @@ def _wake_up(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
+class _Breaker:
+    """Judges the permanent rejections among the first answers of a run (see
+    :data:`BREAKER_WINDOW`): ``trip`` is the reason it tripped, once it has."""
+
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self.answers = 0
+        self.rejected = 0
+        self.replies: dict[str, int] = {}
+        self.trip = ""
+
+    @property
+    def judging(self) -> bool:
+        return self.enabled and (bool(self.trip) or self.answers < BREAKER_WINDOW)
+
+    def accepted(self) -> None:
+        self.answers += 1
+
+    def refused(self, failure: PermanentFailure) -> None:
+        self.answers += 1
+        if failure.about == "ours" or self.trip:
+            return
+        self.rejected += 1
+        reply = f"{failure.code or ''} {failure.message}".strip()
+        recipient = (failure.recipient or "").lower()
+        if failure.about == "unknown" and (not recipient or recipient not in reply.lower()):
+            self.replies[reply] = self.replies.get(reply, 0) + 1
+            if self.replies[reply] >= BREAKER_SAME_REPLY:
+                self.trip = (
+                    f"the relay gave the same reply to {self.replies[reply]} of the first "
+                    f"recipients: {reply}"
+                )
+                return
+        if self.rejected >= BREAKER_MIN_REJECTED and (
+            self.rejected >= BREAKER_SHARE * self.answers
+        ):
+            self.trip = (
+                f"{self.rejected} of the first {self.answers} recipients were refused "
+                f"(last: {reply})"
+            )
+
+
 @dataclass
 class _Options:
     concurrency: int
@@ -765,6 +829,7 @@ class _Options:
     backoff_base: float = BACKOFF_BASE
     backoff_cap: float = BACKOFF_CAP
     random: Callable[[], float] = random.random
+    breaker: bool = True
 
 
 class _Sender:
@@ -810,6 +875,9 @@ class _Sender:
         self.stop_error: CampaignError | None = None
         self.workers: list[asyncio.Task[None]] = []
         self._source = f"campaign {store.id}"
+        self.breaker = _Breaker(enabled=options.breaker)
+        # Rejections the breaker still judges: their rows are queued until it decides.
+        self.held: list[tuple[str, _Job, int | None, str]] = []
 
     # Workers pull jobs; the feeder claims rows, schedules retries and flushes results.
 
@@ -844,6 +912,10 @@ class _Sender:
                     leftovers.append(job)
             self.retries.clear()
             self.results.extend(("queued", job, None, "") for job in leftovers)
+            if self.breaker.trip:
+                self._requeue_held()
+            else:
+                self._release_held()
             self._flush(force=True)
 
     async def _feed(self) -> None:
@@ -966,8 +1038,7 @@ class _Sender:
         except TemporaryFailure as exc:
             self._retry(job, exc)
         except PermanentFailure as exc:
-            self.report.tried_this_run += 1
-            self.results.append(("failed", job, exc.code, exc.message))
+            self._refused(job, exc)
         except RelayError as exc:
             job.attempts -= 1
             self.results.append(("queued", job, exc.code, exc.message))
@@ -981,8 +1052,53 @@ class _Sender:
             self.results.append(("sent", job, 250, ""))
             self.report.sent_this_run += 1
             self.report.tried_this_run += 1
+            judging = self.breaker.judging
+            self.breaker.accepted()
+            if judging and not self.breaker.judging:
+                self._release_held()
             if self.options.progress is not None and self.report.sent_this_run % 50 == 0:
                 self.options.progress(self.report)
+
+    def _refused(self, job: _Job, exc: PermanentFailure) -> None:
+        """A permanent refusal about the reader (or nobody knows whom): failed, and
+        suppressed when about the mailbox; held while the breaker judges."""
+        state = "bounced" if exc.bounced else "failed"
+        judging = self.breaker.judging
+        self.breaker.refused(exc)
+        if not judging:
+            self.report.tried_this_run += 1
+            self.results.append((state, job, exc.code, exc.message))
+            return
+        # Queued in the ledger while held: a crash now leaves it to be sent again.
+        self.results.append(("queued", job, exc.code, exc.message))
+        self.held.append((state, job, exc.code, exc.message))
+        if self.breaker.trip:
+            if self.stop_error is None:
+                self.stop_error = BreakerTripped(
+                    f"circuit breaker: {self.breaker.trip}",
+                    hint=(
+                        "nobody was suppressed and every recipient is queued: a relay "
+                        "problem is more likely than that many dead mailboxes; check the "
+                        "relay's log and policy (if the list really is that stale, rerun "
+                        "with --no-breaker)"
+                    ),
+                )
+            self.stopping = True
+        elif not self.breaker.judging:
+            self._release_held()
+
+    def _release_held(self) -> None:
+        """The breaker let them through: the held rejections become final."""
+        self.report.tried_this_run += len(self.held)
+        self.results.extend(self.held)
+        self.held.clear()
+
+    def _requeue_held(self) -> None:
+        """The breaker tripped: the held rejections are tried again on the next run."""
+        for _, job, code, reply in self.held:
+            job.attempts -= 1
+            self.results.append(("queued", job, code, reply))
+        self.held.clear()
 
     def _retry(self, job: _Job, exc: TemporaryFailure) -> None:
         options = self.options
@@ -1050,7 +1166,12 @@ async def _choose_encoding(transport: Transport) -> BodyEncoding:
 
 
 def _options(
-    workspace: Workspace, concurrency: int | None, clock: Clock | None, progress: Progress | None
+    workspace: Workspace,
+    concurrency: int | None,
+    clock: Clock | None,
+    progress: Progress | None,
+    *,
+    breaker: bool = True,
 ) -> _Options:
     smtp = workspace.settings.smtp
     return _Options(
@@ -1059,6 +1180,7 @@ def _options(
         backoff_base=parse_duration(smtp.retry_backoff, key="smtp.retry_backoff"),
         clock=clock or SystemClock(),
         progress=progress,
+        breaker=breaker,
     )
 
 
@@ -1160,6 +1282,7 @@ def _run(
     dry_run: bool = False,
     transport: Transport | None = None,
     list_path: Path | None = None,
+    breaker: bool = True,
 ) -> CampaignReport:
     """Create or resume a campaign and send. With ``list_path`` (a subscriber list, not
     a test send), a new snapshot is written while the first messages already go out
@@ -1218,7 +1341,7 @@ def _run(
             store.requeue(uncertain=resend_uncertain)
             store.apply_suppressions()
             report = store.report()
-            options = _options(workspace, concurrency, clock, progress)
+            options = _options(workspace, concurrency, clock, progress, breaker=breaker)
             if writer is not None:
                 # Until the snapshot is complete, the list's data rows are the progress total.
                 report.queued = max(report.queued, expected)
@@ -1348,8 +1471,10 @@ def run_campaign(
     clock: Clock | None = None,
     dry_run: bool = False,
     transport: Transport | None = None,
+    breaker: bool = True,
 ) -> CampaignReport:
-    """Create or resume the campaign (draft's edition, ``list_name``) and send what is left."""
+    """Create or resume the campaign (draft's edition, ``list_name``) and send what is left.
+    ``breaker=False`` turns the circuit breaker off (a list known to be stale)."""
     workspace.list_path(list_name)
     return _run(
         workspace,
@@ -1367,6 +1492,7 @@ def run_campaign(
         clock=clock,
         dry_run=dry_run,
         transport=transport,
+        breaker=breaker,
     )
 
 

@@ -48,11 +48,15 @@ class SmtpError(DigestMailError):
         recipient: str | None = None,
         stage: str = "",
         hint: str | None = None,
+        about: str = "unknown",
     ) -> None:
         super().__init__(message, hint=hint)
         self.code = code
         self.reply = reply
         self.recipient = recipient
+        # For a refusal of our own making (no reply): whose problem it is, as in
+        # digest_mail.transport.PermanentFailure ("ours": a gap of this relay).
+        self.about = about
         # Which step failed: connect, sender, recipient, data (the DATA command) or
         # message (the reply after the body); "" for errors outside a transaction.
         self.stage = stage
@@ -644,11 +648,12 @@ class SmtpConnection:
         envelope_from, recipients = ascii_envelope(envelope_from, recipients)
         if not envelope_from.isascii() or not all(r.isascii() for r in recipients):
             if "SMTPUTF8" not in self.extensions:
+                # Not a reply of the relay: no code, so nobody mistakes it for a bounce.
                 raise SmtpPermanentError(
-                    f"{self.host} does not offer SMTPUTF8, needed for a non-ASCII address",
-                    code=553,
+                    "the relay does not offer SMTPUTF8, needed for this non-ASCII address",
                     recipient=recipients[0] if len(recipients) == 1 else None,
                     stage="recipient",
+                    about="ours",
                 )
             parameters += b" SMTPUTF8"
         mail = b"MAIL FROM:<" + _address(envelope_from) + b">" + parameters

@@ -31,6 +31,7 @@ from digest_mail.transport import (
     SmtpTransport,
     TemporaryFailure,
     is_loopback,
+    refusal,
 )
 
 
@@ -171,17 +172,15 @@ class PipeliningSmtpTransport(SmtpTransport):
             return TemporaryFailure(f"connection lost: {exc.message}", recipient=recipient)
         if exc.code == 421:
             slot.drop()  # the relay is closing this session: reconnect for the next message
-        text = " ".join(exc.reply.split()) or exc.message
-        if exc.stage == "sender" and not exc.temporary:
-            # Every message would fail the same way: the campaign must stop.
-            return RelayError(
-                f"{self.relay.display} refused the sender {envelope_from!r}: {exc.code} {text}",
-                code=exc.code,
-                hint="check [newsletter] from and the relay's sender policy",
-            )
-        if exc.temporary:
-            return TemporaryFailure(text, code=exc.code, recipient=recipient)
-        return PermanentFailure(text, code=exc.code, recipient=recipient)
+        if exc.code is None:
+            return PermanentFailure(exc.message, recipient=recipient, about=exc.about)
+        return refusal(
+            exc.code,
+            exc.reply or exc.message,
+            stage=exc.stage,
+            recipient=recipient,
+            relay=self.relay.display,
+        )
 
     async def close(self) -> None:
         connections = [slot.connection for slot in self._slots if slot.connection is not None]

@@ -9,7 +9,9 @@ One small interface (:class:`Transport`: ``send`` and ``close``) with two kinds 
 
 Failures are classified once, here, into :class:`TemporaryFailure` (retry later),
 :class:`PermanentFailure` (final for that recipient) and :class:`RelayError` (the relay
-cannot be used at all: stop the campaign).
+cannot be used at all: stop the campaign). Every refusal of both SMTP clients goes
+through :func:`refusal`, which decides by whom a reply is about (RFC 3463 enhanced
+status code first, the stage of the transaction second).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import asyncio
 import ipaddress
 import json
 import os
+import re
 import secrets
 import socket
 import ssl
@@ -78,16 +81,162 @@ class TemporaryFailure(DeliveryError):
 
 
 class PermanentFailure(DeliveryError):
-    """5xx for this recipient: final."""
+    """5xx for this recipient: final.
+
+    ``about`` says whose the problem is (see :func:`classify_refusal`): ``mailbox`` (the
+    reader's mailbox: suppress it), ``recipient`` (this reader, not their mailbox: a full
+    mailbox, a recipient policy), ``unknown`` (no way to tell: the circuit breaker
+    watches these) or ``ours`` (a gap of our own relay, such as a missing SMTPUTF8:
+    never held against the reader).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        recipient: str | None = None,
+        hint: str | None = None,
+        about: str = "unknown",
+    ) -> None:
+        super().__init__(message, code=code, recipient=recipient, hint=hint)
+        self.about = about
 
     @property
     def bounced(self) -> bool:
-        """550/551/553: the mailbox does not exist or is not accepted — suppress it."""
-        return self.code in {550, 551, 553}
+        """The reader's mailbox does not exist or is disabled: suppress it."""
+        return self.about == "mailbox"
 
 
 class RelayError(DeliveryError):
-    """The relay refuses us (AUTH, TLS, unreachable): stop the whole campaign."""
+    """The relay refuses us (AUTH, TLS, sender, client, policy, unreachable): stop the
+    whole campaign; nothing is held against the readers."""
+
+
+# --- whom a refusal is about -----------------------------------------------------------
+
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})(?!\S)")
+# Words in a reply that say the relay refuses us, whatever the stage it says it at
+# (Postfix reports sender and client restrictions at RCPT by default).
+_ABOUT_US = re.compile(
+    r"\b(sender|client host|client|relay(ing)? (access )?denied|relay not permitted|"
+    r"helo|authenticat\w*|auth required|not owned by user|unauthenticated)\b",
+    re.IGNORECASE,
+)
+_ABOUT_MAILBOX = re.compile(
+    r"\b(user unknown|unknown user|no such (user|mailbox|recipient)|unknown (mailbox|recipient)|"
+    r"mailbox (unavailable|not found|disabled|does not exist)|does not exist|"
+    r"invalid (mailbox|recipient)|recipient not found|user not found|account disabled)\b",
+    re.IGNORECASE,
+)
+_AUTH_CODES = {530, 534, 535, 538}
+STAGE_NAMES = {
+    "connect": "the greeting",
+    "sender": "MAIL FROM",
+    "recipient": "RCPT TO",
+    "data": "DATA",
+    "message": "the end of the message",
+}
+
+
+def enhanced_status(text: str) -> tuple[int, int, int] | None:
+    """The RFC 3463 status code a reply text starts with (``5.1.1 …``), if any."""
+    match = _ENHANCED.match(text)
+    if match is None:
+        return None
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def classify_refusal(code: int, text: str, *, stage: str, recipient: str | None = None) -> str:
+    """Whom a permanent (5xx) reply is about: ``mailbox``, ``recipient``, ``us`` or
+    ``unknown``.
+
+    The enhanced status code decides first (RFC 3463: X.1 addressing, X.2 mailbox, X.3
+    mail system, X.4 routing, X.5 protocol, X.6 content, X.7 security and policy); the
+    stage second: a refusal at the greeting, MAIL, DATA or after the message is about us
+    unless a mailbox status says otherwise; at RCPT, only the reply's words can tell a
+    refused sender or client from a refused reader. docs/relays.md has the table.
+    """
+    status = enhanced_status(text)
+    names_us = _ABOUT_US.search(text) is not None
+    names_recipient = "recipient" in text.lower() or (
+        recipient is not None and recipient.lower() in text.lower()
+    )
+    if status is not None:
+        _, subject, detail = status
+        if subject == 1:
+            if detail in (7, 8) or (detail == 0 and names_us):
+                return "us"  # the sender's address or domain
+            return "mailbox"
+        if subject == 2:
+            return "mailbox" if detail in (0, 1) else "recipient"
+        if subject in (3, 5, 6):
+            return "us"  # the relay's own state, the protocol, our message
+        if subject in (4, 7):
+            if names_us or code in _AUTH_CODES:
+                return "us"
+            return "recipient" if names_recipient else "us"
+        return "unknown"
+    if code in _AUTH_CODES or names_us:
+        return "us"
+    if stage != "recipient":
+        return "us"
+    if _ABOUT_MAILBOX.search(text):
+        return "mailbox"
+    if code == 552:
+        return "recipient"  # storage exceeded for this mailbox
+    return "unknown"
+
+
+def _refusal_hint(code: int, text: str, about: str) -> str:
+    lower = text.lower()
+    status = enhanced_status(text)
+    if (
+        code in _AUTH_CODES
+        or (status is not None and status[1:] in ((7, 0), (7, 8)))
+        or ("authenticat" in lower)
+    ):
+        return (
+            "the relay wants a login: put the user in the URL (smtp://USER@host:587) or "
+            "[smtp] username, and set DIGEST_MAIL_SMTP_PASSWORD"
+        )
+    if "sender" in lower or (status is not None and status[1:2] == (1,)):
+        return (
+            "check [newsletter] from and the relay's sender policy (with a login, the "
+            "addresses that login may send as)"
+        )
+    if "client" in lower or "relay" in lower:
+        return (
+            "the relay does not accept mail from this host: log in (user in [smtp] url, "
+            "DIGEST_MAIL_SMTP_PASSWORD) or allow this host in the relay's restrictions"
+        )
+    return "the relay refused us, not a reader: fix the relay's policy or [smtp] url"
+
+
+def refusal(
+    code: int,
+    text: str,
+    *,
+    stage: str,
+    recipient: str,
+    relay: str,
+    hint: str | None = None,
+) -> DeliveryError:
+    """The failure for a refusal at ``stage`` (connect, sender, recipient, data, message):
+    4xx temporary; 5xx about the reader fails that recipient; 5xx about us stops the
+    campaign (:class:`RelayError`). The one place both SMTP clients classify replies."""
+    text = " ".join(text.split())
+    if code < 500:
+        return TemporaryFailure(text, code=code, recipient=recipient)
+    about = classify_refusal(code, text, stage=stage, recipient=recipient)
+    if about == "us":
+        return RelayError(
+            f"{relay} refused us at {STAGE_NAMES.get(stage, stage)}: {code} {text}",
+            code=code,
+            recipient=recipient,
+            hint=hint or _refusal_hint(code, text, about),
+        )
+    return PermanentFailure(text, code=code, recipient=recipient, about=about)
 
 
 # --- clock -----------------------------------------------------------------------------
@@ -426,25 +575,20 @@ class _Connection:
                 raise PermanentFailure(
                     "the relay does not offer SMTPUTF8, needed for this non-ASCII address",
                     recipient=recipients[0],
+                    about="ours",
                 )
             options.append("SMTPUTF8")
         try:
             _, _ = await smtp.sendmail(envelope_from, recipients, data, mail_options=options)
         except aiosmtplib.SMTPSenderRefused as exc:
-            if exc.code >= 500:
-                # Every message would fail the same way: the campaign must stop.
-                raise RelayError(
-                    f"{self.relay.display} refused the sender {envelope_from!r}: {exc.code} "
-                    f"{exc.message}",
-                    code=exc.code,
-                    hint="check [newsletter] from and the relay's sender policy",
-                ) from None
-            raise _classify(exc.code, exc.message, recipients[0], self) from None
+            raise _classify(exc.code, exc.message, recipients[0], self, "sender") from None
         except aiosmtplib.SMTPRecipientsRefused as exc:
             first = exc.recipients[0]
-            raise _classify(first.code, first.message, first.recipient, self) from None
+            raise _classify(first.code, first.message, first.recipient, self, "recipient") from None
+        except aiosmtplib.SMTPDataError as exc:
+            raise _classify(exc.code, exc.message, recipients[0], self, "message") from None
         except aiosmtplib.SMTPResponseException as exc:
-            raise _classify(exc.code, exc.message, recipients[0], self) from None
+            raise _classify(exc.code, exc.message, recipients[0], self, "message") from None
         except ValueError as exc:  # aiosmtplib refuses an address it cannot send safely
             raise PermanentFailure(str(exc), recipient=recipients[0]) from None
         except _TRANSIENT_ERRORS as exc:
@@ -475,13 +619,12 @@ async def _abandon(smtp: aiosmtplib.SMTP) -> None:
     await asyncio.sleep(0)
 
 
-def _classify(code: int, message: str, recipient: str, conn: _Connection) -> DeliveryError:
-    text = " ".join(message.split())
+def _classify(
+    code: int, message: str, recipient: str, conn: _Connection, stage: str
+) -> DeliveryError:
     if code == 421:
         conn.drop()  # the relay is closing this session: reconnect for the next message
-    if code >= 500:
-        return PermanentFailure(text, code=code, recipient=recipient)
-    return TemporaryFailure(text, code=code, recipient=recipient)
+    return refusal(code, message, stage=stage, recipient=recipient, relay=conn.relay.display)
 
 
 class SmtpTransport:

@@ -149,6 +149,11 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
     is_flag=True,
     help="Resend messages a crashed run may or may not have sent.",
 )
+@click.option(
+    "--no-breaker",
+    is_flag=True,
+    help="Do not stop when many of the first recipients are refused (a stale list).",
+)
 @json_option
 @pass_workspace
 def send(
@@ -160,6 +165,7 @@ def send(
     concurrency: int | None,
     rate: float | None,
     resend_uncertain: bool,
+    no_breaker: bool,
     as_json: bool,
 ) -> None:
     """Send DRAFT (default: the newest draft) to a list; rerun to resume.
@@ -215,6 +221,7 @@ def send(
                 rate=rate,
                 resend_uncertain=resend_uncertain,
                 progress=progress,
+                breaker=not no_breaker,
             )
         except CampaignError as exc:
             _stopped(exc, as_json=as_json)
