@@ -174,9 +174,13 @@ def test_import_keeps_existing_files_and_picks_a_free_name(empty_workspace: Path
 
 
 def test_import_over_http(empty_workspace: Path, run, feed_server: str) -> None:
-    result = run("articles", "import", f"{feed_server}/site-atom.xml", "--json")
+    result = run("articles", "import", f"{feed_server}/site-atom.xml", "--json", "--allow-http")
     assert result.exit_code == 0, result.output
-    assert len(json.loads(result.output)["new"]) == 2
+    assert result.stderr == (
+        "WARNING: fetching the feed over plain http: anyone on the network path can change"
+        " its articles and links.\n"
+    )
+    assert len(json.loads(result.stdout)["new"]) == 2
     assert _articles(empty_workspace) == [
         "2026-11-19-nuclear-taboo-nobel.md",
         "2026-11-20-trump-second-term-world.md",
@@ -184,9 +188,11 @@ def test_import_over_http(empty_workspace: Path, run, feed_server: str) -> None:
 
 
 def test_import_http_error_is_one_line(empty_workspace: Path, run, feed_server: str) -> None:
-    result = run("articles", "import", f"{feed_server}/missing.xml")
+    result = run("articles", "import", f"{feed_server}/missing.xml", "--allow-http")
     assert result.exit_code == 1
-    assert result.output == (
+    assert result.stderr == (
+        "WARNING: fetching the feed over plain http: anyone on the network path can change"
+        " its articles and links.\n"
         f"Error: {feed_server}/missing.xml: the server answered 404 File not found\n"
         "Hint: check the feed address in a browser\n"
     )

@@ -25,6 +25,7 @@ ARTICLE_ERRORS = {
     "javascript-source.md": "sources[0].url: 'javascript:alert(1)' is not an absolute https URL",
     "javascript-url.md": "url: 'javascript:alert(document.cookie)' is not an absolute https URL",
     "no-front-matter.md": "no front matter",
+    "placeholder-image.md": "image: 'https://tracker.example.net/pixel.gif?e=@@email@@&u=@@unsu",
     "python-name.md": "python/name:os.system",
     "python-object.md": "python/object/apply:os.system",
     "unclosed-front-matter.md": "front matter is not closed",

@@ -21,6 +21,7 @@ from digest_mail.config import Workspace
 from digest_mail.errors import InputError
 
 __all__ = [
+    "PLACEHOLDER_SYNTAX",
     "Article",
     "Source",
     "display_path",
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 _FENCE = "---"
+# The syntax of per-reader values (``@@email@@``). Delivery fills every such token it finds,
+# so one inside an article's text or links would carry each reader's address or
+# unsubscribe link wherever the article points (a tracker pixel's query string).
+PLACEHOLDER_SYNTAX = re.compile(r"@@[A-Za-z0-9_]+@@")
+PLACEHOLDER_HINT = (
+    "per-reader values such as @@email@@ are filled only where the templates put them;"
+    " remove it from the article"
+)
 
 
 # LibYAML's parser when present (several times faster); the constructors are the safe ones.
@@ -124,7 +133,18 @@ class _Fields:
             return None
         if not isinstance(value, str | int | float) or isinstance(value, bool):
             raise self.error(field, f"expected text, got {type(value).__name__}")
-        return str(value).strip()
+        return self.own(field, str(value).strip())
+
+    def own(self, field: str, value: str) -> str:
+        """``value`` if it holds no per-reader placeholder (see PLACEHOLDER_SYNTAX)."""
+        found = PLACEHOLDER_SYNTAX.search(value)
+        if found:
+            raise self.error(
+                field,
+                f"{value!r} contains {found.group()}, the syntax of a per-reader value",
+                hint=PLACEHOLDER_HINT,
+            )
+        return value
 
 
 def _https_url(fields: _Fields, field: str, value: str) -> str:
@@ -202,7 +222,7 @@ def _points(fields: _Fields) -> tuple[str, ...]:
     for index, item in enumerate(raw):
         if not isinstance(item, str) or not item.strip():
             raise fields.error(f"points[{index}]", "expected a non-empty sentence")
-        points.append(item.strip())
+        points.append(fields.own(f"points[{index}]", item.strip()))
     return tuple(points)
 
 
@@ -225,8 +245,8 @@ def _sources(fields: _Fields) -> tuple[Source, ...]:
         published = item.get("published")
         sources.append(
             Source(
-                title=title.strip(),
-                url=_https_url(fields, f"{where}.url", url.strip()),
+                title=fields.own(f"{where}.title", title.strip()),
+                url=_https_url(fields, f"{where}.url", fields.own(f"{where}.url", url.strip())),
                 published=None
                 if published is None
                 else _date(fields, f"{where}.published", published),
@@ -247,8 +267,16 @@ def load_article(path: Path | str) -> Article:
         raise InputError("is a folder, not an article file", path=shown) from None
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text", path=shown, hint="save the article as UTF-8") from None
-    front, body, _ = _split_front_matter(path, text)
+    front, body, body_line = _split_front_matter(path, text)
     fields = _parse_front_matter(path, front)
+    in_body = PLACEHOLDER_SYNTAX.search(body)
+    if in_body:
+        raise InputError(
+            f"the body contains {in_body.group()}, the syntax of a per-reader value",
+            path=shown,
+            line=body_line + body.count("\n", 0, in_body.start()),
+            hint=PLACEHOLDER_HINT,
+        )
     unknown = sorted(set(fields.data) - set(_KNOWN_FIELDS), key=str)
     if unknown:
         raise fields.error(

@@ -30,7 +30,7 @@ import nh3
 import yaml
 
 from digest_mail import __version__
-from digest_mail.articles import display_path, load_article
+from digest_mail.articles import PLACEHOLDER_SYNTAX, display_path, load_article
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 
@@ -131,11 +131,59 @@ def _is_url(source: str) -> bool:
     return urlsplit(source).scheme in {"http", "https"}
 
 
-def read_feed(source: str | Path) -> Any:
-    """Parse the feed at a path or http(s) URL; raise if it is not a feed at all."""
+class _RefuseDowngrade(urllib.request.HTTPRedirectHandler):
+    """An https feed that redirects to plain http is refused like a plain http address."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: Any,
+        code: int,
+        msg: str,
+        headers: Any,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urlsplit(newurl).scheme != "https":
+            raise DigestMailError(
+                f"{req.full_url}: redirected to {newurl}, which is not https",
+                hint=_HTTP_HINT,
+            )
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_HTTP_HINT = (
+    "use the feed's https:// address; --allow-http fetches over plain http (anyone on the"
+    " network path can then change its articles and links)"
+)
+
+
+def _read_local(path: Path, shown: str) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FEED_BYTES + 1)
+    except FileNotFoundError:
+        raise InputError(
+            "no such feed file", path=shown, hint="give a path or an https:// URL"
+        ) from None
+    except IsADirectoryError:
+        raise InputError("is a folder, not a feed file", path=shown) from None
+    if len(data) > MAX_FEED_BYTES:
+        # The same limit as a fetched feed: feedparser holds the whole document in memory.
+        raise InputError(f"the feed is larger than {MAX_FEED_BYTES} bytes", path=shown)
+    return data
+
+
+def read_feed(source: str | Path, *, allow_http: bool = False) -> Any:
+    """Parse the feed at a path or https URL; raise if it is not a feed at all.
+
+    Plain http (also through a redirect) only with ``allow_http``: a feed's links and
+    images go to every reader, so nobody on the network path may rewrite them.
+    """
     text = str(source)
     headers: dict[str, str] = {}
     if _is_url(text):
+        if urlsplit(text).scheme != "https" and not allow_http:
+            raise DigestMailError(f"{text}: a feed is fetched over https only", hint=_HTTP_HINT)
         request = urllib.request.Request(
             text,
             headers={
@@ -143,8 +191,11 @@ def read_feed(source: str | Path) -> Any:
                 "Accept": _ACCEPT,
             },
         )
+        handlers = [] if allow_http else [_RefuseDowngrade()]
         try:
-            with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
+            with urllib.request.build_opener(*handlers).open(
+                request, timeout=FETCH_TIMEOUT
+            ) as response:
                 data = response.read(MAX_FEED_BYTES + 1)
                 final_url = response.geturl()
                 content_type = response.headers.get("Content-Type", "")
@@ -167,15 +218,7 @@ def read_feed(source: str | Path) -> Any:
         if content_type:
             headers["content-type"] = content_type
     else:
-        path = Path(text).expanduser()
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError(
-                "no such feed file", path=text, hint="give a path or an https:// URL"
-            ) from None
-        except IsADirectoryError:
-            raise InputError("is a folder, not a feed file", path=text) from None
+        data = _read_local(Path(text).expanduser(), text)
     parsed = feedparser.parse(data, response_headers=headers)
     if not parsed.get("version") and not parsed.entries:
         problem = parsed.get("bozo_exception")
@@ -540,13 +583,25 @@ def _article_fields(entry: Mapping[str, Any]) -> dict[str, Any]:
     return fields
 
 
-def import_feed(workspace: Workspace, source: str | Path, *, dry_run: bool = False) -> ImportReport:
+def _refuse_placeholders(fields: Mapping[str, Any], body: str) -> None:
+    for name, value in [*fields.items(), ("body", body)]:
+        found = PLACEHOLDER_SYNTAX.search(str(value))
+        if found:
+            raise _Invalid(
+                f"{name}: {str(value)!r} contains {found.group()}, the syntax of a per-reader"
+                " value (delivery would fill in each reader's own)"
+            )
+
+
+def import_feed(
+    workspace: Workspace, source: str | Path, *, dry_run: bool = False, allow_http: bool = False
+) -> ImportReport:
     """Write one article into ``articles/`` per new feed entry; report new, skipped, invalid.
 
     An entry whose url is already an article's (or appears twice in the feed) is skipped.
     """
     report = ImportReport(feed=str(source))
-    parsed = read_feed(source)
+    parsed = read_feed(source, allow_http=allow_http)
     known = _existing_urls(workspace.articles_dir)
     seen: set[str] = set()
     for index, entry in enumerate(parsed.entries, start=1):
@@ -554,6 +609,7 @@ def import_feed(workspace: Workspace, source: str | Path, *, dry_run: bool = Fal
         try:
             fields = _article_fields(entry)
             body = _entry_body(entry)
+            _refuse_placeholders(fields, body)
         except _Invalid as exc:
             report.invalid.append(FeedEntryProblem(entry=label, reason=str(exc)))
             continue

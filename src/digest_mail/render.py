@@ -7,11 +7,13 @@ premailer rewrites ``href`` values and would mangle ``{{ … }}``.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -49,6 +51,26 @@ TEXT_WIDTH = 72
 # premailer copies CSS widths into attributes and rewrites <img width>; Outlook needs ours.
 _KEEP_ATTRIBUTES = ["width", "height", "align", "bgcolor", "valign", "background"]
 _DOCTYPE = "<!doctype html>"
+
+
+class _Slot(str):
+    """A per-reader placeholder as the templates receive it: the only way a fill slot may
+    enter a render. Any other ``@@…@@`` in the output came from article text."""
+
+
+# Slots the templates wrote during the current render (a context variable: the Jinja
+# environment is cached and shared).
+_written: contextvars.ContextVar[Counter[str] | None] = contextvars.ContextVar(
+    "digest_mail_slots_written", default=None
+)
+
+
+def _finalize(value: Any) -> Any:
+    if type(value) is _Slot:
+        written = _written.get()
+        if written is not None:
+            written[str(value)] += 1
+    return value
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,7 @@ def _environment(
         keep_trailing_newline=True,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=_finalize,
     )
     env.filters["jdate"] = japanese_date
     env.filters["wrap"] = wrap_text
@@ -192,10 +215,36 @@ def template_context(edition: Edition, settings: Settings) -> dict[str, Any]:
         "articles": edition.articles,
         "newsletter": settings.newsletter,
         "settings": settings,
-        "placeholders": PLACEHOLDERS,
+        "placeholders": {key: _Slot(token) for key, token in PLACEHOLDERS.items()},
         "view_url": edition.view_url(settings),
         "text_width": TEXT_WIDTH,
     }
+
+
+def _slots(output: str) -> Counter[str]:
+    return Counter({t: n for t in PLACEHOLDERS.values() if (n := output.count(t))})
+
+
+def _article_with_placeholder(edition: Edition) -> str:
+    for article in edition.articles:
+        values: Iterator[object] = iter(vars(article).values())
+        if any("@@" in str(v) for v in values):
+            return f" (in {display_path(article.path)})"
+    return ""
+
+
+def _refuse_foreign_slots(output: str, written: Counter[str], edition: Edition, part: str) -> None:
+    """Every fill slot in ``output`` must be one a template wrote: delivery fills each one
+    with the reader's address or unsubscribe link, so an article must never make one."""
+    extra = _slots(output) - written
+    if extra:
+        token = sorted(extra)[0]
+        raise InputError(
+            f"the {part} part holds {token} that no template wrote: article text or links"
+            f" make a per-reader value{_article_with_placeholder(edition)}",
+            hint="remove '@@' from the articles; per-reader values are filled only where the"
+            " templates put them",
+        )
 
 
 def render_edition(
@@ -208,8 +257,20 @@ def render_edition(
     """Render ``edition`` once into HTML (inlined CSS) and text with placeholders kept."""
     env = environment(templates_dir)
     context = template_context(edition, settings)
-    mjml, html_template = _render_template(env, HTML_TEMPLATE, context)
+    html_slots: Counter[str] = Counter()
+    reset = _written.set(html_slots)
+    try:
+        mjml, html_template = _render_template(env, HTML_TEMPLATE, context)
+    finally:
+        _written.reset(reset)
     html = inline_css(mjml_to_html(mjml, template=html_template))
-    text, _ = _render_template(env, TEXT_TEMPLATE, context)
+    _refuse_foreign_slots(html, html_slots, edition, "HTML")
+    text_slots: Counter[str] = Counter()
+    reset = _written.set(text_slots)
+    try:
+        text, _ = _render_template(env, TEXT_TEMPLATE, context)
+    finally:
+        _written.reset(reset)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
+    _refuse_foreign_slots(text, text_slots, edition, "text")
     return RenderedEdition(html=html, text=text, mjml=mjml)

@@ -42,21 +42,36 @@ def articles() -> None:
 @articles.command("import")
 @click.argument("feed")
 @click.option("--dry-run", is_flag=True, help="Report what would be written; write nothing.")
+@click.option(
+    "--allow-http",
+    is_flag=True,
+    help="Fetch a plain http:// FEED (insecure: anyone on the way can change it).",
+)
 @json_option
 @pass_workspace
-def import_command(workspace: Workspace, feed: str, dry_run: bool, as_json: bool) -> None:
-    """Write one article per new entry of an RSS or Atom FEED (a path or an http(s) URL).
+def import_command(
+    workspace: Workspace, feed: str, dry_run: bool, allow_http: bool, as_json: bool
+) -> None:
+    """Write one article per new entry of an RSS or Atom FEED (a path or an https URL).
 
     Entries whose url is already an article are skipped; entries without an https link,
-    a title or a date are reported as invalid. HTML in the feed is sanitized and stored
-    as Markdown: nothing from the feed reaches a template as markup.
+    a title or a date, or with a per-reader placeholder such as @@email@@, are reported
+    as invalid. HTML in the feed is sanitized and stored as Markdown: nothing from the
+    feed reaches a template as markup. A local FEED file may be at most 20 MB, like a
+    fetched one.
 
     \b
     Example:
         digest-mail articles import https://chrysanthemum-digest.example.jp/feed.xml
         digest-mail articles import saved-feed.xml --dry-run
     """
-    report = import_feed(workspace, feed, dry_run=dry_run)
+    if allow_http and feed.lower().startswith("http://"):
+        click.echo(
+            "WARNING: fetching the feed over plain http: anyone on the network path can"
+            " change its articles and links.",
+            err=True,
+        )
+    report = import_feed(workspace, feed, dry_run=dry_run, allow_http=allow_http)
     if as_json:
         _echo_json({**report.as_dict(), "dry_run": dry_run})
         return
