@@ -252,3 +252,44 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
     resent = run("send", "2026-W48", "--list", "weekly", "--yes", "--resend-uncertain", env=env)
     assert resent.exit_code == 0, resent.output
     assert smtp_server.counts()[addresses[2].lower()] == 2
+
+
+def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
+    workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer
+) -> None:
+    from digest_mail.campaign import _lock
+    from digest_mail.config import find_workspace
+    from digest_mail.ledger import Ledger
+
+    addresses = subscribed(workspace, "weekly")
+    assert run("send", "2026-W48", "--list", "weekly", "--yes", env=env).exit_code == 0
+    # What a run killed mid-send leaves: rows claimed, the campaign still 'sending'.
+    ws = find_workspace(workspace)
+    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+        ledger.db.execute(
+            "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
+            (addresses[2], addresses[5]),
+        )
+        ledger.db.execute("UPDATE campaigns SET state = 'sending'")
+    # While a sender holds the campaign's lock, its rows are in flight, not uncertain.
+    with _lock(ws, "2026-W48/weekly"):
+        live = run("status", "2026-W48/weekly", env=env)
+    assert live.output.splitlines()[1] == (
+        f"  {len(addresses) - 2} sent, 2 queued, 0 deferred, 0 failed, 0 suppressed, "
+        "0 skipped-invalid, 0 uncertain"
+    )
+    status = run("status", "2026-W48/weekly", env=env)
+    assert status.exit_code == 0
+    assert status.output.splitlines() == [
+        f"2026-W48/weekly (campaign, sending): {len(addresses)} recipients",
+        f"  {len(addresses) - 2} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, "
+        "0 skipped-invalid, 2 uncertain",
+        "  Uncertain (in flight when a run died; may have been delivered):",
+        f"    {addresses[2]}",
+        f"    {addresses[5]}",
+        "  Stopped: no sender is running: 2 were in flight when it died",
+        "  Resume: digest-mail send 2026-W48 --list weekly",
+        "  Resend the uncertain ones: digest-mail send 2026-W48 --list weekly --resend-uncertain",
+    ]
+    data = json.loads(run("status", "2026-W48/weekly", "--json", env=env).output)
+    assert [(d["uncertain"], d["queued"], d["complete"]) for d in data] == [(2, 0, False)]

@@ -78,6 +78,27 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
         ).fetchone()[0]
     assert 0 < in_flight <= 200, "at most the claimed batch is in doubt"
 
+    # Right after the crash, before any rerun, status tells what was in flight.
+    wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
+    status = subprocess.run(
+        [*CLI, "status", "2026-W48/big"], cwd=workspace, env=env, capture_output=True, timeout=60
+    )
+    lines = status.stdout.decode().splitlines()
+    with Ledger(ws.ledger_path) as ledger:
+        sent_so_far = ledger.db.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
+        ).fetchone()[0]
+    print(f"\nstatus after kill -9: {lines[1].strip()}")
+    assert lines[1] == (
+        f"  {sent_so_far} sent, {COUNT - sent_so_far - in_flight} queued, 0 deferred, "
+        f"0 failed, 0 suppressed, 0 skipped-invalid, {in_flight} uncertain"
+    )
+    assert f"  Stopped: no sender is running: {in_flight} were in flight when it died" in lines
+    assert lines[-2:] == [
+        "  Resume: digest-mail send 2026-W48 --list big",
+        "  Resend the uncertain ones: digest-mail send 2026-W48 --list big --resend-uncertain",
+    ]
+
     rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)
     report = json.loads(rerun.stdout)
     assert rerun.returncode == 5  # uncertain: only the in-flight rows are left for a decision

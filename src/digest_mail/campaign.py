@@ -518,9 +518,15 @@ class _Store:
                 (note, utcnow() if state == "finished" else None, state, self.id),
             )
 
-    def report(self) -> CampaignReport:
+    def report(self, *, sender_alive: bool = True) -> CampaignReport:
+        """Where the campaign stands. With ``sender_alive`` False (no process holds the
+        campaign's lock), rows left ``sending`` by a run that died are counted and listed
+        as uncertain, as the next run will mark them."""
         row = self.row()
         counts = self.counts()
+        in_flight = 0 if sender_alive else counts["sending"]
+        counts["uncertain"] += in_flight
+        counts["sending"] -= in_flight
         failures = [
             {
                 "email": r["email"],
@@ -534,12 +540,13 @@ class _Store:
                 (self.id,),
             )
         ]
+        uncertain_states = ("uncertain", "uncertain" if sender_alive else "sending")
         uncertain = [
             r[0]
             for r in self.db.execute(
-                "SELECT email FROM deliveries WHERE campaign_id = ? AND state = 'uncertain' "
+                "SELECT email FROM deliveries WHERE campaign_id = ? AND state IN (?, ?) "
                 "ORDER BY seq",
-                (self.id,),
+                (self.id, *uncertain_states),
             )
         ]
         return CampaignReport(
@@ -568,17 +575,38 @@ class _Store:
                 if row["state"] == "stopped"
                 else SNAPSHOT_UNFINISHED
                 if row["state"] == "snapshotting"
+                else f"no sender is running: {in_flight} were in flight when it died"
+                if in_flight
                 else ""
             ),
         )
 
 
+def _lock_path(workspace: Workspace, campaign_id: str) -> Path:
+    return workspace.var_dir / "locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id) + ".lock")
+
+
+def _sender_alive(workspace: Workspace, campaign_id: str) -> bool:
+    """Whether a process holds the campaign's lock now (it sends, or writes its snapshot)."""
+    path = _lock_path(workspace, campaign_id)
+    try:
+        handle = open(path, encoding="utf-8")  # noqa: SIM115
+    except FileNotFoundError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 @contextlib.contextmanager
 def _lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
     """One sender per campaign at a time (a lock the kernel drops if the process dies)."""
-    directory = workspace.var_dir / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id) + ".lock")
+    path = _lock_path(workspace, campaign_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
     handle: IO[str] = open(path, "a+", encoding="utf-8")  # noqa: SIM115
     try:
         try:
@@ -1597,4 +1625,6 @@ def campaign_status(workspace: Workspace, ref: str | None = None) -> list[Campai
                 f"no campaign {ref!r}" if ref else "no campaigns yet",
                 hint="campaigns are named EDITION/LIST, e.g. 2026-W48/weekly",
             )
-        return [_Store(ledger, r[0]).report() for r in rows]
+        return [
+            _Store(ledger, r[0]).report(sender_alive=_sender_alive(workspace, r[0])) for r in rows
+        ]
