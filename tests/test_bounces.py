@@ -40,12 +40,39 @@ def fixture(name: str) -> bytes:
     return (FIXTURES / name).read_bytes()
 
 
-def redated(name: str, when: datetime, message_id: str) -> bytes:
-    """The same report, sent at another time (a later delay notice of the same MTA)."""
+def redated(name: str, when: datetime, message_id: str, original_id: str = "") -> bytes:
+    """The same report, sent at another time (a later notice of the same MTA), about the
+    message we sent with ``original_id`` (default: the one the fixture quotes)."""
     message = message_from_bytes(fixture(name))
     message.replace_header("Date", format_datetime(when))
     message.replace_header("Message-Id", message_id)
-    return message.as_bytes()
+    data = message.as_bytes()
+    if original_id:
+        data = data.replace(b"<2026-W44.weekly.77d0e2@digest.example.jp>", original_id.encode())
+    return data
+
+
+def soft(
+    days: int, edition: int, start: datetime = datetime(2026, 11, 1, 4, 40, tzinfo=UTC)
+) -> bytes:
+    """The expiry report (Action: failed, 4.2.2) of edition ``edition``, ``days`` after start."""
+    return redated(
+        "postfix-expired.eml",
+        start + timedelta(days=days),
+        f"<expired{days}.{edition}@mail.example.jp>",
+        f"<edition{edition}@digest.example.jp>",
+    )
+
+
+def delay(
+    days: int, edition: int, start: datetime = datetime(2026, 11, 1, 4, 40, tzinfo=UTC)
+) -> bytes:
+    return redated(
+        "postfix-delayed.eml",
+        start + timedelta(days=days),
+        f"<delayed{days}.{edition}@mail.example.jp>",
+        f"<edition{edition}@digest.example.jp>",
+    )
 
 
 def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
@@ -60,12 +87,12 @@ def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
         "RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup\n"
         "kyuu.kaiin@example.jp: hard bounce 5.2.1: suppressed — smtp; 550 5.2.1 "
         "<kyuu.kaiin@example.jp>: Mailbox disabled, not accepting messages\n"
-        "mailbox.full@example.jp: soft bounce 4.2.2 (1 in 30 days): recorded — smtp; 452 4.2.2 "
-        "<mailbox.full@example.jp>: Mailbox full\n"
-        "slow.server@example.net: soft bounce 4.4.7 (1 in 30 days): recorded — "
+        "mailbox.full@example.jp: delay warning 4.2.2: still being retried, not a bounce — "
+        "smtp; 452 4.2.2 <mailbox.full@example.jp>: Mailbox full\n"
+        "slow.server@example.net: delay warning 4.4.7: still being retried, not a bounce — "
         "smtp;400 4.4.7 Message delayed\n"
         "bounces.mbox: 6 messages, 5 delivery reports, 1 other messages ignored; 3 hard bounces, "
-        "2 soft bounces, 1 other statuses; 3 addresses newly suppressed\n"
+        "0 soft bounces, 2 delay warnings, 1 other statuses; 3 addresses newly suppressed\n"
     )
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
         rows = {s.address: (s.reason, s.source, s.detail) for s in ledger.suppressions()}
@@ -100,8 +127,8 @@ def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
         "already-suppressed",
         "already-suppressed",
         "already-suppressed",
-        "seen-before",
-        "seen-before",
+        "noted",
+        "noted",
     ]
 
 
@@ -119,11 +146,7 @@ def test_maildir_folder(workspace: Path) -> None:
 
 
 def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
-    start = datetime(2026, 11, 1, 4, 40, tzinfo=UTC)
-    messages = [
-        redated("postfix-delayed.eml", start + timedelta(days=d), f"<delay{d}@mail.example.jp>")
-        for d in (0, 12, 24)
-    ]
+    messages = [soft(d, edition) for edition, d in enumerate((0, 12, 24))]
     mbox = make_mbox(tmp_path / "soft.mbox", messages)
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
@@ -142,14 +165,64 @@ def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
 
 def test_soft_bounces_spread_over_more_than_30_days_do_not(tmp_path: Path) -> None:
     start = datetime(2026, 9, 1, tzinfo=UTC)
-    messages = [
-        redated("postfix-delayed.eml", start + timedelta(days=d), f"<spread{d}@mail.example.jp>")
-        for d in (0, 20, 40, 60)
-    ]
+    messages = [soft(d, edition, start) for edition, d in enumerate((0, 20, 40, 60))]
     mbox = make_mbox(tmp_path / "soft.mbox", messages)
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         assert [e.soft_count for e in result.events] == [1, 2, 2, 2]
+        assert not ledger.is_suppressed("mailbox.full@example.jp")
+
+
+def test_delay_warnings_are_no_bounce_and_a_message_bounces_softly_once(tmp_path: Path) -> None:
+    # A greylisted mailbox sent two editions: a delay warning and an expiry each, four
+    # reports. That is two soft bounces, not four: nobody is suppressed.
+    messages = [delay(0, 1), soft(5, 1), delay(7, 2), soft(12, 2)]
+    mbox = make_mbox(tmp_path / "grey.mbox", messages)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
+        assert (result.delayed, result.soft, result.suppressed) == (2, 2, 0)
+        assert [(e.kind, e.soft_count, e.outcome) for e in result.events] == [
+            ("delay", 0, "noted"),
+            ("soft", 1, "recorded"),
+            ("delay", 0, "noted"),
+            ("soft", 2, "recorded"),
+        ]
+        assert not ledger.is_suppressed("mailbox.full@example.jp")
+        # A second expiry report about an edition already counted counts nothing more.
+        again = import_bounces(
+            make_mbox(
+                tmp_path / "again.mbox",
+                [redated("postfix-expired.eml", NOW, "<x@y>", "<edition2@digest.example.jp>")],
+            ),
+            ledger,
+            clock=lambda: NOW,
+            trust_unmatched=True,
+        )
+        assert [(e.soft_count, e.outcome) for e in again.events] == [(2, "seen-before")]
+        assert not ledger.is_suppressed("mailbox.full@example.jp")
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0)])
+def test_the_third_soft_bounce_in_30_days_suppresses_in_any_order(
+    tmp_path: Path, order: tuple[int, int, int]
+) -> None:
+    days = (0, 14, 29)
+    messages = [soft(days[i], i) for i in order]
+    mbox = make_mbox(tmp_path / "soft.mbox", messages)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
+        assert [e.soft_count for e in result.events] == [1, 2, 3]
+        assert [e.outcome for e in result.events][-1] == "suppressed"
+        assert ledger.is_suppressed("mailbox.full@example.jp")
+
+
+def test_two_soft_bounces_in_30_days_and_a_third_later_do_not_suppress(tmp_path: Path) -> None:
+    messages = [soft(40, 2), soft(0, 0), soft(20, 1)]  # 0, 20 within 30; 40 is 40 from 0
+    mbox = make_mbox(tmp_path / "soft.mbox", messages)
+    with Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
+        # 20 and 40 are within 30 days too: at most two in any window.
+        assert [e.soft_count for e in result.events] == [1, 1, 2]
         assert not ledger.is_suppressed("mailbox.full@example.jp")
 
 
@@ -158,6 +231,7 @@ def test_report_without_date_uses_the_injected_clock(tmp_path: Path) -> None:
     del message["Date"]
     status = message.get_payload()[1].get_payload()[0]
     del status["Arrival-Date"]
+    message.get_payload()[1].get_payload()[1].replace_header("Action", "failed")  # a soft bounce
     mbox = make_mbox(tmp_path / "nodate.mbox", [message.as_bytes()])
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)

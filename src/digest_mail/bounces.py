@@ -4,10 +4,12 @@ A bounce mailbox (mbox file or Maildir folder) is read with the stdlib ``mailbox
 module. Each ``multipart/report; report-type=delivery-status`` message carries a
 ``message/delivery-status`` part with one block per recipient (Final-Recipient, Action,
 Status, Diagnostic-Code). A permanent failure (Action: failed, Status 5.x.x) suppresses
-the address at once; a transient one (Status 4.x.x) is recorded, and the third within
-30 days suppresses it. An abuse report (RFC 5965 ARF, ``report-type=feedback-report``)
-suppresses the complaining address as ``complained``. Anything else in the mailbox is
-counted and left alone.
+the address at once; a soft bounce (Action: failed, Status 4.x.x: the relay gave up
+after retrying) is recorded once per message we sent (its Message-ID), and the third
+within 30 days suppresses it, whatever order the reports arrive in. A delay warning
+(Action: delayed) is counted but is no bounce: the message is still being retried. An
+abuse report (RFC 5965 ARF, ``report-type=feedback-report``) suppresses the complaining
+address as ``complained``. Anything else in the mailbox is counted and left alone.
 """
 
 from __future__ import annotations
@@ -61,10 +63,12 @@ class BounceEvent:
     """What the import did for one recipient of one report."""
 
     address: str
-    kind: Literal["hard", "soft", "complaint"]
+    kind: Literal["hard", "soft", "complaint", "delay"]
     status: str
     detail: str
-    outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before", "unmatched"]
+    outcome: Literal[
+        "suppressed", "already-suppressed", "recorded", "seen-before", "unmatched", "noted"
+    ]
     soft_count: int = 0
 
     def __str__(self) -> str:
@@ -72,6 +76,8 @@ class BounceEvent:
             what = f"hard bounce {self.status}"
         elif self.kind == "complaint":
             what = "spam complaint"
+        elif self.kind == "delay":
+            what = f"delay warning {self.status}"
         else:
             what = f"soft bounce {self.status} ({self.soft_count} in {SOFT_WINDOW.days} days)"
         outcome = {
@@ -80,6 +86,7 @@ class BounceEvent:
             "recorded": "recorded",
             "seen-before": "already imported",
             "unmatched": "ignored, not about a message this ledger sent",
+            "noted": "still being retried, not a bounce",
         }[self.outcome]
         return f"{self.address}: {what}: {outcome}" + (f" — {self.detail}" if self.detail else "")
 
@@ -94,6 +101,7 @@ class BounceImport:
     ignored: int = 0
     hard: int = 0
     soft: int = 0
+    delayed: int = 0
     other: int = 0
     complaints: int = 0
     suppressed: int = 0
@@ -104,7 +112,9 @@ class BounceImport:
         return (
             f"{self.source}: {self.messages} messages, {self.reports} delivery reports, "
             f"{self.ignored} other messages ignored; {self.hard} hard bounces, "
-            f"{self.soft} soft bounces, {self.other} other statuses"
+            f"{self.soft} soft bounces, "
+            + (f"{self.delayed} delay warnings, " if self.delayed else "")
+            + f"{self.other} other statuses"
             + (f", {self.complaints} complaints" if self.complaints else "")
             + "; "
             f"{self.suppressed} addresses newly suppressed"
@@ -124,6 +134,7 @@ class BounceImport:
             "ignored": self.ignored,
             "hard": self.hard,
             "soft": self.soft,
+            "delayed": self.delayed,
             "other": self.other,
             "complaints": self.complaints,
             "suppressed": self.suppressed,
@@ -325,7 +336,9 @@ def import_bounces(
     mail sent by another tool, or reports that quote no headers).
     """
 
-    def unmatched(kind: Literal["hard", "soft", "complaint"], address: str, status: str) -> bool:
+    def unmatched(
+        kind: Literal["hard", "soft", "complaint", "delay"], address: str, status: str
+    ) -> bool:
         if trust_unmatched or ledger.sent_message(address_key(address), original_id):
             return False
         result.unmatched += 1
@@ -364,14 +377,30 @@ def import_bounces(
             )
             continue
         result.reports += 1
-        message_id = str(message.get("Message-ID", "")).strip()
+        # A soft bounce counts once per message we sent: the delay warnings and the final
+        # report about one message are one bounce. The report's own id stands in only
+        # when it quotes no Message-ID.
+        message_id = original_id or str(message.get("Message-ID", "")).strip()
         if not message_id:
             message_id = "sha256:" + hashlib.sha256(data).hexdigest()
         for status in statuses:
             permanent = status.status.startswith("5") and status.action == "failed"
-            transient = status.status.startswith("4") and status.action in ("failed", "delayed")
+            transient = status.status.startswith("4") and status.action == "failed"
             detail = " ".join(x for x in (status.status, status.diagnostic) if x)
-            if permanent:
+            if status.action == "delayed":
+                result.delayed += 1
+                if unmatched("delay", status.address, status.status):
+                    continue
+                result.events.append(
+                    BounceEvent(
+                        address_key(status.address),
+                        "delay",
+                        status.status,
+                        status.diagnostic,
+                        "noted",
+                    )
+                )
+            elif permanent:
                 result.hard += 1
                 if unmatched("hard", status.address, status.status):
                     continue
@@ -414,6 +443,18 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def _most_in_window(times: list[str], window: timedelta) -> int:
+    """The most soft bounces within any ``window``: the same figure whatever order the
+    reports were imported in."""
+    moments = sorted(datetime.fromisoformat(t) for t in times)
+    most = start = 0
+    for end, moment in enumerate(moments):
+        while moment - moments[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
 def _soft_bounce(
     ledger: Ledger,
     status: RecipientStatus,
@@ -436,7 +477,7 @@ def _soft_bounce(
             source=source,
             at=_iso(when),
         )
-        count = ledger.soft_bounce_count(key, since=_iso(when - window), until=_iso(when))
+        count = _most_in_window(ledger.soft_bounce_times(key), window)
         outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
         outcome = "recorded" if recorded else "seen-before"
         if count >= limit:

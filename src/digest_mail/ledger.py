@@ -265,13 +265,21 @@ class Ledger:
     def record_soft_bounce(
         self, address: str, *, message_id: str, status: str, detail: str, source: str, at: str
     ) -> bool:
-        """Remember one soft bounce; False if this report was recorded before."""
+        """Remember one soft bounce of the message ``message_id`` (the one we sent);
+        False if a soft bounce of that message was recorded before."""
         cursor = self.db.execute(
             "INSERT INTO soft_bounces (address, message_id, status, detail, source, bounced_at) "
             "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address, message_id) DO NOTHING",
             (address_key(address), message_id, status, detail, source, at),
         )
         return cursor.rowcount == 1
+
+    def soft_bounce_times(self, address: str) -> list[str]:
+        """When each recorded soft bounce of ``address`` happened (ISO 8601 UTC)."""
+        rows = self.db.execute(
+            "SELECT bounced_at FROM soft_bounces WHERE address = ?", (address_key(address),)
+        ).fetchall()
+        return [str(row[0]) for row in rows]
 
     def sent_message(self, address: str, message_id: str) -> bool:
         """True if a campaign of this ledger sent ``message_id`` to ``address`` (a key)."""
@@ -284,15 +292,6 @@ class Ledger:
             (address, message_id),
         ).fetchone()
         return row is not None
-
-    def soft_bounce_count(self, address: str, *, since: str, until: str) -> int:
-        """Soft bounces of ``address`` with since <= bounced_at <= until (ISO 8601 UTC)."""
-        row = self.db.execute(
-            "SELECT COUNT(*) FROM soft_bounces WHERE address = ? AND bounced_at >= ? "
-            "AND bounced_at <= ?",
-            (address_key(address), since, until),
-        ).fetchone()
-        return int(row[0])
 
     def close(self) -> None:
         self.db.close()
