@@ -402,8 +402,9 @@ def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_j
     """Read an mbox file or Maildir folder of bounces (RFC 3464 reports).
 
     A hard bounce (5.x.x, failed) suppresses the address at once; a soft bounce
-    (4.x.x) is recorded and the third within 30 days suppresses it; an abuse report
-    (ARF) suppresses the complaining reader. A report counts only when the message it
+    (4.x.x, failed after retrying) counts once per message sent, and the third within
+    30 days suppresses it; a delay warning (Action: delayed) is no bounce; an abuse
+    report (ARF) suppresses the complaining reader. A report counts only when the message it
     returns has the Message-ID this ledger sent to that address, so a forged bounce
     cannot unsubscribe a reader. Other messages are counted and ignored; importing the
     same mailbox twice changes nothing.
