@@ -268,6 +268,6 @@ def test_a_campaign_to_an_empty_list_publishes_nothing(ws: Workspace, run) -> No
     _compose(ws, "2026-W48")
     ws.list_path("weekly").write_text("email,name\n", encoding="utf-8")
     sent = run("send", "2026-W48", "--list", "weekly", "--yes")
-    assert sent.exit_code == 0, sent.output
-    assert "Archived" not in sent.output
+    assert sent.exit_code == 1, sent.output
+    assert sent.output.startswith("Error: nothing to send: list weekly has no subscribed reader")
     assert not ws.archive_dir.exists()

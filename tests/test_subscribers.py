@@ -354,7 +354,6 @@ def test_missing_list_names_the_file_and_how_lists_are_named(workspace: Path, ru
     result = run("subscribers", "count", "nope")
     assert (result.exit_code, result.output) == (
         1,
-        "Error: subscribers/nope.csv: no such file\n"
-        "Hint: a list name means subscribers/<name>.csv; 'digest-mail subscribers add LIST "
-        "ADDRESS' creates one\n",
+        "Error: no list 'nope': subscribers/nope.csv does not exist (lists: staff, weekly)\n"
+        "Hint: start the list with 'digest-mail subscribers add nope ADDRESS'\n",
     )

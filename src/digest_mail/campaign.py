@@ -58,6 +58,7 @@ from digest_mail.subscribers import (
     check_readable,
     iter_recipients,
     normalize_address,
+    require_list,
 )
 from digest_mail.transport import (
     Clock,
@@ -115,6 +116,68 @@ class CampaignInterrupted(CampaignError):
     """Ctrl-C or SIGTERM: in-flight messages were finished or released."""
 
     exit_code = EXIT_STOPPED
+
+
+class NothingToSend(CampaignError):
+    """The list has nobody to send to (empty, everyone suppressed or invalid). No
+    campaign is recorded: once readers are added, the edition goes out."""
+
+
+def _nobody(
+    *,
+    list_name: str,
+    kind: str,
+    total: int,
+    suppressed: int,
+    invalid: int,
+    suppressed_emails: Sequence[str],
+) -> NothingToSend:
+    """The one line that says why a send reached nobody, and the way out."""
+    if kind == "test":
+        if suppressed and suppressed == total:
+            who = ", ".join(suppressed_emails)
+            more = (
+                f" (and {suppressed - len(suppressed_emails)} more)"
+                if (suppressed > len(suppressed_emails))
+                else ""
+            )
+            verb = "is" if suppressed == 1 else "are"
+            return NothingToSend(
+                f"nobody to test-send to: {who}{more} {verb} suppressed (unsubscribed or "
+                "bounced), so the test reached no one",
+                hint=(
+                    "if they want mail again: 'digest-mail suppressions remove "
+                    f"{suppressed_emails[0]}'; or test-send --to another address"
+                ),
+            )
+        return NothingToSend(
+            # "0 sent" would read as success to an editor waiting for the test.
+            f"nobody to test-send to: subscribers/{list_name}.csv has no subscribed address",
+            hint=f"add yours with 'digest-mail subscribers add {list_name} you@example.jp'",
+        )
+    add = f"'digest-mail subscribers add {list_name} ADDRESS'"
+    if total == 0 and invalid == 0:
+        return NothingToSend(
+            f"nothing to send: list {list_name} has no subscribed reader (it is empty)",
+            hint=f"add readers with {add}, then send again",
+        )
+    if invalid == 0:
+        return NothingToSend(
+            f"nothing to send: all {suppressed} readers of list {list_name} are suppressed "
+            "(unsubscribed or bounced)",
+            hint=f"add readers with {add}; see 'digest-mail suppressions list'",
+        )
+    check = f"'digest-mail subscribers check {list_name}'"
+    if total == 0:
+        return NothingToSend(
+            f"nothing to send: all {invalid} rows of list {list_name} are invalid",
+            hint=f"fix them (see {check}) or add readers with {add}",
+        )
+    return NothingToSend(
+        f"nothing to send: list {list_name} has {suppressed} suppressed and {invalid} invalid "
+        "rows and no other reader",
+        hint=f"fix the invalid rows (see {check}) or add readers with {add}",
+    )
 
 
 @dataclass
@@ -277,6 +340,26 @@ class _Store:
                 "SELECT COALESCE(MAX(seq), 0) FROM deliveries WHERE campaign_id = ?", (self.id,)
             ).fetchone()[0]
         return last
+
+    def nobody(self, list_name: str, kind: str) -> NothingToSend:
+        """The error for a campaign that reached nobody, from its rows."""
+        counts = self.counts()
+        emails = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT email FROM deliveries WHERE campaign_id = ? AND state = 'suppressed' "
+                "ORDER BY seq LIMIT 3",
+                (self.id,),
+            )
+        ]
+        return _nobody(
+            list_name=list_name,
+            kind=kind,
+            total=sum(counts.values()) - counts["skipped"],
+            suppressed=counts["suppressed"],
+            invalid=counts["skipped"],
+            suppressed_emails=emails,
+        )
 
     def claimed_any(self) -> bool:
         """Whether any row was ever claimed for sending (it has a Message-ID)."""
@@ -1335,8 +1418,18 @@ def _run(
                         "was approved"
                     ),
                 )
+        if row is not None and row["state"] != "snapshotting" and not store.claimed_any():
+            # It never sent a message (it found nobody, and older versions recorded that
+            # as finished): no sent campaign, so the list as it is now gets the edition.
+            if dry_run:
+                row = None
+            else:
+                store.discard()
+                row = store.row()
         if dry_run:
-            return _dry_run_report(workspace, store, draft, list_name, kind, items(ledger))
+            return _dry_run_report(
+                store, draft, list_name, kind, items(ledger), existing=row is not None
+            )
         if row is None:
             store.create(
                 edition=draft.id, list_name=list_name, kind=kind, content_hash=draft.content_hash
@@ -1375,6 +1468,8 @@ def _run(
                 report.queued = max(report.queued, expected)
                 report.stopped = ""
             elif report.queued == 0:
+                if not store.claimed_any():
+                    raise _discard_nobody(store, list_name, kind)
                 store.finish(
                     "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
                 )
@@ -1407,6 +1502,9 @@ def _run(
                     final = store.report()
                     raise _with_report(exc, final, report) from None
             final = store.report()
+            if final.complete and not store.claimed_any():
+                # The streamed snapshot found only suppressed or invalid rows.
+                raise _discard_nobody(store, list_name, kind)
             final.sent_this_run = report.sent_this_run
             final.tried_this_run = report.tried_this_run
             final.transport = report.transport
@@ -1419,6 +1517,14 @@ def _run(
         finally:
             if writer is not None:
                 writer.close()
+
+
+def _discard_nobody(store: _Store, list_name: str, kind: str) -> NothingToSend:
+    """A campaign that found nobody to send to is not recorded: a finished campaign
+    would keep the edition from the readers added later."""
+    error = store.nobody(list_name, kind)
+    store.discard()
+    return error
 
 
 def _uncertain_note(report: CampaignReport) -> str:
@@ -1453,15 +1559,17 @@ def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport)
 
 
 def _dry_run_report(
-    workspace: Workspace,
     store: _Store,
     draft: CampaignDraft,
     list_name: str,
     kind: str,
     items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
+    *,
+    existing: bool,
 ) -> CampaignReport:
-    """What a send would do now, changing nothing."""
-    if store.row() is not None:
+    """What a send would do now, changing nothing; :class:`NothingToSend` as the send
+    would raise it."""
+    if existing:
         report = store.report()
         report.dry_run = True
         report.transport = "dry run"
@@ -1469,15 +1577,27 @@ def _dry_run_report(
     report = CampaignReport(
         campaign_id=store.id, edition=draft.id, list_name=list_name, kind=kind, dry_run=True
     )
+    suppressed_emails: list[str] = []
     for item in items:
         if isinstance(item, RowProblem):
             report.skipped_invalid += 1
         elif isinstance(item, tuple):
             report.total += 1
             report.suppressed += 1
+            if len(suppressed_emails) < 3:
+                suppressed_emails.append(item[0].email)
         else:
             report.total += 1
             report.queued += 1
+    if report.queued == 0:
+        raise _nobody(
+            list_name=list_name,
+            kind=kind,
+            total=report.total,
+            suppressed=report.suppressed,
+            invalid=report.skipped_invalid,
+            suppressed_emails=suppressed_emails,
+        )
     report.transport = "dry run"
     return report
 
@@ -1503,7 +1623,7 @@ def run_campaign(
 ) -> CampaignReport:
     """Create or resume the campaign (draft's edition, ``list_name``) and send what is left.
     ``breaker=False`` turns the circuit breaker off (a list known to be stale)."""
-    workspace.list_path(list_name)
+    require_list(workspace, list_name)
     return _run(
         workspace,
         draft,
@@ -1582,13 +1702,6 @@ def send_test(
         clock=clock,
         transport=transport,
     )
-    if report.total == 0:
-        # "0 sent" would read as success to an editor waiting for the test in their inbox.
-        raise CampaignError(
-            f"nobody to test-send to: {workspace.list_path(staff).relative_to(workspace.root)} "
-            "has no subscribed address",
-            hint=f"add yours with 'digest-mail subscribers add {staff} you@example.jp'",
-        )
     return report
 
 

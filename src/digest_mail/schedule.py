@@ -269,12 +269,15 @@ def sent_editions(ledger: Ledger, list_name: str) -> set[str]:
     """Editions this list has received: a campaign (edition, list) that finished.
 
     A campaign a scheduled run completed counts too, whatever state the campaign row
-    was left in by an earlier, failed run.
+    was left in by an earlier, failed run. A campaign that never sent a message (older
+    versions recorded an empty list's send as finished) does not count.
     """
     rows = ledger.db.execute(
         "SELECT DISTINCT edition FROM campaigns WHERE list_name = ? AND kind = 'campaign'"
         " AND (state = 'finished'"
-        " OR id IN (SELECT campaign_id FROM schedule_runs WHERE state = 'sent'))",
+        " OR id IN (SELECT campaign_id FROM schedule_runs WHERE state = 'sent'))"
+        " AND EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = campaigns.id"
+        " AND message_id != '')",
         (list_name,),
     )
     return {row[0] for row in rows}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import difflib
 import fcntl
 import io
 import os
@@ -43,14 +44,17 @@ __all__ = [
     "ListCounts",
     "Recipient",
     "RowProblem",
+    "UnknownListError",
     "add_subscriber",
     "check_readable",
+    "existing_lists",
     "export_list",
     "export_list_file",
     "import_list",
     "iter_recipients",
     "normalize_address",
     "remove_subscriber",
+    "require_list",
     "resolve_list",
     "scan_list",
     "tally_list",
@@ -160,11 +164,89 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def resolve_list(workspace: Workspace, ref: str) -> Path:
-    """A list name (``weekly``) or the path of a CSV file."""
-    if ref.endswith((".csv", ".tsv", ".txt")) or "/" in ref or os.sep in ref:
+def _is_path(ref: str) -> bool:
+    return ref.endswith((".csv", ".tsv", ".txt")) or "/" in ref or os.sep in ref
+
+
+def resolve_list(
+    workspace: Workspace, ref: str, *, create: bool = False, allow_similar: bool = False
+) -> Path:
+    """A list name (``weekly``) or the path of a CSV file.
+
+    A list name must name an existing list, unless ``create`` (a command that may start
+    a list); even then a name one typo away from an existing list is refused unless
+    ``allow_similar`` (:func:`check_new_list`). A path is left to the reader's errors."""
+    if _is_path(ref):
         return Path(ref)
-    return workspace.list_path(ref)
+    if create:
+        return check_new_list(workspace, ref, allow_similar=allow_similar)
+    return require_list(workspace, ref)
+
+
+class UnknownListError(InputError):
+    """A list name with no subscribers/<name>.csv; carries the lists that do exist."""
+
+    def __init__(self, name: str, path: Path, lists: Sequence[str], *, hint: str) -> None:
+        shown = ", ".join(lists) if lists else "none yet"
+        super().__init__(
+            f"no list {name!r}: {display_path(path)} does not exist (lists: {shown})", hint=hint
+        )
+        self.name = name
+        self.lists = tuple(lists)
+
+
+def existing_lists(workspace: Workspace) -> list[str]:
+    """The names of the workspace's lists: the stems of subscribers/*.csv, sorted."""
+    directory = workspace.subscribers_dir
+    if not directory.is_dir():
+        return []
+    return sorted(p.stem for p in directory.glob("*.csv") if p.is_file())
+
+
+def _similar(name: str, lists: Sequence[str]) -> str | None:
+    found = difflib.get_close_matches(name, lists, n=1, cutoff=0.75)
+    if not found:
+        # Case slips (Weekly) are typos too.
+        found = [n for n in lists if n.casefold() == name.casefold()]
+    return found[0] if found else None
+
+
+def require_list(workspace: Workspace, name: str) -> Path:
+    """The path of the existing list ``name``; :class:`UnknownListError` naming the
+    real lists (and the nearest one) when there is none: a misspelt name must never
+    lead to creating a new list."""
+    path = workspace.list_path(name)
+    if path.is_file():
+        return path
+    lists = existing_lists(workspace)
+    near = _similar(name, lists)
+    if near is not None:
+        raise UnknownListError(name, path, lists, hint=f"Did you mean {near!r}?")
+    raise UnknownListError(
+        name,
+        path,
+        lists,
+        hint=f"start the list with 'digest-mail subscribers add {name} ADDRESS'",
+    )
+
+
+def check_new_list(workspace: Workspace, name: str, *, allow_similar: bool = False) -> Path:
+    """The path for list ``name``, which may be new: but a new name that is one typo away
+    from an existing list is refused (``allow_similar`` overrides, for a list that is
+    meant to look alike)."""
+    path = workspace.list_path(name)
+    if path.exists() or allow_similar:
+        return path
+    lists = existing_lists(workspace)
+    near = _similar(name, lists)
+    if near is not None:
+        raise UnknownListError(
+            name,
+            path,
+            lists,
+            hint=f"Did you mean {near!r}? To start a new list {name!r}, add --new-list",
+        )
+    return path
 
 
 # --- addresses ---------------------------------------------------------------------

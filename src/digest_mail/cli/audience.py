@@ -129,17 +129,30 @@ def count_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
     is_flag=True,
     help="Subscribe again an address that unsubscribed or bounced (lifts its suppression).",
 )
+@click.option(
+    "--new-list",
+    is_flag=True,
+    help="Start LIST even though its name is close to an existing list's.",
+)
 @pass_workspace
 def add_command(
-    workspace: Workspace, list_ref: str, address: str, name: str | None, resubscribe: bool
+    workspace: Workspace,
+    list_ref: str,
+    address: str,
+    name: str | None,
+    resubscribe: bool,
+    new_list: bool,
 ) -> None:
     """Subscribe ADDRESS to LIST (the file is rewritten atomically).
+
+    A LIST that does not exist yet is started; a new name one typo away from an
+    existing list (weekley for weekly) is refused unless --new-list.
 
     \b
     Example:
         digest-mail subscribers add weekly hanako@example.jp --name '佐藤 花子'
     """
-    path = resolve_list(workspace, list_ref)
+    path = resolve_list(workspace, list_ref, create=True, allow_similar=new_list)
     with _existing_ledger(workspace) as ledger:
         result = add_subscriber(
             path, address, name=name, ledger=ledger, resubscribe=resubscribe, today=utcnow()[:10]
@@ -178,10 +191,20 @@ def remove_command(workspace: Workspace, list_ref: str, address: str) -> None:
     is_flag=True,
     help="Subscribe again addresses that unsubscribed or bounced (lifts their suppression).",
 )
+@click.option(
+    "--new-list",
+    is_flag=True,
+    help="Start LIST even though its name is close to an existing list's.",
+)
 @json_option
 @pass_workspace
 def import_command(
-    workspace: Workspace, file: Path, list_ref: str, resubscribe: bool, as_json: bool
+    workspace: Workspace,
+    file: Path,
+    list_ref: str,
+    resubscribe: bool,
+    new_list: bool,
+    as_json: bool,
 ) -> None:
     """Merge the CSV FILE into LIST: new rows appended, existing rows updated.
 
@@ -192,7 +215,7 @@ def import_command(
     Example:
         digest-mail subscribers import signups.csv --into weekly
     """
-    target = resolve_list(workspace, list_ref)
+    target = resolve_list(workspace, list_ref, create=True, allow_similar=new_list)
     with _existing_ledger(workspace) as ledger:
         report = import_list(file, target, ledger=ledger, resubscribe=resubscribe)
     if as_json:

@@ -133,7 +133,12 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
 
 @click.command()
 @click.argument("draft", required=False)
-@click.option("--list", "list_name", required=True, help="The list: subscribers/NAME.csv.")
+@click.option(
+    "--list",
+    "list_name",
+    default=None,
+    help="The list: subscribers/NAME.csv (default: [lists] default).",
+)
 @click.option("--dry-run", is_flag=True, help="Count who would receive it; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @click.option(
@@ -159,7 +164,7 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
 def send(
     workspace: Workspace,
     draft: str | None,
-    list_name: str,
+    list_name: str | None,
     dry_run: bool,
     yes: bool,
     concurrency: int | None,
@@ -179,6 +184,10 @@ def send(
         digest-mail send 2026-W48 --list weekly --dry-run
         digest-mail send 2026-W48 --list weekly --yes
     """
+    if list_name is None:
+        list_name = workspace.settings.lists.default
+        # Said on stderr, so that --json output stays one document.
+        click.echo(f"Using list {list_name} ([lists] default)", err=True)
     the_draft = _draft(workspace, draft)
     # --yes shows nothing before sending: skip this counting pass over the whole list
     # (seconds at a million rows); the campaign's snapshot counts as it goes.
