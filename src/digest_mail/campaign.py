@@ -967,7 +967,8 @@ class _Sender:
         self.report = report
         self.options = options
         self.sign = sign
-        self.sign_token = TokenSigner(signing_key(workspace), list_name)
+        # A test mail's links are test tokens: following them changes nothing.
+        self.sign_token = TokenSigner(signing_key(workspace), list_name, test=report.kind == "test")
         # Both links end with the token: their prefixes are built once per send.
         self.url_prefix = unsubscribe_url(self.settings, "")
         self.mailto_prefix = unsubscribe_mailto(self.settings, "")

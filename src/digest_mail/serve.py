@@ -4,7 +4,9 @@
 providers send when a reader presses their "unsubscribe" button: it suppresses the
 address at once and answers 200. ``GET`` (a reader following the footer link, or a
 scanner prefetching it) changes nothing and shows a small Japanese page whose button
-POSTs. A forged, truncated or missing token gets 400 and changes nothing.
+POSTs. A forged, truncated or missing token gets 400 and changes nothing. The token of
+a test mail (``test-send``) gets, for GET and POST alike, a page saying that it is a
+test, and changes nothing: the editor checking the link stays subscribed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aiohttp import web
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger import Ledger
-from digest_mail.unsubscribe import TokenError, signing_key, verify_token
+from digest_mail.unsubscribe import Token, TokenError, read_token, signing_key
 
 __all__ = ["ServerInfo", "make_app", "serve", "unsubscribe_path"]
 
@@ -89,18 +91,28 @@ def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Applicati
     newsletter = workspace.settings.newsletter.name
     app = web.Application(client_max_size=16 * 1024)
 
-    def token_of(request: web.Request, form: dict[str, str] | None = None) -> tuple[str, str, str]:
+    def token_of(request: web.Request, form: dict[str, str] | None = None) -> tuple[str, Token]:
         token = request.query.get("t", "") or (form or {}).get("t", "")
         if not token:
             raise TokenError("the unsubscribe link has no token")
-        list_name, address = verify_token(key, token)
-        return token, list_name, address
+        return token, read_token(key, token)
+
+    def test_mail(found: Token) -> web.Response:
+        return _page(
+            "テストメールのリンクです",
+            f"<p>このリンクは {html.escape(newsletter)} のテスト送信（[TEST]）のものです。"
+            f"{html.escape(found.address)} の配信は停止されていません。何も変更していません。"
+            "</p><p>読者に届くメールでは、このリンクから配信停止の確認ページが開きます。</p>",
+        )
 
     async def confirm(request: web.Request) -> web.Response:
         try:
-            token, list_name, address = token_of(request)
+            token, found = token_of(request)
         except TokenError as exc:
             return _bad_link(exc)
+        if found.test:
+            return test_mail(found)
+        list_name, address = found.list_name, found.address
         action = html.escape(f"{request.path}?t={quote(token, safe='')}")
         return _page(
             "配信停止の確認",
@@ -115,9 +127,12 @@ def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Applicati
     async def unsubscribe(request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         try:
-            _token, list_name, address = token_of(request, form)
+            _token, found = token_of(request, form)
         except TokenError as exc:
             return _bad_link(exc)
+        if found.test:
+            return test_mail(found)
+        list_name, address = found.list_name, found.address
         if form.get("List-Unsubscribe") != ONE_CLICK:
             return _page(
                 "リクエストが不正です",

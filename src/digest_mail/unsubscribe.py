@@ -3,9 +3,14 @@
 A token names a list and an address and proves that we issued it:
 ``base64url(list NUL address) "." base64url(HMAC-SHA256(key, list NUL address))``.
 Nobody can unsubscribe someone else by editing a link, and the endpoint needs no
-database of issued links. The key comes from ``DIGEST_MAIL_SECRET``, else the owner-only
-file named by ``[unsubscribe] key_file``, else ``var/unsubscribe.key``, created with 32
-random bytes on first use so that a fresh workspace works out of the box.
+database of issued links. A test mail's token ends its payload with ``NUL "test"``,
+under the same signature: its links show a page saying so and change nothing, so an
+editor checking the link of a test is never unsubscribed (and a real token cannot be
+turned into a test one, or back, without the key).
+
+The key comes from ``DIGEST_MAIL_SECRET``, else the owner-only file named by
+``[unsubscribe] key_file``, else ``var/unsubscribe.key``, created with 32 random bytes
+on first use so that a fresh workspace works out of the box.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import hmac
 import os
 import re
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
@@ -25,9 +31,11 @@ from digest_mail.config import Settings, Workspace, read_secret
 from digest_mail.errors import ConfigError, DigestMailError
 
 __all__ = [
+    "Token",
     "TokenError",
     "TokenSigner",
     "make_token",
+    "read_token",
     "signing_key",
     "unsubscribe_mailto",
     "unsubscribe_url",
@@ -39,6 +47,7 @@ KEY_FILE_NAME = "unsubscribe.key"
 MIN_SECRET_LENGTH = 16
 _MAC_LENGTH = 32
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
+_TEST = b"\0test"
 
 
 class TokenError(DigestMailError):
@@ -62,11 +71,12 @@ def _mac(key: bytes, payload: bytes) -> bytes:
     return hmac.new(key, payload, hashlib.sha256).digest()
 
 
-def make_token(key: bytes, list_name: str, address: str) -> str:
-    """The token for ``address`` on ``list_name``, signed with ``key``."""
+def make_token(key: bytes, list_name: str, address: str, *, test: bool = False) -> str:
+    """The token for ``address`` on ``list_name``, signed with ``key``; ``test`` for the
+    links of a test send."""
     if "\0" in list_name or "\0" in address:
         raise TokenError("a list name or address cannot contain NUL")
-    payload = f"{list_name}\0{address}".encode()
+    payload = f"{list_name}\0{address}".encode() + (_TEST if test else b"")
     return f"{_b64encode(payload)}.{_b64encode(_mac(key, payload))}"
 
 
@@ -75,23 +85,43 @@ class TokenSigner:
     recipient: the keyed HMAC state and the list's prefix are prepared once, and each
     token copies that state (about half the cost of a fresh HMAC)."""
 
-    def __init__(self, key: bytes, list_name: str) -> None:
+    def __init__(self, key: bytes, list_name: str, *, test: bool = False) -> None:
         if "\0" in list_name:
             raise TokenError("a list name or address cannot contain NUL")
         self._prefix = f"{list_name}\0".encode()
+        self._suffix = _TEST if test else b""
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __call__(self, address: str) -> str:
         if "\0" in address:
             raise TokenError("a list name or address cannot contain NUL")
-        payload = self._prefix + address.encode()
+        payload = self._prefix + address.encode() + self._suffix
         mac = self._keyed.copy()
         mac.update(payload)
         return f"{_b64encode(payload)}.{_b64encode(mac.digest())}"
 
 
+@dataclass(frozen=True)
+class Token:
+    """What a verified token says: the list, the address, and whether a test mail
+    carried it (then following it must change nothing)."""
+
+    list_name: str
+    address: str
+    test: bool = False
+
+
 def verify_token(key: bytes, token: str) -> tuple[str, str]:
-    """(list name, address) of a token we signed; :class:`TokenError` for anything else."""
+    """(list name, address) of a token we signed for a real send; :class:`TokenError`
+    for anything else, a test mail's token included (see :func:`read_token`)."""
+    found = read_token(key, token)
+    if found.test:
+        raise TokenError("the link is from a test mail: it unsubscribes nobody")
+    return found.list_name, found.address
+
+
+def read_token(key: bytes, token: str) -> Token:
+    """The :class:`Token` we signed; :class:`TokenError` for anything else."""
     body, dot, signature = token.strip().partition(".")
     if not dot or not body or not signature:
         raise TokenError("the unsubscribe link is incomplete")
@@ -103,11 +133,14 @@ def verify_token(key: bytes, token: str) -> tuple[str, str]:
     canonical = _b64encode(payload) == body and _b64encode(mac) == signature
     if len(mac) != _MAC_LENGTH or not hmac.compare_digest(mac, _mac(key, payload)) or not canonical:
         raise TokenError("the unsubscribe link is not valid (bad signature)")
+    test = payload.endswith(_TEST) and payload.count(b"\0") == 2
+    if test:
+        payload = payload[: -len(_TEST)]
     try:
         list_name, address = payload.decode("utf-8").split("\0")
     except (UnicodeDecodeError, ValueError):
         raise TokenError("the unsubscribe link is not valid") from None
-    return list_name, address
+    return Token(list_name, address, test)
 
 
 def signing_key(workspace: Workspace) -> bytes:

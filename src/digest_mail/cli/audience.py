@@ -29,7 +29,7 @@ from digest_mail.subscribers import (
     resolve_list,
     tally_list,
 )
-from digest_mail.unsubscribe import signing_key, verify_token
+from digest_mail.unsubscribe import read_token, signing_key
 
 
 def _echo_json(data: object) -> None:
@@ -293,7 +293,14 @@ def unsubscribe_command(
     """
     if token:
         token = token.removeprefix("unsubscribe ").strip()
-        list_name, address = verify_token(signing_key(workspace), token)
+        found = read_token(signing_key(workspace), token)
+        if found.test:
+            click.echo(
+                f"the token is from a test mail to {found.address}: nothing changed "
+                "(test mails unsubscribe nobody)"
+            )
+            return
+        list_name, address = found.list_name, found.address
     if not address:
         raise InputError("give an ADDRESS or --token", hint="digest-mail unsubscribe ADDRESS")
     try:
