@@ -67,6 +67,8 @@ from digest_mail.transport import (
     SystemClock,
     TemporaryFailure,
     Transport,
+    needs_smtputf8,
+    offers,
     open_transport,
     supports_8bit,
 )
@@ -205,6 +207,11 @@ class CampaignReport:
     failures: list[dict[str, Any]] = field(default_factory=list)
     uncertain_addresses: list[str] = field(default_factory=list)
     dry_run: bool = False
+    # A dry run: recipients left to send whose local part is not ASCII (they need a
+    # relay that offers SMTPUTF8), the first few of them, and what to warn about.
+    needs_smtputf8: int = 0
+    smtputf8_examples: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -260,6 +267,7 @@ class CampaignReport:
             "transport": self.transport,
             "failures": self.failures,
             "uncertain_addresses": self.uncertain_addresses,
+            "warnings": self.warnings,
             "resume": self.resume_command(),
         }
 
@@ -1574,6 +1582,12 @@ def _dry_run_report(
         report = store.report()
         report.dry_run = True
         report.transport = "dry run"
+        for (email,) in store.db.execute(
+            "SELECT email FROM deliveries WHERE campaign_id = ? "
+            "AND state IN ('queued', 'deferred', 'sending', 'uncertain') ORDER BY seq",
+            (store.id,),
+        ):
+            _count_smtputf8(report, email)
         return report
     report = CampaignReport(
         campaign_id=store.id, edition=draft.id, list_name=list_name, kind=kind, dry_run=True
@@ -1590,6 +1604,7 @@ def _dry_run_report(
         else:
             report.total += 1
             report.queued += 1
+            _count_smtputf8(report, item.email)
     if report.queued == 0:
         raise _nobody(
             list_name=list_name,
@@ -1601,6 +1616,45 @@ def _dry_run_report(
         )
     report.transport = "dry run"
     return report
+
+
+def _count_smtputf8(report: CampaignReport, email: str) -> None:
+    if needs_smtputf8(email):
+        report.needs_smtputf8 += 1
+        if len(report.smtputf8_examples) < 3:
+            report.smtputf8_examples.append(email)
+
+
+def warn_before_sending(workspace: Workspace, report: CampaignReport) -> None:
+    """Add to a dry run's ``warnings`` what will fail for a gap of the configured relay:
+    recipients with a non-ASCII local part and a relay without SMTPUTF8. Asks the relay
+    (one connection, one EHLO) only when such recipients exist."""
+    if not report.needs_smtputf8 or workspace.settings.smtp.url.strip() in {"", "capture"}:
+        return
+    transport = open_transport(workspace, concurrency=1)
+    where = str(getattr(transport, "description", "the relay"))
+
+    async def ask() -> bool:
+        try:
+            return await offers(transport, "SMTPUTF8")
+        finally:
+            await transport.close()
+
+    who = (
+        f"{report.needs_smtputf8} recipient{'s' if report.needs_smtputf8 != 1 else ''} "
+        f"with a non-ASCII local part ({', '.join(report.smtputf8_examples)}"
+        f"{', …' if report.needs_smtputf8 > len(report.smtputf8_examples) else ''})"
+    )
+    try:
+        offered = eventloop.run(ask())
+    except DigestMailError as exc:
+        report.warnings.append(f"{who} need SMTPUTF8; could not ask {where}: {exc.message}")
+        return
+    if not offered:
+        report.warnings.append(
+            f"{who} will fail: {where} does not offer SMTPUTF8 (they are not suppressed; "
+            "send them through a relay that offers it)"
+        )
 
 
 def count_recipients(workspace: Workspace, draft: CampaignDraft, list_name: str) -> CampaignReport:

@@ -84,11 +84,11 @@ class PipeliningSmtpTransport(SmtpTransport):
             self._free.put_nowait(slot)
         self._ever_connected = False
 
-    async def supports_8bit(self) -> bool:
+    async def offers(self, keyword: str) -> bool:
         slot = await self._free.get()
         try:
             connection = await self._open(slot)
-            return "8BITMIME" in connection.extensions
+            return keyword.upper() in connection.extensions
         finally:
             self._free.put_nowait(slot)
 

@@ -313,8 +313,20 @@ class Transport(Protocol):
 
 async def supports_8bit(transport: Transport) -> bool:
     """Whether the transport carries 8bit bodies (asks the relay's EHLO for SMTP)."""
-    probe: Callable[[], Awaitable[bool]] | None = getattr(transport, "supports_8bit", None)
-    return True if probe is None else await probe()
+    return await offers(transport, "8BITMIME")
+
+
+async def offers(transport: Transport, keyword: str) -> bool:
+    """Whether the transport offers an SMTP extension (asks the relay's EHLO); capture
+    takes anything."""
+    probe: Callable[[str], Awaitable[bool]] | None = getattr(transport, "offers", None)
+    return True if probe is None else await probe(keyword)
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Only a non-ASCII local part needs SMTPUTF8; an IDN domain goes as its A-label."""
+    local, _, _ = address.rpartition("@")
+    return not local.isascii()
 
 
 # --- capture ---------------------------------------------------------------------------
@@ -659,10 +671,13 @@ class SmtpTransport:
         return f"SMTP relay {self.relay.display}"
 
     async def supports_8bit(self) -> bool:
+        return await self.offers("8BITMIME")
+
+    async def offers(self, keyword: str) -> bool:
         conn = await self._idle.get()
         try:
             smtp = await self._connect(conn)
-            return smtp.supports_extension("8bitmime")
+            return smtp.supports_extension(keyword.lower())
         finally:
             self._idle.put_nowait(conn)
 
@@ -710,7 +725,10 @@ class WeightedTransport:
         return ", ".join(f"{t.description} (weight {t.relay.weight})" for t in self.transports)
 
     async def supports_8bit(self) -> bool:
-        results = [await t.supports_8bit() for t in self.transports]
+        return await self.offers("8BITMIME")
+
+    async def offers(self, keyword: str) -> bool:
+        results = [await t.offers(keyword) for t in self.transports]
         return all(results)
 
     async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:

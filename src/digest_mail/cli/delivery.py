@@ -20,6 +20,7 @@ from digest_mail.campaign import (
     count_recipients,
     run_campaign,
     send_test,
+    warn_before_sending,
 )
 from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace
@@ -195,6 +196,7 @@ def send(
     where = describe_transport(workspace)
     if dry_run:
         assert preview is not None
+        warn_before_sending(workspace, preview)
         if as_json:
             data = preview.as_dict()
             data["transport"] = where
@@ -205,6 +207,8 @@ def send(
                 f"({preview.sent} already sent, {preview.suppressed} suppressed, "
                 f"{preview.skipped_invalid} skipped-invalid)"
             )
+            for warning in preview.warnings:
+                click.echo(f"Warning: {printable(warning)}")
         return
     if preview is not None:  # not --yes: ask first
         pending = preview.queued + preview.deferred

@@ -1,0 +1,76 @@
+"""Our relay's missing SMTPUTF8 is not the reader's fault: the address fails with a
+reason naming the extension, is never suppressed, and a dry run warns beforehand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from chaos_helpers import deliveries, env_for
+from conftest import Runner
+from delivery_draft import make_draft, write_draft_folder
+from digest_mail.campaign import run_campaign
+from digest_mail.config import find_workspace
+from digest_mail.ledger import Ledger
+from faultserver import FaultServer
+
+ROWS = "yamada@example.jp,山田\n太郎@example.jp,太郎\n花子@example.jp,花子\n"
+
+
+@pytest.mark.parametrize("client", ["pipelining", "aiosmtplib"])
+def test_a_japanese_local_part_fails_naming_smtputf8_and_is_not_suppressed(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch, client: str
+) -> None:
+    (workspace / "subscribers" / "idn.csv").write_text("email,name\n" + ROWS, encoding="utf-8")
+    with FaultServer(smtputf8=False) as server:
+        for key, value in env_for(server.url).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
+        ws = find_workspace(workspace)
+        report = run_campaign(ws, make_draft(), "idn", concurrency=1)
+    rows = deliveries(ws.ledger_path, report.campaign_id)
+    reason = "the relay does not offer SMTPUTF8, needed for this non-ASCII address"
+    assert {r.email: (r.state, r.code, r.reply) for r in rows.values()} == {
+        "yamada@example.jp": ("sent", 250, ""),
+        "太郎@example.jp": ("failed", None, reason),
+        "花子@example.jp": ("failed", None, reason),
+    }
+    with Ledger(ws.ledger_path) as ledger:
+        assert ledger.suppressions() == []
+
+
+def test_dry_run_warns_when_the_relay_lacks_smtputf8(
+    workspace: Path, run: Runner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_draft_folder(workspace)
+    (workspace / "subscribers" / "idn.csv").write_text("email,name\n" + ROWS, encoding="utf-8")
+    with FaultServer(smtputf8=False) as server:
+        env = env_for(server.url)
+        result = run("send", "2026-W48", "--list", "idn", "--dry-run", env=env)
+        as_json = run("send", "2026-W48", "--list", "idn", "--dry-run", "--json", env=env)
+        connections = server.recorder.connections
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"Would send 2026-W48 to 3 of list idn via SMTP relay {server.url} "
+        "(0 already sent, 0 suppressed, 0 skipped-invalid)",
+        "Warning: 2 recipients with a non-ASCII local part (太郎@example.jp, 花子@example.jp) "
+        f"will fail: SMTP relay {server.url} does not offer SMTPUTF8 (they are not "
+        "suppressed; send them through a relay that offers it)",
+    ]
+    assert json.loads(as_json.output)["warnings"] == [result.output.splitlines()[1][9:]]
+    assert connections == 2  # one EHLO per dry run, nothing sent
+    assert server.recorder.messages() == []
+
+
+def test_dry_run_asks_nothing_when_no_address_needs_smtputf8(workspace: Path, run: Runner) -> None:
+    write_draft_folder(workspace)
+    (workspace / "subscribers" / "idn.csv").write_text(
+        "email,name\nyamada@例え.jp,山田\n", encoding="utf-8"
+    )
+    with FaultServer(smtputf8=False) as server:
+        result = run("send", "2026-W48", "--list", "idn", "--dry-run", env=env_for(server.url))
+        assert server.recorder.connections == 0
+    assert result.exit_code == 0
+    assert "Warning" not in result.output
