@@ -138,3 +138,61 @@ def test_an_archived_edition_with_a_traversing_id_is_refused(workspace: Path, ru
         1,
         "Error: archive/2026-W48/edition.json: id: '../../evil' is not an edition id",
     )
+
+
+def _failing_check(root: Path) -> None:
+    """A draft that check fails (an http link, an image without alt), hashed consistently."""
+    from delivery_draft import HTML, make_draft, write_draft_folder
+
+    html = HTML.replace(
+        "https://chrysanthemum-digest.example.jp/articles/trump-reelection",
+        "http://chrysanthemum-digest.example.jp/articles/trump-reelection",
+        1,
+    ).replace("</body>", '<img src="https://chrysanthemum-digest.example.jp/a.png"></body>')
+    write_draft_folder(root, make_draft(html=html))
+
+
+def test_send_runs_the_checks_errors_first_and_force_overrides_loudly(
+    workspace: Path, run: Runner
+) -> None:
+    _failing_check(workspace)
+    checked = run("check", "2026-W48")
+    assert checked.exit_code == 1
+    errors = [line for line in checked.output.splitlines() if line.startswith("  error: ")]
+    assert len(errors) == 2
+
+    refused = run("send", "2026-W48", "--list", "weekly", "--yes")
+    assert (refused.exit_code, refused.output) == (
+        1,
+        "Error: 2026-W48 fails check with 2 errors; nothing was sent:\n"
+        + "\n".join(errors)
+        + "\nHint: see 'digest-mail check 2026-W48', fix the articles or templates and compose it"
+        " again, or add --force to send it anyway\n",
+    )
+    assert outbox_messages(workspace) == []
+    assert run("status", "2026-W48").output.startswith("Error: no campaigns yet")
+
+    forced = run("send", "2026-W48", "--list", "weekly", "--yes", "--force")
+    assert forced.exit_code == 0, forced.output
+    assert forced.stderr.startswith(
+        "WARNING: --force: sending 2026-W48 despite 2 check errors:\n" + "\n".join(errors) + "\n"
+    )
+    assert len(outbox_messages(workspace)) == 31
+
+
+def test_a_dry_run_and_a_test_send_are_not_blocked_by_check(workspace: Path, run: Runner) -> None:
+    _failing_check(workspace)
+    assert run("send", "2026-W48", "--list", "weekly", "--dry-run").exit_code == 0
+    assert run("test-send", "2026-W48").exit_code == 0
+
+
+def test_a_scheduled_send_of_a_draft_check_fails_sends_nothing(
+    workspace: Path, run: Runner
+) -> None:
+    set_schedules(workspace, weekly())
+    _failing_check(workspace)
+    assert run("approve", "2026-W48").exit_code == 0
+    due = run("schedule", "run-due", "--now", SLOT)
+    assert "failed: 2026-W48 fails check with 2 errors; nothing was sent:" in due.output
+    assert "compose it again and approve it again)" in due.output
+    assert outbox_messages(workspace) == []

@@ -234,7 +234,8 @@ def test_hostile_titles_and_subjects_stay_escaped_in_the_public_archive(
     shutil.copy(CORPUS / "articles" / "html-title.md", workspace / "articles" / "x.md")
     subject = 'Digest {edition} <script>alert(1)</script> ]]> & "q"'
     assert run("compose", "articles/x.md", "--subject", subject).exit_code == 0
-    sent = run("send", "--list", "weekly", "--yes")
+    # Template syntax in article text is a check error ('leftover'): the editor insists.
+    sent = run("send", "--list", "weekly", "--yes", "--force")
     assert sent.exit_code == 0, sent.output
     # HTML and Atom are markup; the archive's JSON index is data and keeps the text.
     pages = [p for p in (workspace / "archive").rglob("*") if p.suffix in (".html", ".xml")]

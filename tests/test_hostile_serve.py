@@ -6,9 +6,12 @@ reader never suppresses another; pages never echo markup from the request.
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import aiohttp
 
-from digest_mail.config import Workspace
+from digest_mail.config import Workspace, find_workspace
 from digest_mail.ledger import Ledger
 from digest_mail.unsubscribe import make_token, signing_key
 
@@ -53,3 +56,45 @@ async def test_hostile_requests_change_nothing(unsubscribe_endpoint: tuple[str, 
         async with session.post(url, params={"t": good}, data=ONE_CLICK) as reply:
             assert reply.status == 200
     assert _suppressed(ws) == ["hanako@example.jp"]
+
+
+async def _read_until_closed(port: int, request: bytes) -> bytes:
+    """Send ``request`` (deliberately unfinished) and read until the server hangs up."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        # Generous: before the fix, aiohttp kept an unfinished request open for an hour.
+        async with asyncio.timeout(60):
+            return await reader.read()
+    finally:
+        writer.close()
+
+
+async def test_half_sent_requests_are_cut_off(workspace: Path) -> None:
+    """Slowloris: headers or a body that never finish hold no connection open."""
+    from aiohttp import web
+
+    from digest_mail.serve import make_app, make_runner
+
+    ws = find_workspace(workspace)
+    runner = make_runner(make_app(ws, body_timeout=0.2), header_timeout=0.2)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        token = make_token(signing_key(ws), "weekly", "hanako@example.jp")
+        never_ends = f"POST /unsubscribe?t={token} HTTP/1.1\r\nHost: a\r\nX-Slow: a".encode()
+        assert await _read_until_closed(port, never_ends) == b""
+        assert await _read_until_closed(port, b"") == b""  # connects and says nothing
+        body_never_ends = (
+            f"POST /unsubscribe?t={token} HTTP/1.1\r\nHost: a\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+            "List-Unsubscribe=One-"
+        ).encode()
+        answer = await _read_until_closed(port, body_never_ends)
+        assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    finally:
+        await runner.cleanup()
+    assert _suppressed(ws) == []

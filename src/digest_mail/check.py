@@ -11,10 +11,20 @@ from html.parser import HTMLParser
 from typing import Any, Literal
 
 from digest_mail.edition import Draft
+from digest_mail.errors import DigestMailError
 from digest_mail.plaintext import display_width, is_url_line
 from digest_mail.render import PLACEHOLDERS
 
-__all__ = ["GMAIL_CLIP_BYTES", "TEXT_LINE_LIMIT", "CheckReport", "Finding", "check_draft"]
+__all__ = [
+    "GMAIL_CLIP_BYTES",
+    "TEXT_LINE_LIMIT",
+    "CheckReport",
+    "DraftCheckError",
+    "Finding",
+    "check_draft",
+    "error_lines",
+    "require_no_errors",
+]
 
 # Gmail hides everything after the first 102 KB of a message's HTML behind "[Message clipped]".
 GMAIL_CLIP_BYTES = 102 * 1024
@@ -230,3 +240,35 @@ def check_draft(draft: Draft) -> CheckReport:
         text_lines=draft.text_lines,
         findings=tuple(findings),
     )
+
+
+class DraftCheckError(DigestMailError):
+    """A send of a draft that ``check`` reports errors for: nothing was sent."""
+
+    def __init__(self, report: CheckReport, *, hint: str) -> None:
+        count = len(report.errors)
+        super().__init__(
+            f"{report.draft_id} fails check with {count} error{'s' if count != 1 else ''};"
+            " nothing was sent:\n" + "\n".join(error_lines(report)),
+            hint=hint,
+        )
+        self.report = report
+
+
+def error_lines(report: CheckReport) -> list[str]:
+    """The check's errors as ``digest-mail check`` prints them."""
+    return [f"  error: {f.code}: {f.message}" for f in report.errors]
+
+
+def require_no_errors(draft: Draft, *, how_to_override: str = "") -> CheckReport:
+    """The check of ``draft``; raise :class:`DraftCheckError` when it has errors.
+
+    Every send runs this before its first message: a draft that would be clipped, has a
+    broken link or no unsubscribe link must not reach a list by accident.
+    """
+    report = check_draft(draft)
+    if report.errors:
+        hint = f"see 'digest-mail check {report.draft_id}', fix the articles or templates and"
+        hint += f" compose it again{how_to_override}"
+        raise DraftCheckError(report, hint=hint)
+    return report

@@ -630,6 +630,7 @@ def _send(
 ) -> RunOutcome:
     from digest_mail.approval import approval_state
     from digest_mail.campaign import CampaignInterrupted, run_campaign
+    from digest_mail.check import require_no_errors
     from digest_mail.edition import load_draft
 
     resumed = run.state != "claimed"
@@ -639,6 +640,8 @@ def _send(
         state = approval_state(workspace, ledger, draft)
         if not state.ok:
             raise DigestMailError(state.describe())
+        # A scheduled send has no --force: a draft that check fails waits for the editor.
+        require_no_errors(draft, how_to_override=" and approve it again")
         _update_run(ledger, schedule.name, slot, state="sending", note="sending")
         report = run_campaign(workspace, draft, schedule.list_name)
     except CampaignInterrupted:

@@ -26,9 +26,14 @@ from digest_mail.errors import DigestMailError
 from digest_mail.ledger import Ledger
 from digest_mail.unsubscribe import Token, TokenError, read_token, signing_key
 
-__all__ = ["ServerInfo", "make_app", "serve", "unsubscribe_path"]
+__all__ = ["ServerInfo", "make_app", "make_runner", "serve", "unsubscribe_path"]
 
 ONE_CLICK = "One-Click"
+# A client gets this long to send a request's headers (and, idle, to start the next one),
+# and then again as long for its body: a half-sent request must not hold a connection for
+# long (slowloris). aiohttp's own default keeps an unfinished request open for an hour.
+HEADER_TIMEOUT = 10.0
+BODY_TIMEOUT = 10.0
 _LEDGER: web.AppKey[Ledger] = web.AppKey("ledger", Ledger)
 _HEADERS = {
     "Cache-Control": "no-store",
@@ -85,7 +90,9 @@ def _bad_link(error: TokenError) -> web.Response:
     )
 
 
-def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Application:
+def make_app(
+    workspace: Workspace, *, key: bytes | None = None, body_timeout: float = BODY_TIMEOUT
+) -> web.Application:
     """The unsubscribe application; it opens the ledger on startup and closes it on cleanup."""
     key = signing_key(workspace) if key is None else key
     newsletter = workspace.settings.newsletter.name
@@ -125,7 +132,16 @@ def make_app(workspace: Workspace, *, key: bytes | None = None) -> web.Applicati
         )
 
     async def unsubscribe(request: web.Request) -> web.Response:
-        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            async with asyncio.timeout(body_timeout):
+                posted = await request.post()
+        except TimeoutError:
+            return _page(
+                "リクエストが時間切れです",
+                "<p>送信が途中で止まりました。</p>",
+                status=408,
+            )
+        form = {k: str(v) for k, v in posted.items()}
         try:
             _token, found = token_of(request, form)
         except TokenError as exc:
@@ -177,10 +193,19 @@ class ServerInfo:
         return f"http://{host}:{self.port}{self.path}"
 
 
+def make_runner(app: web.Application, *, header_timeout: float = HEADER_TIMEOUT) -> web.AppRunner:
+    """The runner ``serve`` uses: aiohttp closes a connection whose request headers are not
+    complete within ``keepalive_timeout`` of it opening (or of the last response), and
+    reads the rest of an unread body for no longer than that either."""
+    return web.AppRunner(
+        app, access_log=None, keepalive_timeout=header_timeout, lingering_time=header_timeout
+    )
+
+
 async def _serve(
     workspace: Workspace, host: str, port: int, on_ready: Callable[[ServerInfo], None]
 ) -> None:
-    runner = web.AppRunner(make_app(workspace), access_log=None)
+    runner = make_runner(make_app(workspace))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)

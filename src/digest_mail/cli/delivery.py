@@ -160,6 +160,7 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
     is_flag=True,
     help="Do not stop when many of the first recipients are refused (a stale list).",
 )
+@click.option("--force", is_flag=True, help="Send even though 'check' reports errors.")
 @json_option
 @pass_workspace
 def send(
@@ -172,13 +173,15 @@ def send(
     rate: float | None,
     resend_uncertain: bool,
     no_breaker: bool,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Send DRAFT (default: the newest draft) to a list; rerun to resume.
 
     The first run snapshots the list (minus suppressions and invalid rows) into the
     ledger; every rerun sends only what is not yet sent, so nobody gets the edition
-    twice. Asks for confirmation with the count unless --yes.
+    twice. Asks for confirmation with the count unless --yes. A draft that 'check'
+    reports errors for is refused unless --force.
 
     \b
     Example:
@@ -210,6 +213,7 @@ def send(
             for warning in preview.warnings:
                 click.echo(f"Warning: {printable(warning)}")
         return
+    _require_checked(the_draft, force=force)
     if preview is not None:  # not --yes: ask first
         pending = preview.queued + preview.deferred
         pending += preview.uncertain if resend_uncertain else 0
@@ -243,6 +247,25 @@ def send(
     from digest_mail.cli.extras import announce_archive
 
     announce_archive(workspace, the_draft, report, as_json=as_json)
+
+
+def _require_checked(draft: Any, *, force: bool) -> None:
+    """The check's errors stop a send before its first message; --force says so loudly."""
+    from digest_mail.check import DraftCheckError, error_lines, require_no_errors
+
+    try:
+        require_no_errors(draft, how_to_override=", or add --force to send it anyway")
+    except DraftCheckError as exc:
+        if not force:
+            raise
+        count = len(exc.report.errors)
+        click.echo(
+            f"WARNING: --force: sending {draft.id} despite {count} check"
+            f" error{'s' if count != 1 else ''}:",
+            err=True,
+        )
+        for line in error_lines(exc.report):
+            click.echo(line, err=True)
 
 
 @click.command("test-send")
