@@ -110,7 +110,7 @@ def test_a_self_signed_relay_is_refused(
         )
         code, output = _send(workspace, run, url, client)
         accepted = server.recorder.messages()
-    assert code == 1, output
+    assert code == 3, output  # stopped: the relay cannot be used as configured
     assert "Traceback" not in output
     error = [line for line in output.splitlines() if line.startswith("Error: ")]
     assert len(error) == 1 and "TLS" in error[0] and "certificate" in error[0].lower(), output
