@@ -37,6 +37,7 @@ __all__ = [
     "BounceEvent",
     "BounceImport",
     "RecipientStatus",
+    "UnreadableMessage",
     "import_bounces",
     "parse_report",
 ]
@@ -91,6 +92,19 @@ class BounceEvent:
         return f"{self.address}: {what}: {outcome}" + (f" — {self.detail}" if self.detail else "")
 
 
+@dataclass(frozen=True)
+class UnreadableMessage:
+    """A message of the mailbox the parser could not read; it was skipped."""
+
+    position: str  # "message 3" in an mbox, the file name in a Maildir
+    message_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        ident = f" {self.message_id}" if self.message_id else ""
+        return f"unreadable: {self.position}{ident} skipped: {self.reason}"
+
+
 @dataclass
 class BounceImport:
     """Counts of a bounce import, and one event per bounced recipient."""
@@ -107,8 +121,15 @@ class BounceImport:
     suppressed: int = 0
     unmatched: int = 0
     events: list[BounceEvent] = field(default_factory=list)
+    unreadable: list[UnreadableMessage] = field(default_factory=list)
 
     def summary(self) -> str:
+        skipped = (
+            f"; {len(self.unreadable)} unreadable message"
+            f"{'s' if len(self.unreadable) != 1 else ''} skipped"
+            if self.unreadable
+            else ""
+        )
         return (
             f"{self.source}: {self.messages} messages, {self.reports} delivery reports, "
             f"{self.ignored} other messages ignored; {self.hard} hard bounces, "
@@ -124,6 +145,7 @@ class BounceImport:
                 if self.unmatched
                 else ""
             )
+            + skipped
         )
 
     def as_dict(self) -> dict[str, object]:
@@ -139,6 +161,10 @@ class BounceImport:
             "complaints": self.complaints,
             "suppressed": self.suppressed,
             "unmatched": self.unmatched,
+            "unreadable": [
+                {"position": u.position, "message_id": u.message_id, "reason": u.reason}
+                for u in self.unreadable
+            ],
             "events": [
                 {
                     "address": e.address,
@@ -293,7 +319,7 @@ def parse_report(message: Message) -> list[RecipientStatus] | None:
     return statuses
 
 
-def _messages(path: Path) -> Iterator[bytes]:
+def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
     shown = display_path(path)
     box: mailbox.Mailbox[mailbox.Message]
     if path.is_dir():
@@ -309,10 +335,44 @@ def _messages(path: Path) -> Iterator[bytes]:
     else:
         raise InputError("no such mbox file or Maildir folder", path=shown)
     try:
-        for key in box.iterkeys():
-            yield box.get_bytes(key)
+        for number, key in enumerate(box.iterkeys(), start=1):
+            yield (
+                (f"message {number}" if isinstance(box, mailbox.mbox) else key),
+                box.get_bytes(key),
+            )
     finally:
         box.close()
+
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S{1,200})", re.IGNORECASE | re.MULTILINE)
+
+
+def _raw_message_id(data: bytes) -> str:
+    """The Message-ID read from the raw header block, for naming a message the parser
+    could not read (it must not need the parser)."""
+    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+    found = _MESSAGE_ID.search(head)
+    return found.group(1).decode("ascii", "replace") if found else ""
+
+
+@dataclass(frozen=True)
+class _Read:
+    statuses: list[RecipientStatus] | None
+    complainer: str | None
+    original_id: str
+    own_id: str
+
+
+def _read(parser: BytesParser[EmailMessage], data: bytes) -> _Read:
+    message = parser.parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    statuses = parse_report(message)
+    return _Read(
+        statuses=statuses,
+        complainer=parse_complaint(message) if statuses is None else None,
+        original_id=_original_message_id(message),
+        own_id=str(message.get("Message-ID", "")).strip(),
+    )
 
 
 def import_bounces(
@@ -348,14 +408,20 @@ def import_bounces(
     result = BounceImport(source=display_path(path))
     parser = BytesParser(policy=email.policy.default)
     source = path.name
-    for data in _messages(path):
+    for position, data in _messages(path):
         result.messages += 1
-        message = parser.parsebytes(data)
-        assert isinstance(message, EmailMessage)
-        statuses = parse_report(message)
-        original_id = _original_message_id(message)
+        try:
+            read = _read(parser, data)
+        except Exception as exc:
+            # A message the parser chokes on (1,000 nested multiparts: RecursionError) is
+            # named and skipped; it must not stop every report after it, run after run.
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            result.unreadable.append(UnreadableMessage(position, _raw_message_id(data), reason))
+            continue
+        statuses = read.statuses
+        original_id = read.original_id
         if statuses is None:
-            complainer = parse_complaint(message)
+            complainer = read.complainer
             if complainer is None:
                 result.ignored += 1
                 continue
@@ -380,7 +446,7 @@ def import_bounces(
         # A soft bounce counts once per message we sent: the delay warnings and the final
         # report about one message are one bounce. The report's own id stands in only
         # when it quotes no Message-ID.
-        message_id = original_id or str(message.get("Message-ID", "")).strip()
+        message_id = original_id or read.own_id
         if not message_id:
             message_id = "sha256:" + hashlib.sha256(data).hexdigest()
         for status in statuses:

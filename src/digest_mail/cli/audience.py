@@ -437,7 +437,9 @@ def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_j
     report (ARF) suppresses the complaining reader. A report counts only when the message it
     returns has the Message-ID this ledger sent to that address, so a forged bounce
     cannot unsubscribe a reader. Other messages are counted and ignored; importing the
-    same mailbox twice changes nothing.
+    same mailbox twice changes nothing. A message that cannot be parsed is named
+    (position and Message-ID) and skipped, and the rest are processed: the exit status
+    stays 0, the summary counts the unreadable ones (delete them from the mailbox).
 
     \b
     Example:
@@ -450,6 +452,8 @@ def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_j
         return
     for event in result.events:
         click.echo(printable(str(event)))
+    for unreadable in result.unreadable:
+        click.echo(printable(str(unreadable)))
     click.echo(result.summary())
 
 
