@@ -20,7 +20,6 @@ import html
 import json
 import os
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from digest_mail.articles import display_path
 from digest_mail.config import Settings, Workspace
 from digest_mail.edition import Draft, check_edition_id
 from digest_mail.errors import DigestMailError
+from digest_mail.files import keep_mode, new_temp_file
 from digest_mail.render import PLACEHOLDERS, japanese_date
 
 __all__ = [
@@ -166,14 +166,15 @@ def _archive_title(settings: Settings) -> str:
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # The umask decides (022: 0644, readable by the web server), as for any new file.
+    handle, temporary = new_temp_file(path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        os.chmod(temporary, 0o644)  # served by a web server: world-readable on purpose
+        keep_mode(temporary, path)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
 
 

@@ -29,6 +29,7 @@ from digest_mail.articles import (
 )
 from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
+from digest_mail.files import new_temp_dir
 from digest_mail.render import RenderedEdition, render_edition
 
 __all__ = [
@@ -283,7 +284,7 @@ def save_draft(
         "html_bytes": draft.html_bytes,
         "text_lines": draft.text_lines,
     }
-    staging = Path(tempfile.mkdtemp(prefix=f".{edition.id}.", suffix=".tmp", dir=drafts))
+    staging = new_temp_dir(drafts, prefix=f".{edition.id}.")
     try:
         _write(staging / "index.html", draft.html)
         _write(staging / "index.txt", draft.text)
@@ -291,7 +292,6 @@ def save_draft(
         _write(staging / "preview.eml", _preview_message(draft, workspace.settings))
         # edition.json last: a folder without it is never taken for a draft.
         _write(staging / "edition.json", json.dumps(meta, ensure_ascii=False, indent=2) + "\n")
-        os.chmod(staging, 0o755)
         if target.exists():
             retired = Path(tempfile.mkdtemp(prefix=f".{edition.id}.", suffix=".old", dir=drafts))
             os.rename(target, retired / edition.id)

@@ -15,7 +15,6 @@ import email.utils
 import hashlib
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
@@ -33,6 +32,7 @@ from digest_mail import __version__
 from digest_mail.articles import PLACEHOLDER_SYNTAX, display_path, load_article
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
+from digest_mail.files import new_temp_file
 
 __all__ = [
     "FeedEntryProblem",
@@ -534,12 +534,10 @@ def _write_new(path: Path, text: str) -> Path:
     stem, suffix = path.stem, path.suffix
     candidate = path
     number = 1
-    with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", dir=path.parent, prefix=".import-", suffix=".tmp", delete=False
-    ) as handle:
-        handle.write(text)
-        temporary = Path(handle.name)
+    fd, temporary = new_temp_file(path.parent, prefix=".import-")
     try:
+        with open(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
         while True:
             try:
                 # A hard link fails if the name exists: no race with another writer.

@@ -20,7 +20,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from digest_mail.errors import DigestMailError, InputError
+from digest_mail.files import keep_mode, new_temp_file
 from digest_mail.message import looks_like_encoded_word
 
 if TYPE_CHECKING:
@@ -823,17 +823,14 @@ def list_lock(path: Path) -> Iterator[None]:
 def write_atomic(path: Path, write: Callable[[TextIO], None], *, bom: bool = False) -> None:
     """Write through a temp file in the same folder, fsync, rename: never half a list."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
+    # New files get the umask's mode (077: 0600), a replaced one keeps its own.
+    fd, tmp = new_temp_file(path.parent, prefix=f".{path.name}.")
     try:
         with open(fd, "w", encoding="utf-8-sig" if bom else "utf-8", newline="") as out:
             write(out)
             out.flush()
             os.fsync(out.fileno())
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
+        keep_mode(tmp, path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
