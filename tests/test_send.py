@@ -232,7 +232,7 @@ def test_relay_refusing_auth_stops_cleanly_with_ledger_intact(
         with pytest.raises(CampaignError) as info:
             run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
         assert str(info.value).startswith(
-            f"smtp://digest@127.0.0.1:{server.port} refused the login for 'digest': 535"
+            f"smtp://127.0.0.1:{server.port} (user digest) refused the login for 'digest': 535"
         )
         assert "rerun 'digest-mail send 2026-W48 --list readers' to resume" in (
             info.value.hint or ""

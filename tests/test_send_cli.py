@@ -153,7 +153,7 @@ def test_relay_refusing_login_stops_with_one_line_and_resume_hint(
             f"0 skipped-invalid, {count} not yet sent"
         )
         # One line naming the relay, the login and the reply (wording is the pool's own).
-        assert error.startswith(f"Error: smtp://digest@127.0.0.1:{server.port}")
+        assert error.startswith(f"Error: smtp://127.0.0.1:{server.port} (user digest)")
         assert "'digest'" in error and "535 5.7.8 Authentication credentials invalid" in error
         assert hint.startswith("Hint: ")
         assert hint.endswith("rerun 'digest-mail send 2026-W48 --list weekly' to resume")

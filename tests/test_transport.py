@@ -60,11 +60,14 @@ def test_relay_urls_require_tls_except_on_loopback(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("smtp://digest:hunter2@relay.example.jp:587", "the SMTP URL must not contain a password"),
+        (
+            "smtp://digest:hunter2@relay.example.jp:587",
+            "the SMTP URL 'smtp://digest:***@relay.example.jp:587' must not contain a password",
+        ),
         ("http://relay.example.jp", "'http://relay.example.jp' is not an SMTP relay URL"),
         ("smtp://relay.example.jp?tls=none", "tls='none': the only option is tls=starttls"),
         ("smtp://relay.example.jp?verify=no", "unknown URL option 'verify'"),
-        ("smtp://relay.example.jp:99999", "bad port or weight"),
+        ("smtp://relay.example.jp:99999", "bad port in 'smtp://relay.example.jp:99999'"),
     ],
 )
 def test_bad_relay_urls_are_config_errors(url: str, message: str) -> None:

@@ -1750,7 +1750,7 @@ def send_test(
         kind="test",
         items=items,
         subject_prefix="[TEST] ",
-        concurrency=None,
+        concurrency=1,  # a few staff addresses: one connection is enough
         rate=None,
         resend_uncertain=False,
         progress=None,

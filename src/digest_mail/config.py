@@ -61,6 +61,9 @@ class SmtpSettings:
     rate: float = 0.0
     rate_per_hour: int = 0
     insecure_skip_verify: bool = False
+    # A PEM file of the CA that signed a private relay's certificate, trusted besides the
+    # system's CAs (relative to the workspace).
+    ca_file: str = ""
     retry_for: str = "1h"
     # First retry after this (doubling, jittered, capped at 15m); tests set it near 0.
     retry_backoff: str = "30s"
@@ -165,6 +168,15 @@ class Workspace:
     @property
     def drafts_dir(self) -> Path:
         return self.root / "drafts"
+
+    @property
+    def ca_file(self) -> Path | None:
+        """``[smtp] ca_file`` as a path (relative to the workspace), or None."""
+        value = self.settings.smtp.ca_file.strip()
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     @property
     def outbox_dir(self) -> Path:
@@ -346,9 +358,27 @@ def find_workspace(
     assert config_path is not None
     if not config_path.is_file():
         config_path = None
-    return Workspace(
+    workspace = Workspace(
         root=root, settings=load_settings(config_path, environ=environ), config_path=config_path
     )
+    ca_file = workspace.ca_file
+    if ca_file is not None and not ca_file.is_file():
+        raise ConfigError(
+            f"{ca_file} is not a file" if ca_file.exists() else f"{ca_file} does not exist",
+            path=config_path,
+            key="smtp.ca_file",
+            hint="give the PEM file of the CA that signed the relay's certificate",
+        )
+    return workspace
+
+
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]*):[^\s]*@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***``: a URL is shown in messages, and
+    a password in it must never be."""
+    return _URL_PASSWORD.sub(r"\1:***@", url)
 
 
 def read_secret(

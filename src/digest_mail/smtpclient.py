@@ -580,8 +580,15 @@ class SmtpConnection:
                 reply = await self.command(base64.b64encode(password.encode()))
         else:
             offered = " ".join(sorted(mechanisms)) or "none"
+            hint = None
+            if not self.tls and "STARTTLS" in self.extensions:
+                hint = (
+                    "the relay offers AUTH only after STARTTLS: add ?tls=starttls to [smtp] "
+                    "url (smtp://USER@host:PORT?tls=starttls)"
+                )
             raise SmtpAuthError(
-                f"{self.host}:{port} offers no AUTH PLAIN or LOGIN (offers: {offered})"
+                f"{self.host}:{port} offers no AUTH PLAIN or LOGIN (offers: {offered})",
+                hint=hint,
             )
         if reply.code != 235:
             raise SmtpAuthError(

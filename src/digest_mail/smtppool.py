@@ -32,6 +32,7 @@ from digest_mail.transport import (
     TemporaryFailure,
     is_loopback,
     refusal,
+    tls_failure_hint,
 )
 
 
@@ -79,7 +80,8 @@ class PipeliningSmtpTransport(SmtpTransport):
         self.limiter = limiter or RateLimiter()
         self.tls_context = tls_context or ssl.create_default_context()
         self._slots = [_Slot() for _ in range(max(1, size))]
-        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        # Last in, first out: an open connection is reused before another is opened.
+        self._free: asyncio.Queue[_Slot] = asyncio.LifoQueue()
         for slot in self._slots:
             self._free.put_nowait(slot)
         self._ever_connected = False
@@ -122,10 +124,9 @@ class PipeliningSmtpTransport(SmtpTransport):
                 ) from None
             raise RelayError(f"{relay.display}: {_detail(exc, relay)}", hint=exc.hint) from None
         except SmtpTlsError as exc:
-            raise RelayError(
-                f"{relay.display}: {_detail(exc, relay)}",
-                hint="the relay must offer a valid certificate (or fix [smtp] url)",
-            ) from None
+            detail = _detail(exc, relay)
+            hint = tls_failure_hint(detail) if "TLS failed" in detail else exc.hint
+            raise RelayError(f"{relay.display}: {detail}", hint=hint) from None
         except SmtpConnectionLost as exc:
             if not self._ever_connected:
                 # Unreachable from the start: a configuration problem, not a hiccup.

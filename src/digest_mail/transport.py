@@ -34,7 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from digest_mail.config import Workspace, read_secret
+from digest_mail.config import Workspace, mask_url, read_secret
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.smtpclient import ascii_envelope
 
@@ -417,9 +417,13 @@ class RelayConfig:
 
     @property
     def display(self) -> str:
+        """``smtps://127.0.0.1:465 (user digest@example.jp)``: the login is not written
+        into the URL, where an address-shaped user made ``digest@example.jp@host``."""
         scheme = "smtps" if self.implicit_tls else "smtp"
-        user = f"{self.username}@" if self.username else ""
-        return f"{scheme}://{user}{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        tls = "?tls=starttls" if self.starttls and is_loopback(self.host) else ""
+        user = f" (user {self.username})" if self.username else ""
+        return f"{scheme}://{host}:{self.port}{tls}{user}"
 
 
 def parse_relay_url(url: str, *, username: str = "") -> RelayConfig:
@@ -429,33 +433,38 @@ def parse_relay_url(url: str, *, username: str = "") -> RelayConfig:
     ``?tls=starttls`` to insist on STARTTLS there too. ``?weight=N`` weights this relay
     when several are configured.
     """
-    parts = urlsplit(url.strip())
+    shown = mask_url(url)  # every message below shows this, never the password
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - parses the port: a bad one raises here
+    except ValueError:
+        raise ConfigError(f"bad port in {shown!r}", key="smtp.url") from None
+    if parts.password is not None:
+        raise ConfigError(
+            f"the SMTP URL {shown!r} must not contain a password",
+            key="smtp.url",
+            hint="set DIGEST_MAIL_SMTP_PASSWORD or [smtp] password_file (owner-only)",
+        )
     scheme = parts.scheme.lower()
     if scheme not in {"smtp", "smtps"} or not parts.hostname:
         raise ConfigError(
-            f"{url!r} is not an SMTP relay URL",
+            f"{shown!r} is not an SMTP relay URL",
             key="smtp.url",
             hint="use smtp://user@host:587 (STARTTLS), smtps://host:465 or capture",
-        )
-    if parts.password is not None:
-        raise ConfigError(
-            "the SMTP URL must not contain a password",
-            key="smtp.url",
-            hint="set DIGEST_MAIL_SMTP_PASSWORD or [smtp] password_file (owner-only)",
         )
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     unknown = set(query) - {"tls", "weight"}
     if unknown:
-        raise ConfigError(f"unknown URL option {sorted(unknown)[0]!r} in {url!r}", key="smtp.url")
+        raise ConfigError(f"unknown URL option {sorted(unknown)[0]!r} in {shown!r}", key="smtp.url")
     host = parts.hostname
     implicit = scheme == "smtps"
     try:
         port = parts.port or (465 if implicit else 587)
         weight = int(query.get("weight", "1"))
     except ValueError:
-        raise ConfigError(f"bad port or weight in {url!r}", key="smtp.url") from None
+        raise ConfigError(f"bad port or weight in {shown!r}", key="smtp.url") from None
     if weight < 1:
-        raise ConfigError(f"weight must be at least 1 in {url!r}", key="smtp.url")
+        raise ConfigError(f"weight must be at least 1 in {shown!r}", key="smtp.url")
     tls = query.get("tls", "")
     if tls not in {"", "starttls"}:
         raise ConfigError(f"tls={tls!r}: the only option is tls=starttls", key="smtp.url")
@@ -473,6 +482,25 @@ def parse_relay_url(url: str, *, username: str = "") -> RelayConfig:
 
 def _split_urls(value: str) -> list[str]:
     return [u.strip() for u in value.replace(",", " ").split() if u.strip()]
+
+
+STARTTLS_FOR_AUTH_HINT = (
+    "the relay offers AUTH only after STARTTLS: add ?tls=starttls to [smtp] url "
+    "(smtp://USER@host:PORT?tls=starttls)"
+)
+
+
+def tls_failure_hint(text: str) -> str:
+    """What to do about a failed TLS handshake, from its error text."""
+    lower = text.lower()
+    if "mismatch" in lower:
+        return "the certificate is not for this host: use the name it was issued for in [smtp] url"
+    if "certificate verify failed" in lower or "certificate_verify_failed" in lower:
+        return (
+            "the relay's certificate is not trusted here: if a private CA signed it, set "
+            "[smtp] ca_file to that CA's PEM file (or SSL_CERT_FILE)"
+        )
+    return "the relay must offer a valid certificate (or fix [smtp] url)"
 
 
 _TRANSIENT_ERRORS = (
@@ -542,16 +570,18 @@ class _Connection:
                 hint="check the username and DIGEST_MAIL_SMTP_PASSWORD",
             ) from None
         except aiosmtplib.SMTPException as exc:
+            starttls_offered = smtp.is_connected and smtp.supports_extension("starttls")
             await _abandon(smtp)
             text = str(exc)
+            if "AUTH" in text.upper() and not isinstance(exc.__cause__, ssl.SSLError):
+                # Before the TLS test: aiosmtplib's "no AUTH" message suggests TLS.
+                hint = "check [smtp] url and the relay's AUTH setup"
+                if starttls_offered and not relay.encrypted:
+                    hint = STARTTLS_FOR_AUTH_HINT
+                raise RelayError(f"{relay.display}: {text}", hint=hint) from None
             if isinstance(exc.__cause__, ssl.SSLError) or "TLS" in text or "tls" in text:
                 raise RelayError(
-                    f"{relay.display}: TLS failed: {text}",
-                    hint="the relay must offer a valid certificate (or fix [smtp] url)",
-                ) from None
-            if "AUTH" in text.upper():
-                raise RelayError(
-                    f"{relay.display}: {text}", hint="check [smtp] url and the relay's AUTH setup"
+                    f"{relay.display}: TLS failed: {text}", hint=tls_failure_hint(text)
                 ) from None
             if isinstance(exc, aiosmtplib.SMTPResponseException) and 500 <= exc.code < 600:
                 raise RelayError(
@@ -565,8 +595,7 @@ class _Connection:
         except ssl.SSLError as exc:
             await _abandon(smtp)
             raise RelayError(
-                f"{relay.display}: TLS failed: {exc}",
-                hint="the relay must offer a valid certificate (or fix [smtp] url)",
+                f"{relay.display}: TLS failed: {exc}", hint=tls_failure_hint(str(exc))
             ) from None
         except OSError as exc:
             await _abandon(smtp)
@@ -657,7 +686,9 @@ class SmtpTransport:
         self.relay = relay
         self.limiter = limiter or RateLimiter()
         tls = tls_context or ssl.create_default_context()
-        self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
+        # Last in, first out: the connection just used (open) goes next, so a send of a
+        # few messages opens no more connections than it needs at once.
+        self._idle: asyncio.Queue[_Connection] = asyncio.LifoQueue()
         self._all = [
             _Connection(relay, password=password, timeout=timeout, tls=tls)
             for _ in range(max(1, size))
@@ -786,6 +817,16 @@ def open_transport(
         variable="DIGEST_MAIL_SMTP_PASSWORD", file=smtp.password_file, what="SMTP password"
     )
     context = tls_context or ssl.create_default_context()
+    ca_file = workspace.ca_file
+    if ca_file is not None and tls_context is None:
+        try:
+            context.load_verify_locations(cafile=str(ca_file))
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"{ca_file} is not a PEM file of CA certificates ({exc})",
+                key="smtp.ca_file",
+                hint="give the PEM file of the CA that signed the relay's certificate",
+            ) from None
     if smtp.insecure_skip_verify:
         print(
             "WARNING: [smtp] insecure_skip_verify is on: the relay's TLS certificate is NOT "
