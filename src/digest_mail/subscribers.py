@@ -1156,12 +1156,29 @@ def _import_locked(
     return report
 
 
-def export_list(path: Path, out: TextIO) -> ListCounts:
-    """Write the valid rows of a list as UTF-8 CSV (same columns, normalized addresses)."""
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(…),
+# =cmd|…): a name typed into a signup form must not become one (OWASP "CSV injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_cell(value: str) -> str:
+    """``value`` prefixed with ``'`` when a spreadsheet would read it as a formula."""
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def export_list(path: Path, out: TextIO, *, raw: bool = False) -> ListCounts:
+    """Write the valid rows of a list as UTF-8 CSV (same columns, normalized addresses).
+
+    Cells a spreadsheet would run as formulas get a leading ``'`` unless ``raw``.
+    """
     counts = ListCounts()
     with _open_list(path) as source:
         writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(source.raw_header)
+
+        def write(row: Sequence[str]) -> None:
+            writer.writerow(row if raw else [neutralize_cell(cell) for cell in row])
+
+        write(source.raw_header)
         email_index = source.header.index("email")
         for _line, values, item in _scan(source):
             if isinstance(item, RowProblem):
@@ -1175,12 +1192,12 @@ def export_list(path: Path, out: TextIO) -> ListCounts:
             row = list(values[: len(source.header)])
             row += [""] * (len(source.header) - len(row))
             row[email_index] = item.email
-            writer.writerow(row)
+            write(row)
     return counts
 
 
-def export_list_file(path: Path, output: Path) -> ListCounts:
+def export_list_file(path: Path, output: Path, *, raw: bool = False) -> ListCounts:
     """:func:`export_list` into ``output``, written atomically and streamed."""
     counts: list[ListCounts] = []
-    write_atomic(output, lambda out: counts.append(export_list(path, out)))
+    write_atomic(output, lambda out: counts.append(export_list(path, out, raw=raw)))
     return counts[0]

@@ -234,11 +234,18 @@ def import_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file (atomically) instead of standard output.",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Write cells exactly; by default a cell starting with = + - @ gets a leading '.",
+)
 @pass_workspace
-def export_command(workspace: Workspace, list_ref: str, output: Path | None) -> None:
+def export_command(workspace: Workspace, list_ref: str, output: Path | None, raw: bool) -> None:
     """Write LIST's valid rows as UTF-8 CSV (same columns, addresses normalized).
 
-    Problem rows are left out and counted on standard error.
+    Problem rows are left out and counted on standard error. A cell that starts with
+    =, +, -, @, a tab or CR gets a leading ' so that a spreadsheet shows it instead of
+    running it as a formula (CSV injection); --raw writes the exact values.
 
     \b
     Example:
@@ -250,12 +257,12 @@ def export_command(workspace: Workspace, list_ref: str, output: Path | None) -> 
         sys.stdout.flush()
         stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
         try:
-            counts = export_list(path, stdout)
+            counts = export_list(path, stdout, raw=raw)
         finally:
             stdout.flush()
             stdout.detach()
     else:
-        counts = export_list_file(path, output)
+        counts = export_list_file(path, output, raw=raw)
         written = counts.rows - counts.problems
         click.echo(f"wrote {written} rows to {display_path(output)}", err=True)
     if counts.problems:
