@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from digest_mail.ledger import Ledger
 
 __all__ = [
+    "ENCODINGS",
     "KNOWN_COLUMNS",
     "AddResult",
     "ImportReport",
@@ -52,6 +53,7 @@ __all__ = [
     "export_list_file",
     "import_list",
     "iter_recipients",
+    "neutralize_cell",
     "normalize_address",
     "remove_subscriber",
     "require_list",
@@ -460,11 +462,24 @@ class _Undecodable:
 _WIDE = re.compile("[^\x00-\u07ff]")
 
 
-def _first_undecodable(stream: io.BufferedReader, encoding: str) -> _Undecodable | None:
-    """Where decoding ``stream`` first fails, or None if all of it decodes."""
+@dataclass
+class _Seen:
+    """What a decoding pass that succeeded saw: any non-ASCII byte, any character of
+    U+0800 and up (Japanese in UTF-8)."""
+
+    non_ascii: bool = False
+    wide: bool = False
+
+
+def _first_undecodable(
+    stream: io.BufferedReader, encoding: str, seen: _Seen | None = None
+) -> _Undecodable | None:
+    """Where decoding ``stream`` first fails, or None if all of it decodes (then ``seen``
+    tells what it held)."""
     decoder = codecs.getincrementaldecoder(encoding)()
     lines = 1
     wide = False
+    non_ascii = False
     while True:
         chunk = stream.read(_CHUNK)
         try:
@@ -486,9 +501,44 @@ def _first_undecodable(stream: io.BufferedReader, encoding: str) -> _Undecodable
                 lines + chunk[:offset].count(b"\n"), private.group().encode(encoding), wide
             )
         if not chunk:
+            if seen is not None:
+                seen.wide, seen.non_ascii = wide, non_ascii
             return None
         wide = wide or bool(_WIDE.search(text))
+        non_ascii = non_ascii or not chunk.isascii()
         lines += chunk.count(b"\n")
+
+
+# A word of half-width katakana standing alone (not glued to ASCII letters or digits, as
+# the misread bytes of "Müller" are: "Mﾃｼller"): what a cp932 name looks like.
+_KANA_WORD = re.compile(r"(?<![A-Za-z0-9])[\uff61-\uff9f]{2,}(?![A-Za-z0-9])")
+# Read as cp932, UTF-8 Latin text has its katakana glued to ASCII letters ("Mﾃｼller"):
+# anywhere in the file, that settles it as UTF-8.
+_GLUED = re.compile(r"[A-Za-z][^\x00-\x7f]|[^\x00-\x7f][A-Za-z]")
+ENCODINGS = ("utf-8", "cp932")
+
+
+def _both_readings(path: Path) -> tuple[int, str, str] | None:
+    """(line, UTF-8 reading, cp932 reading) when a file that decodes as UTF-8 without one
+    Japanese character also decodes as cp932 into half-width katakana words.
+
+    cp932's half-width katakana are the bytes A1–DF, and two of them are often a valid
+    UTF-8 character: ``ﾅｶﾆｼ`` (c5 b6 c6 bc) reads as ``ŶƼ``. Which one is meant cannot be
+    told from the bytes; guessing either way silently garbles every name."""
+    found: tuple[int, str, str] | None = None
+    with path.open("rb") as stream:
+        for number, raw in enumerate(stream, start=1):
+            if raw.isascii():
+                continue
+            try:
+                as_cp932 = raw.decode("cp932")
+            except UnicodeDecodeError:
+                return None
+            if _PRIVATE_USE.search(as_cp932) or _GLUED.search(as_cp932):
+                return None
+            if found is None and _KANA_WORD.search(as_cp932):
+                found = (number, raw.decode("utf-8", "replace").strip(), as_cp932.strip())
+    return found
 
 
 def _detect_encoding(path: Path) -> str:
@@ -499,8 +549,21 @@ def _detect_encoding(path: Path) -> str:
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16"
         stream.seek(0)
-        utf8 = _first_undecodable(stream, "utf-8")
+        seen = _Seen()
+        utf8 = _first_undecodable(stream, "utf-8", seen)
         if utf8 is None:
+            both = _both_readings(path) if seen.non_ascii and not seen.wide else None
+            if both is not None:
+                line, as_utf8, as_cp932 = both
+                raise InputError(
+                    "these bytes are valid UTF-8 and valid cp932 (Shift_JIS), and the two"
+                    f" readings differ: UTF-8 {_excerpt(as_utf8)!r}, cp932 {_excerpt(as_cp932)!r}",
+                    path=display_path(path),
+                    line=line,
+                    hint="say which with --encoding cp932 (a CSV saved by Excel in Japan) or"
+                    " --encoding utf-8; a list that send reads must be saved as 'CSV UTF-8'"
+                    " (digest-mail subscribers export LIST --encoding cp932 -o FILE writes it)",
+                )
             return "utf-8"
         failure = utf8
         # When UTF-8 Japanese came before the bad bytes, the file is broken UTF-8:
@@ -519,6 +582,10 @@ def _detect_encoding(path: Path) -> str:
     )
 
 
+def _excerpt(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _detect_delimiter(header_line: str) -> str:
     counts = dict.fromkeys(",\t;", 0)
     quoted = False
@@ -532,10 +599,19 @@ def _detect_delimiter(header_line: str) -> str:
 
 
 @contextmanager
-def _open_list(path: Path) -> Iterator[_Source]:
+def _open_list(path: Path, encoding: str | None = None) -> Iterator[_Source]:
+    """Open a list; ``encoding`` (one of :data:`ENCODINGS`) as the user stated it, else
+    detected (a UTF-8 BOM, UTF-16, UTF-8, cp932; refused when ambiguous)."""
     shown = display_path(path)
+    if encoding is not None and encoding not in ENCODINGS:
+        raise InputError(f"unknown encoding {encoding!r}", path=shown, hint="use utf-8 or cp932")
     try:
-        encoding = _detect_encoding(path)
+        # utf-8-sig: a stated UTF-8 may still start with a BOM.
+        encoding = (
+            _detect_encoding(path)
+            if encoding is None
+            else {"utf-8": "utf-8-sig"}.get(encoding, encoding)
+        )
         stream: TextIO = path.open(encoding=encoding, newline="")
     except FileNotFoundError:
         raise InputError(
@@ -701,13 +777,14 @@ def _scan_rows(
         yield line, values, problem
 
 
-def scan_list(path: Path) -> Iterator[Recipient | RowProblem]:
+def scan_list(path: Path, *, encoding: str | None = None) -> Iterator[Recipient | RowProblem]:
     """Every data row of the CSV at ``path``, in order, as a Recipient or a RowProblem.
 
     Raises :class:`InputError` for what makes the whole file unreadable: missing file,
-    no ``email`` column, text that is neither UTF-8 nor cp932, broken CSV quoting.
+    no ``email`` column, text that is neither UTF-8 nor cp932 (or could be either, unless
+    ``encoding`` says which), broken CSV quoting.
     """
-    with _open_list(path) as source:
+    with _open_list(path, encoding) as source:
         for _line, _values, item in _scan(source):
             yield item
 
@@ -727,11 +804,12 @@ def tally_list(
     *,
     ledger: Ledger | None = None,
     on_problem: Callable[[RowProblem], None] | None = None,
+    encoding: str | None = None,
 ) -> ListCounts:
     """Count a list's rows by fate; ``on_problem`` sees each problem as it is found."""
     counts = ListCounts()
     suppressed = _suppression_filter(ledger) if ledger is not None else None
-    for item in scan_list(path):
+    for item in scan_list(path, encoding=encoding):
         if isinstance(item, RowProblem):
             counts.add_problem(item)
             if on_problem is not None:
@@ -1068,6 +1146,7 @@ def import_list(
     *,
     ledger: Ledger | None = None,
     resubscribe: bool = False,
+    encoding: str | None = None,
 ) -> ImportReport:
     """Merge the rows of ``source_path`` into the list at ``target_path``.
 
@@ -1079,15 +1158,22 @@ def import_list(
     with their line. The imported file is held in memory; the target list is streamed.
     """
     with list_lock(target_path):
-        return _import_locked(source_path, target_path, ledger=ledger, resubscribe=resubscribe)
+        return _import_locked(
+            source_path, target_path, ledger=ledger, resubscribe=resubscribe, encoding=encoding
+        )
 
 
 def _import_locked(
-    source_path: Path, target_path: Path, *, ledger: Ledger | None, resubscribe: bool
+    source_path: Path,
+    target_path: Path,
+    *,
+    ledger: Ledger | None,
+    resubscribe: bool,
+    encoding: str | None,
 ) -> ImportReport:
     report = ImportReport()
     incoming: dict[str, Recipient] = {}
-    for item in scan_list(source_path):
+    for item in scan_list(source_path, encoding=encoding):
         if isinstance(item, RowProblem):
             report.rejected += 1
             report.problems.append(str(item))
@@ -1166,13 +1252,15 @@ def neutralize_cell(value: str) -> str:
     return "'" + value if value.startswith(_FORMULA_START) else value
 
 
-def export_list(path: Path, out: TextIO, *, raw: bool = False) -> ListCounts:
+def export_list(
+    path: Path, out: TextIO, *, raw: bool = False, encoding: str | None = None
+) -> ListCounts:
     """Write the valid rows of a list as UTF-8 CSV (same columns, normalized addresses).
 
     Cells a spreadsheet would run as formulas get a leading ``'`` unless ``raw``.
     """
     counts = ListCounts()
-    with _open_list(path) as source:
+    with _open_list(path, encoding) as source:
         writer = csv.writer(out, lineterminator="\r\n")
 
         def write(row: Sequence[str]) -> None:
@@ -1196,8 +1284,12 @@ def export_list(path: Path, out: TextIO, *, raw: bool = False) -> ListCounts:
     return counts
 
 
-def export_list_file(path: Path, output: Path, *, raw: bool = False) -> ListCounts:
+def export_list_file(
+    path: Path, output: Path, *, raw: bool = False, encoding: str | None = None
+) -> ListCounts:
     """:func:`export_list` into ``output``, written atomically and streamed."""
     counts: list[ListCounts] = []
-    write_atomic(output, lambda out: counts.append(export_list(path, out, raw=raw)))
+    write_atomic(
+        output, lambda out: counts.append(export_list(path, out, raw=raw, encoding=encoding))
+    )
     return counts[0]

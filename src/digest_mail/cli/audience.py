@@ -18,6 +18,7 @@ from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.ledger import SUPPRESSION_REASONS, Ledger, utcnow
 from digest_mail.subscribers import (
+    ENCODINGS,
     RowProblem,
     add_subscriber,
     display_path,
@@ -47,6 +48,12 @@ def _existing_ledger(workspace: Workspace) -> Iterator[Ledger | None]:
 
 
 _LIST = click.argument("list_ref", metavar="LIST")
+_ENCODING = click.option(
+    "--encoding",
+    type=click.Choice(ENCODINGS),
+    default=None,
+    help="The file's encoding when it cannot be told from its bytes [default: detected].",
+)
 
 
 @click.group()
@@ -62,13 +69,16 @@ def subscribers() -> None:
 
 @subscribers.command("check")
 @_LIST
+@_ENCODING
 @json_option
 @pass_workspace
-def check_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
+def check_command(workspace: Workspace, list_ref: str, encoding: str | None, as_json: bool) -> None:
     """Report every problem row of LIST with its line; exit 1 if there is any.
 
     Problems: invalid addresses, duplicates (case-insensitive), control characters or
     line breaks in any field, an unknown status, extra fields. A send skips such rows.
+    The encoding (UTF-8, UTF-16, cp932) is detected; a file whose bytes read as both
+    UTF-8 and cp932, differently, is an error until --encoding says which.
 
     \b
     Example:
@@ -84,7 +94,7 @@ def check_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
             click.echo(str(problem))
 
     with _existing_ledger(workspace) as ledger:
-        counts = tally_list(path, ledger=ledger, on_problem=report)
+        counts = tally_list(path, ledger=ledger, on_problem=report, encoding=encoding)
     if as_json:
         _echo_json(
             {
@@ -102,9 +112,10 @@ def check_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
 
 @subscribers.command("count")
 @_LIST
+@_ENCODING
 @json_option
 @pass_workspace
-def count_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
+def count_command(workspace: Workspace, list_ref: str, encoding: str | None, as_json: bool) -> None:
     """Count LIST's rows: subscribed, unsubscribed, suppressed (ledger), problems.
 
     \b
@@ -113,7 +124,7 @@ def count_command(workspace: Workspace, list_ref: str, as_json: bool) -> None:
     """
     path = resolve_list(workspace, list_ref)
     with _existing_ledger(workspace) as ledger:
-        counts = tally_list(path, ledger=ledger)
+        counts = tally_list(path, ledger=ledger, encoding=encoding)
     if as_json:
         _echo_json({"list": list_ref, "path": display_path(path), **counts.as_dict()})
     else:
@@ -196,6 +207,7 @@ def remove_command(workspace: Workspace, list_ref: str, address: str) -> None:
     is_flag=True,
     help="Start LIST even though its name is close to an existing list's.",
 )
+@_ENCODING
 @json_option
 @pass_workspace
 def import_command(
@@ -204,6 +216,7 @@ def import_command(
     list_ref: str,
     resubscribe: bool,
     new_list: bool,
+    encoding: str | None,
     as_json: bool,
 ) -> None:
     """Merge the CSV FILE into LIST: new rows appended, existing rows updated.
@@ -217,7 +230,9 @@ def import_command(
     """
     target = resolve_list(workspace, list_ref, create=True, allow_similar=new_list)
     with _existing_ledger(workspace) as ledger:
-        report = import_list(file, target, ledger=ledger, resubscribe=resubscribe)
+        report = import_list(
+            file, target, ledger=ledger, resubscribe=resubscribe, encoding=encoding
+        )
     if as_json:
         _echo_json({"into": display_path(target), **report.as_dict()})
         return
@@ -239,8 +254,11 @@ def import_command(
     is_flag=True,
     help="Write cells exactly; by default a cell starting with = + - @ gets a leading '.",
 )
+@_ENCODING
 @pass_workspace
-def export_command(workspace: Workspace, list_ref: str, output: Path | None, raw: bool) -> None:
+def export_command(
+    workspace: Workspace, list_ref: str, output: Path | None, raw: bool, encoding: str | None
+) -> None:
     """Write LIST's valid rows as UTF-8 CSV (same columns, addresses normalized).
 
     Problem rows are left out and counted on standard error. A cell that starts with
@@ -257,12 +275,12 @@ def export_command(workspace: Workspace, list_ref: str, output: Path | None, raw
         sys.stdout.flush()
         stdout = io.TextIOWrapper(sys.stdout.buffer, encoding="utf-8", newline="")
         try:
-            counts = export_list(path, stdout, raw=raw)
+            counts = export_list(path, stdout, raw=raw, encoding=encoding)
         finally:
             stdout.flush()
             stdout.detach()
     else:
-        counts = export_list_file(path, output, raw=raw)
+        counts = export_list_file(path, output, raw=raw, encoding=encoding)
         written = counts.rows - counts.problems
         click.echo(f"wrote {written} rows to {display_path(output)}", err=True)
     if counts.problems:
