@@ -4,9 +4,11 @@ connection, and hints that name the fix (?tls=starttls, [smtp] ca_file, the logi
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import ssl
 import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,10 +173,26 @@ def test_auth_only_after_starttls_hints_at_tls_starttls(
     )
 
 
+def _cli(workspace: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The CLI in its own process: a TLS session's teardown may outlive the event loop
+    (uvloop warns at shutdown), which must not disturb this test process."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("digest-mail")), *args],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")},
+            **env,
+            "DIGEST_MAIL_WORKSPACE": str(workspace),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @needs_openssl
 @pytest.mark.parametrize("client", ["pipelining", "aiosmtplib"])
 def test_a_private_ca_is_trusted_through_ca_file(
-    workspace: Path, run: Runner, certificate: tuple[Path, Path], client: str
+    workspace: Path, certificate: tuple[Path, Path], client: str
 ) -> None:
     write_draft_folder(workspace)
     shutil.copy(certificate[0], workspace / "relay-ca.pem")
@@ -185,19 +203,19 @@ def test_a_private_ca_is_trusted_through_ca_file(
             "DIGEST_MAIL_SMTP_CLIENT": client,
             "DIGEST_MAIL_SECRET": "relay-secret-0123456789",
         }
-        untrusted = run("test-send", "2026-W48", env=env)
-        trusted = run(
-            "test-send", "2026-W48", env={**env, "DIGEST_MAIL_SMTP_CA_FILE": "relay-ca.pem"}
+        untrusted = _cli(workspace, env, "test-send", "2026-W48")
+        trusted = _cli(
+            workspace, {**env, "DIGEST_MAIL_SMTP_CA_FILE": "relay-ca.pem"}, "test-send", "2026-W48"
         )
     finally:
         server.stop()
-    assert untrusted.exit_code == 3, untrusted.output
-    assert "certificate verify failed" in untrusted.output.splitlines()[-2]
-    assert untrusted.output.splitlines()[-1].startswith(
+    assert untrusted.returncode == 3, untrusted.stdout + untrusted.stderr
+    assert "certificate verify failed" in untrusted.stderr.splitlines()[-2]
+    assert untrusted.stderr.splitlines()[-1].startswith(
         "Hint: the relay's certificate is not trusted here: if a private CA signed it, set "
         "[smtp] ca_file to that CA's PEM file (or SSL_CERT_FILE)"
     )
-    assert trusted.exit_code == 0, trusted.output
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     assert len(server.received) == 3
 
 
