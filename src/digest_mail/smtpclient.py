@@ -264,6 +264,10 @@ class _ReplyReader(asyncio.Protocol):
             return
         self._wake()
 
+    def pending(self) -> bool:
+        """Whether anything the server sent is waiting unread (replies or a part line)."""
+        return bool(self.replies or self._lines or self._buffer)
+
     def _wake(self) -> None:
         if self._body is not None and len(self.replies) >= self._wanted:
             self._envelope_answered()
@@ -515,6 +519,10 @@ class SmtpConnection:
                 raise SmtpTlsError(
                     f"{self.host}:{port}: STARTTLS refused: {reply.code} {reply.text}"
                 )
+            # RFC 3207 4.2: nothing may follow the 220 until TLS is up. Bytes already here
+            # are plaintext anyone on the path could have added ("250 AUTH LOGIN" read as
+            # the EHLO reply after TLS): refuse the relay rather than guess.
+            self._refuse_plaintext_after_starttls(port)
             assert context is not None
             loop = asyncio.get_running_loop()
             transport = self._reader.transport
@@ -533,11 +541,23 @@ class SmtpConnection:
                 ) from None
             except TimeoutError:
                 raise SmtpTimeout(f"{self.host}:{port}: TLS handshake timed out") from None
+            # Plaintext that arrived before the handshake took the socket over is queued
+            # too: check again before the first command inside TLS.
+            self._refuse_plaintext_after_starttls(port)
             self._reader.transport = typing.cast(asyncio.Transport, new_transport)
             self.tls = True
             await self._ehlo(name)
         if username:
             await self._login(username, password or "", port=port)
+
+    def _refuse_plaintext_after_starttls(self, port: int) -> None:
+        if self._reader.pending():
+            raise SmtpTlsError(
+                f"{self.host}:{port}: the relay sent data after its 220 reply to STARTTLS, "
+                "before TLS (a STARTTLS response injection); not continuing",
+                hint="something between digest-mail and the relay is tampering with the "
+                "connection, or the relay is broken",
+            )
 
     def _own_address_literal(self) -> str:
         transport = self._reader.transport
