@@ -68,7 +68,9 @@ MUST_RECEIVE = {
     # only the Japanese local part (none here) would need SMTPUTF8.
     "idn.csv": {"ito@example.jp", "suzuki@example.jp", "yamada@例え.jp", "sato@例え.jp"},
     "line-breaks.csv": {"suzuki@example.jp", "watanabe@example.jp"},
-    "long-fields.csv": {"yamada@example.jp", "sato@example.jp", "suzuki@example.jp"},
+    # 10,000-character names are problem rows (issue 14 item 11: a name past 200
+    # characters made a To line longer than 998 octets, refused by relays).
+    "long-fields.csv": {"sato@example.jp"},
     "nul.csv": {"sato@example.jp", "suzuki@example.jp"},
     "quoted-local.csv": {"o'brien@example.jp", "first.last+tag@example.jp", "suzuki@example.jp"},
     "semicolon-tab.csv": {"yamada@example.jp", "sato@example.jp"},

@@ -1327,6 +1327,7 @@ async def _deliver(
             settings=workspace.settings,
             list_name=list_name,
             subject_prefix=subject_prefix,
+            test_send=bool(subject_prefix),  # only a test send marks its subject
             body_encoding=encoding,
             # Bytes in SMTP DATA form straight from the builder, for a client that takes
             # them (smtppool); a signer needs the plain message.

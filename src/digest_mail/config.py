@@ -7,6 +7,7 @@ signing key, DKIM key) are never settings: see :func:`read_secret`.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import re
 import stat
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from digest_mail.errors import ConfigError
+from digest_mail.headers import CONTROL, looks_like_encoded_word
 
 CONFIG_NAME = "digest-mail.toml"
 ENV_PREFIX = "DIGEST_MAIL_"
@@ -152,6 +154,8 @@ class Workspace:
     root: Path
     settings: Settings
     config_path: Path | None = None
+    # One line each, for the operator: a DIGEST_MAIL_* variable that sets nothing.
+    warnings: tuple[str, ...] = ()
 
     @property
     def articles_dir(self) -> Path:
@@ -195,7 +199,15 @@ class Workspace:
         return self.var_dir / "ledger.sqlite3"
 
     def list_path(self, name: str) -> Path:
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        # The name becomes the X-Digest-List header: no control characters or RFC 2047.
+        if (
+            not name
+            or "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or CONTROL.search(name)
+            or looks_like_encoded_word(name)
+        ):
             raise ConfigError(f"{name!r} is not a list name (a file stem under subscribers/)")
         return self.subscribers_dir / f"{name}.csv"
 
@@ -242,7 +254,12 @@ def _coerce(value: Any, annotation: Any, *, where: str, path: Path | None) -> An
 
 
 def _build_section(
-    cls: type[Any], raw: Mapping[str, Any], *, section: str, path: Path | None
+    cls: type[Any],
+    raw: Mapping[str, Any],
+    *,
+    section: str,
+    path: Path | None,
+    env: Mapping[str, tuple[str, str]] | None = None,
 ) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
@@ -253,23 +270,51 @@ def _build_section(
             known = ", ".join(sorted(_ALIASES.get(n, n) for n in names))
             raise ConfigError(f"unknown key (known: {known})", path=path, key=f"{section}.{key}")
         values[name] = _coerce(value, hints[name], where=f"{section}.{key}", path=path)
+    for key, (value, variable) in (env or {}).items():
+        # A bad value from the environment names its variable, not the file.
+        values[_ALIASES.get(key, key)] = _coerce(
+            value, hints[_ALIASES.get(key, key)], where=variable, path=None
+        )
     try:
         return cls(**values)
     except TypeError as exc:
         raise ConfigError(f"missing key: {exc}", path=path, key=section) from None
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    out: dict[str, dict[str, str]] = {}
-    for var, value in environ.items():
-        if not var.startswith(ENV_PREFIX) or var in _SECRET_VARIABLES:
-            continue
-        rest = var[len(ENV_PREFIX) :].lower()
-        for section in _SECTIONS:
-            if rest.startswith(section + "_"):
-                out.setdefault(section, {})[rest[len(section) + 1 :]] = value
-                break
+def _setting_variables() -> dict[str, tuple[str, str]]:
+    """Every ``DIGEST_MAIL_<SECTION>_<KEY>`` variable -> (section, TOML key)."""
+    out: dict[str, tuple[str, str]] = {}
+    for section, cls in _SECTIONS.items():
+        for f in dataclasses.fields(cls):
+            for key in {f.name, *(k for k, v in _ALIASES.items() if v == f.name)}:
+                out[f"{ENV_PREFIX}{section}_{key}".upper()] = (section, key)
     return out
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, tuple[str, str]]]:
+    """section -> key -> (value, variable) for each variable that names a setting."""
+    known = _setting_variables()
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for var, value in environ.items():
+        if var in known:
+            section, key = known[var]
+            out.setdefault(section, {})[key] = (value, var)
+    return out
+
+
+def environment_warnings(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """One line per ``DIGEST_MAIL_*`` variable that sets nothing (a typo is otherwise
+    silently ignored: ``DIGEST_MAIL_SMPT_URL`` would leave the relay unset)."""
+    environ = os.environ if environ is None else environ
+    known = [*_setting_variables(), *sorted(_SECRET_VARIABLES)]
+    lines = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in known:
+            continue
+        guess = difflib.get_close_matches(var, known, n=1, cutoff=0.8)
+        suggestion = f"; did you mean {guess[0]}?" if guess else ""
+        lines.append(f"{var} is not a digest-mail setting and is ignored{suggestion}")
+    return tuple(lines)
 
 
 def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None) -> Settings:
@@ -293,12 +338,17 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None
         if not isinstance(value, dict):
             raise ConfigError("expected a table", path=path, key=key)
         sections[key] = dict(value)
-    for section, overrides in _env_overrides(environ).items():
-        merged = sections.setdefault(section, {})
-        for key, value in overrides.items():
-            merged[key] = value
+    overrides = _env_overrides(environ)
+    for section, keys in overrides.items():
+        # The variable wins over the file, whichever spelling (from/sender) the file used.
+        names = {_ALIASES.get(key, key) for key in keys}
+        file_values = sections.get(section, {})
+        for key in [k for k in file_values if _ALIASES.get(k, k) in names]:
+            del file_values[key]
     built = {
-        name: _build_section(cls, sections.get(name, {}), section=name, path=path)
+        name: _build_section(
+            cls, sections.get(name, {}), section=name, path=path, env=overrides.get(name)
+        )
         for name, cls in _SECTIONS.items()
     }
     raw_schedules = data.get("schedule", [])
@@ -315,12 +365,46 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None
         if missing:
             raise ConfigError(f"missing {', '.join(missing)}", path=path, key=label)
         schedules.append(_build_section(ScheduleSettings, raw, section=label, path=path))
-    _check_mailbox(built["newsletter"].sender, key="newsletter.from", path=path, required=True)
-    _check_mailbox(built["newsletter"].reply_to, key="newsletter.reply_to", path=path)
+
+    def source(section: str, key: str) -> tuple[Path | None, str]:
+        """Where a setting came from, for its error: the variable, else file and key."""
+        for name, (_, variable) in overrides.get(section, {}).items():
+            if _ALIASES.get(name, name) == _ALIASES.get(key, key):
+                return None, variable
+        return path, f"{section}.{key}"
+
+    newsletter = built["newsletter"]
+    _check_mailbox(newsletter.sender, *source("newsletter", "from"), required=True)
+    _check_mailbox(newsletter.reply_to, *source("newsletter", "reply_to"))
+    for section, key, value in (
+        ("newsletter", "name", newsletter.name),
+        ("newsletter", "list_id", newsletter.list_id),
+        ("edition", "subject", built["edition"].subject),
+        ("lists", "staff", built["lists"].staff),
+        ("lists", "default", built["lists"].default),
+    ):
+        _check_header_text(value, *source(section, key))
     return Settings(**built, schedules=tuple(schedules))
 
 
-def _check_mailbox(value: str, *, key: str, path: Path | None, required: bool = False) -> None:
+def _check_header_text(value: str, path: Path | None, key: str) -> None:
+    """A setting that becomes (part of) a header: no line breaks or control characters,
+    and no RFC 2047 syntax, which a reader would decode (CR LF included) if it were ever
+    written as it is. digest-mail encodes header text itself."""
+    if CONTROL.search(value):
+        raise ConfigError(
+            f"{value!r} contains a line break or control character", path=path, key=key
+        )
+    if looks_like_encoded_word(value):
+        raise ConfigError(
+            f"{value!r} holds RFC 2047 encoded-word syntax (=?charset?q?…?=)",
+            path=path,
+            key=key,
+            hint="write it as plain text: digest-mail encodes headers itself",
+        )
+
+
+def _check_mailbox(value: str, path: Path | None, key: str, *, required: bool = False) -> None:
     """One ``Name <addr@domain>`` or bare address, no line breaks: it becomes a header.
 
     A CR or LF made the stdlib raise deep inside compose (a traceback), and a comma
@@ -328,10 +412,7 @@ def _check_mailbox(value: str, *, key: str, path: Path | None, required: bool = 
     """
     if not value and not required:
         return
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029" for c in value):
-        raise ConfigError(
-            f"{value!r} contains a line break or control character", path=path, key=key
-        )
+    _check_header_text(value, path, key)
     mailboxes = getaddresses([value])
     if len(mailboxes) != 1 or "@" not in mailboxes[0][1]:
         raise ConfigError(
@@ -359,7 +440,10 @@ def find_workspace(
     if not config_path.is_file():
         config_path = None
     workspace = Workspace(
-        root=root, settings=load_settings(config_path, environ=environ), config_path=config_path
+        root=root,
+        settings=load_settings(config_path, environ=environ),
+        config_path=config_path,
+        warnings=environment_warnings(environ),
     )
     ca_file = workspace.ca_file
     if ca_file is not None and not ca_file.is_file():
@@ -387,6 +471,7 @@ def read_secret(
     """A secret from the environment variable, else from an owner-only file, else None.
 
     A file that the group or others can read is refused: a secret there is already leaked.
+    So is a file another user owns, whatever its mode: that user can read or replace it.
     """
     environ = os.environ if environ is None else environ
     value = environ.get(variable)
@@ -396,9 +481,15 @@ def read_secret(
         return None
     path = Path(file).expanduser()
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         raise ConfigError(f"{what} file {path} does not exist") from None
+    mode = info.st_mode
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{what} file {path} is owned by another user (uid {info.st_uid})",
+            hint=f"make it yours: 'chown {os.geteuid()} {path}' and 'chmod 600 {path}'",
+        )
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"{what} file {path} is readable by group or others (mode {stat.filemode(mode)})",

@@ -30,6 +30,7 @@ from digest_mail.articles import (
 from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_dir
+from digest_mail.headers import looks_like_encoded_word
 from digest_mail.render import RenderedEdition, render_edition
 
 __all__ = [
@@ -162,6 +163,14 @@ def build_edition(
             hint="write literal braces as {{ and }}",
         ) from None
     resolved_subject = " ".join(resolved_subject.split())
+    if looks_like_encoded_word(resolved_subject):
+        # Python 3.10-3.12 decode such text in a header, CR LF included: refused here,
+        # and encoded literally by digest_mail.headers should it ever get further.
+        raise InputError(
+            f"subject {template!r} holds RFC 2047 encoded-word syntax (=?charset?q?…?=)",
+            field="--subject" if subject is not None else "edition.subject",
+            hint="write the subject as plain text: digest-mail encodes headers itself",
+        )
     if not resolved_subject:
         raise InputError(
             "the subject is empty",

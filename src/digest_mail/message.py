@@ -20,13 +20,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
 from typing import Literal, Protocol
 
+from digest_mail import headers
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
+from digest_mail.headers import HeaderValueError
 from digest_mail.smtpclient import CrlfBytes, DotStuffedBytes, ascii_address
 
 try:  # the compose helper owns the token names; these are the pinned values
@@ -62,42 +63,18 @@ class DraftLike(Protocol):
     def text(self) -> str: ...
 
 
-class HeaderValueError(DigestMailError):
-    """A value bound for a header holds a line break or control character."""
-
-    def __init__(self, field: str, value: str) -> None:
-        super().__init__(
-            f"{field} {value!r} contains a line break or control character",
-            hint="remove it from the subscriber list or draft; it could inject headers",
-        )
-        self.field = field
-        self.value = value
-
-
-# C0 controls, DEL, C1 controls and the Unicode line/paragraph separators: any of them
-# in a header could end the line or confuse a parser.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# What may not appear in a List-Unsubscribe link: _CONTROL, and what would end the <…>.
+# What may not appear in a List-Unsubscribe link: control characters, and what would end the <…>.
 _UNSUBSCRIBE_BAD = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029 <>,]")
 _ADDRESS_BAD = re.compile(r"[\x00-\x20\x7f<>\"(),;\\\[\]]")
-
-
-# Text that already looks like an RFC 2047 encoded word: the stdlib decodes it while
-# parsing the header it builds and writes the decoded bytes raw, so
-# "=?utf-8?q?a=0D=0ABcc:_x@evil.example?=" became a real Bcc line in build_message.
-_ENCODED_WORD = re.compile(r"=\?[^?\s]*\?[bBqQ]\?[^?\s]*\?=")
-
-
-def looks_like_encoded_word(value: str) -> bool:
-    """True if ``value`` holds an RFC 2047 encoded word, which a header would decode."""
-    return _ENCODED_WORD.search(value) is not None
+# A list id is a dot-atom (RFC 2919).
+_LIST_ID = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 
 
 def check_header_value(field: str, value: str) -> str:
-    """Return ``value`` unchanged, or raise :class:`HeaderValueError` if it could inject."""
-    if _CONTROL.search(value) or _ENCODED_WORD.search(value):
-        raise HeaderValueError(field, value)
-    return value
+    """Return ``value`` unchanged, or raise :class:`HeaderValueError` if it holds a
+    control character. Encoded-word syntax needs no refusal here: :mod:`headers`
+    encodes it like any text, so it reaches the reader literally."""
+    return headers.check_value(field, value)
 
 
 def check_address(field: str, address: str) -> str:
@@ -129,27 +106,41 @@ def new_message_id(domain: str, random_bits: bytes | None = None) -> str:
     return f"<{(random_bits or secrets.token_bytes(16)).hex()}@{domain}>"
 
 
-def list_id(settings: Settings) -> str:
-    """``Chrysanthemum Digest <weekly.chrysanthemum-digest.example.jp>`` (RFC 2919)."""
+def list_id_field(settings: Settings, *, test_send: bool = False) -> str:
+    """``List-Id: Chrysanthemum Digest <weekly.chrysanthemum-digest.example.jp>`` (RFC 2919).
+
+    A test send carries ``<test.…>`` instead: it must never look like (or be filtered
+    as) the list's own mail.
+    """
     name = settings.newsletter.name
-    check_header_value("newsletter.name", name)
-    check_header_value("newsletter.list_id", settings.newsletter.list_id)
-    return (
-        f"{_phrase(name)} <{settings.newsletter.list_id}>"
-        if name
-        else f"<{settings.newsletter.list_id}>"
-    )
+    ident = check_header_value("newsletter.list_id", settings.newsletter.list_id)
+    if not _LIST_ID.fullmatch(ident):
+        raise HeaderValueError(
+            "newsletter.list_id", ident, "is not a list id like weekly.example.jp"
+        )
+    if test_send:
+        ident = f"test.{ident}"
+        name = f"{name} test" if name else "test"
+    return headers.named("List-Id", check_header_value("newsletter.name", name), ident)
 
 
-def list_unsubscribe(unsubscribe_url: str, unsubscribe_mailto: str) -> str:
+def list_unsubscribe_field(unsubscribe_url: str, unsubscribe_mailto: str) -> str:
+    """``List-Unsubscribe: <https://…>,\\r\\n <mailto:…>``, folded between the links."""
     for field, value in (
         ("unsubscribe URL", unsubscribe_url),
         ("unsubscribe mailto", unsubscribe_mailto),
     ):
         if _UNSUBSCRIBE_BAD.search(value):
             raise HeaderValueError(field, value)
-    links = [f"<{u}>" for u in (unsubscribe_url, unsubscribe_mailto) if u]
-    return ", ".join(links)
+    return headers.uri_list("List-Unsubscribe", (unsubscribe_url, unsubscribe_mailto))
+
+
+def sender_field(name: str, settings: Settings, value: str) -> str:
+    """``From``/``Reply-To`` from a ``Name <addr>`` setting, its name encoded by the rules
+    of every header (never handed to a parser that would decode it)."""
+    display, address = parseaddr(value)
+    check_address(f"newsletter.{name.lower()}", address)
+    return headers.named(name, display, address)
 
 
 def fill_values(
@@ -244,8 +235,10 @@ def build_message(
     message_id: str | None = None,
     date: datetime | None = None,
     subject_prefix: str = "",
+    test_send: bool = False,
 ) -> EmailMessage:
-    """The complete multipart/alternative message for one recipient (reference builder)."""
+    """The complete multipart/alternative message for one recipient (reference builder):
+    the stdlib's MIME structure and bodies, headers from :mod:`digest_mail.headers`."""
     check_address("recipient address", to_address)
     check_header_value("recipient name", to_name)
     subject = check_header_value("subject", subject_prefix + draft.subject)
@@ -254,75 +247,69 @@ def build_message(
         settings=settings, to_address=to_address, to_name=to_name, unsubscribe_url=unsubscribe_url
     )
     msg = EmailMessage(policy=POLICY)
-    msg["From"] = settings.newsletter.sender
-    local, _, to_domain = ascii_address(to_address).rpartition("@")
-    msg["To"] = Address(display_name=to_name, username=local, domain=to_domain)
-    msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or datetime.now(UTC))
-    msg["Message-ID"] = message_id or new_message_id(domain)
-    if settings.newsletter.reply_to:
-        msg["Reply-To"] = settings.newsletter.reply_to
-    msg["List-Id"] = list_id(settings)
-    msg["List-Unsubscribe"] = list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg[EDITION_HEADER] = check_header_value("edition id", draft.id)
-    msg["X-Digest-List"] = check_header_value("list name", list_name)
+    fields = [
+        sender_field("From", settings, settings.newsletter.sender),
+        format_to(to_address, to_name),
+        headers.unstructured("Subject", subject),
+        headers.structured("Date", format_datetime(date or datetime.now(UTC))),
+        headers.structured("Message-ID", message_id or new_message_id(domain)),
+        *_static_fields(settings, draft, list_name, test_send=test_send),
+        list_unsubscribe_field(unsubscribe_url, unsubscribe_mailto),
+    ]
+    _set_fields(msg, fields)
     msg.set_content(_fill(draft.text, text_values), subtype="plain", charset="utf-8")
     msg.add_alternative(
         _fill(fold_html_lines(draft.html), html_values), subtype="html", charset="utf-8"
     )
+    # The stdlib's Content-Type would be one unfolded line: write ours, boundary too.
+    del msg["Content-Type"]
+    _set_fields(msg, [headers.structured("Content-Type", _multipart(_new_boundary(draft)))])
     return msg
 
 
 # --- the fast builder ------------------------------------------------------------------
 
 
-def _phrase(name: str) -> str:
-    """A display name as an RFC 5322 phrase: atoms, a quoted string or RFC 2047 words."""
-    if not name:
-        return ""
-    if name.isascii():
-        if re.fullmatch(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~ ]+", name) and not name.startswith(" "):
-            return name
-        return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    return _encoded_words(name)
+def _set_fields(msg: EmailMessage, fields: list[str]) -> None:
+    for field in fields:
+        # Raw, as written: assigning a value would have the stdlib parse it (and decode
+        # anything that looks like an encoded word) and fold it by its own rules.
+        name, _, value = field.removesuffix("\r\n").partition(":")
+        value = value.removeprefix(" ")
+        msg.set_raw(name, value.encode("utf-8").decode("ascii", "surrogateescape"))
 
 
-def _encoded_words(text: str) -> str:
-    """RFC 2047 B-encoding of ``text``, as the stdlib writes it: one encoded word.
+def _new_boundary(draft: DraftLike) -> str:
+    boundary = "=_dm_" + secrets.token_hex(12)
+    while boundary in draft.html or boundary in draft.text:  # pragma: no cover
+        boundary = "=_dm_" + secrets.token_hex(12)
+    return boundary
 
-    (Python's own parser puts a space between adjacent encoded words in a phrase, so
-    splitting a name would change it for stdlib readers; one word of up to ~900 octets
-    stays within the 998-octet line.) Longer names are split into folded words.
-    """
-    data = text.encode("utf-8")
-    if len(data) <= 660:  # 660 bytes -> 880 base64 characters
-        return "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
-    words = []
-    chunk = ""
-    for char in text:
-        if len((chunk + char).encode("utf-8")) > 45:
-            words.append(chunk)
-            chunk = char
-        else:
-            chunk += char
-    if chunk:
-        words.append(chunk)
-    encoded = [
-        "=?utf-8?b?" + binascii.b2a_base64(w.encode("utf-8"), newline=False).decode("ascii") + "?="
-        for w in words
-    ]
-    return "\r\n ".join(encoded)
+
+def _multipart(boundary: str) -> str:
+    return f'multipart/alternative; boundary="{boundary}"'
 
 
 def format_to(address: str, name: str) -> str:
-    """The To header value for one recipient, ready to splice."""
+    """The To field for one recipient, ready to splice (CRLF-terminated, folded)."""
     check_address("recipient address", address)
-    address = ascii_address(address)
-    if not name:
-        return address
-    check_header_value("recipient name", name)
-    return f"{_phrase(name)} <{address}>"
+    return headers.named("To", check_header_value("recipient name", name), ascii_address(address))
+
+
+def _static_fields(
+    settings: Settings, draft: DraftLike, list_name: str, *, test_send: bool
+) -> list[str]:
+    """The fields every recipient of the edition shares, after Message-ID."""
+    fields = []
+    if settings.newsletter.reply_to:
+        fields.append(sender_field("Reply-To", settings, settings.newsletter.reply_to))
+    fields += [
+        list_id_field(settings, test_send=test_send),
+        headers.structured("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        headers.unstructured(EDITION_HEADER, draft.id),
+        headers.unstructured("X-Digest-List", list_name),
+    ]
+    return fields
 
 
 @dataclass(frozen=True)
@@ -477,34 +464,22 @@ class MessageTemplate:
         subject_prefix: str = "",
         body_encoding: BodyEncoding = "8bit",
         dot_stuffed: bool = False,
+        test_send: bool = False,
     ) -> None:
         self.settings = settings
         self.dot_stuffed = dot_stuffed
         self.domain = sender_domain(settings)
         self.envelope_from = envelope_sender(settings)
         subject = check_header_value("subject", subject_prefix + draft.subject)
-        boundary = "=_dm_" + secrets.token_hex(12)
-        while boundary in draft.html or boundary in draft.text:  # pragma: no cover
-            boundary = "=_dm_" + secrets.token_hex(12)
-        # Static headers through the stdlib once, so Subject folding/encoding is its own.
-        static = EmailMessage(policy=POLICY)
-        static["Subject"] = subject
-        fixed_subject = _header_bytes(static)
-        static = EmailMessage(policy=POLICY)
-        if settings.newsletter.reply_to:
-            static["Reply-To"] = settings.newsletter.reply_to
-        static["List-Id"] = list_id(settings)
-        static["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        static[EDITION_HEADER] = check_header_value("edition id", draft.id)
-        static["X-Digest-List"] = check_header_value("list name", list_name)
-        static["MIME-Version"] = "1.0"
-        static["Content-Type"] = f'multipart/alternative; boundary="{boundary}"'
-        fixed_rest = _header_bytes(static)
-        from_header = EmailMessage(policy=POLICY)
-        from_header["From"] = settings.newsletter.sender
-        self._head_from = _header_bytes(from_header)
-        self._head_subject = fixed_subject
-        self._head_rest = fixed_rest
+        boundary = _new_boundary(draft)
+        self._head_from = sender_field("From", settings, settings.newsletter.sender).encode()
+        self._head_subject = headers.unstructured("Subject", subject).encode("utf-8")
+        rest = [
+            *_static_fields(settings, draft, list_name, test_send=test_send),
+            headers.structured("MIME-Version", "1.0"),
+            headers.structured("Content-Type", _multipart(boundary)),
+        ]
+        self._head_rest = "".join(rest).encode("utf-8")
         self._delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._preamble_delim = f"--{boundary}\r\n".encode("ascii")
@@ -524,25 +499,22 @@ class MessageTemplate:
         date: str | None = None,
     ) -> bytes:
         """One recipient's message; ``date`` is an RFC 5322 date string (default: now)."""
-        to_value = format_to(to_address, to_name)
-        unsub = list_unsubscribe(unsubscribe_url, unsubscribe_mailto)
+        to_field = format_to(to_address, to_name)
+        unsub = list_unsubscribe_field(unsubscribe_url, unsubscribe_mailto)
         text_b, html_b = self._values(to_address, to_name, unsubscribe_url)
         mid = message_id or new_message_id(self.domain)
         check_header_value("Message-ID", mid)
         head = b"".join(
             (
                 self._head_from,
-                b"To: ",
-                to_value.encode("utf-8"),  # an SMTPUTF8 address stays UTF-8 (RFC 6532)
-                b"\r\n",
+                to_field.encode("utf-8"),  # an SMTPUTF8 address stays UTF-8 (RFC 6532)
                 self._head_subject,
                 b"Date: ",
                 (date or format_datetime(datetime.now(UTC))).encode("ascii"),
                 b"\r\nMessage-ID: ",
                 mid.encode("ascii"),
-                b"\r\nList-Unsubscribe: ",
-                unsub.encode("ascii"),
                 b"\r\n",
+                unsub.encode("ascii"),
                 self._head_rest,
                 b"\r\n",
             )
@@ -583,11 +555,3 @@ class MessageTemplate:
 
 # What html.escape(quote=True) changes.
 _HTML_SPECIAL = re.compile("[&<>\"']")
-
-
-def _header_bytes(msg: EmailMessage) -> bytes:
-    """The serialised header block of ``msg`` without the blank line."""
-    lines = []
-    for name, value in msg.items():
-        lines.append(POLICY.fold_binary(name, value))
-    return b"".join(lines)

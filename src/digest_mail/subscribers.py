@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import keep_mode, new_temp_file
-from digest_mail.message import looks_like_encoded_word
+from digest_mail.headers import MAX_NAME, looks_like_encoded_word
 
 if TYPE_CHECKING:
     from digest_mail.config import Workspace
@@ -712,6 +712,16 @@ def _check_row(
             name,
             f"name: {name!r} is an RFC 2047 encoded word, which a mail header would decode; "
             "write the name as plain text",
+            "invalid",
+            field="name",
+        )
+    if len(name) > MAX_NAME:
+        # Nobody is called that: a column mix-up, or an attack on header line limits.
+        return None, RowProblem(
+            path,
+            line,
+            name,
+            f"name: {len(name)} characters long (at most {MAX_NAME})",
             "invalid",
             field="name",
         )

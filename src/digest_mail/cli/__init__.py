@@ -95,6 +95,8 @@ class _State:
     def workspace(self) -> Workspace:
         if self._workspace is None:
             self._workspace = find_workspace(self.root)
+            for line in self._workspace.warnings:
+                click.echo(f"Warning: {line}", err=True)
         return self._workspace
 
 
