@@ -95,6 +95,10 @@ class Article:
     body: str = ""
 
 
+# Control characters other than TAB, LF and CR (layout): ESC, BEL, NUL, DEL, C1 …
+CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def display_path(path: Path) -> str:
     """``path`` relative to the current directory when it is inside it (shorter errors)."""
     try:
@@ -136,7 +140,16 @@ class _Fields:
         return self.own(field, str(value).strip())
 
     def own(self, field: str, value: str) -> str:
-        """``value`` if it holds no per-reader placeholder (see PLACEHOLDER_SYNTAX)."""
+        """``value`` if it holds no per-reader placeholder (see PLACEHOLDER_SYNTAX) and
+        no control character (an escape sequence for a terminal; MJML refuses them too,
+        which made compose fail with a misleading "MJML does not compile")."""
+        control = CONTROL_CHARACTER.search(value)
+        if control:
+            raise self.error(
+                field,
+                f"{value!r} contains a control character (U+{ord(control.group()):04X})",
+                hint="remove it; only text, spaces and line breaks belong in an article",
+            )
         found = PLACEHOLDER_SYNTAX.search(value)
         if found:
             raise self.error(
@@ -269,6 +282,14 @@ def load_article(path: Path | str) -> Article:
         raise InputError("not UTF-8 text", path=shown, hint="save the article as UTF-8") from None
     front, body, body_line = _split_front_matter(path, text)
     fields = _parse_front_matter(path, front)
+    control = CONTROL_CHARACTER.search(body)
+    if control:
+        raise InputError(
+            f"the body contains a control character (U+{ord(control.group()):04X})",
+            path=shown,
+            line=body_line + body.count("\n", 0, control.start()),
+            hint="remove it; only text, spaces and line breaks belong in an article",
+        )
     in_body = PLACEHOLDER_SYNTAX.search(body)
     if in_body:
         raise InputError(

@@ -29,7 +29,12 @@ import nh3
 import yaml
 
 from digest_mail import __version__
-from digest_mail.articles import PLACEHOLDER_SYNTAX, display_path, load_article
+from digest_mail.articles import (
+    CONTROL_CHARACTER,
+    PLACEHOLDER_SYNTAX,
+    display_path,
+    load_article,
+)
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_file
@@ -591,6 +596,17 @@ def _refuse_placeholders(fields: Mapping[str, Any], body: str) -> None:
             )
 
 
+def _refuse_control_characters(fields: Mapping[str, Any], body: str) -> None:
+    """A title with ESC ]0;… BEL reached the operator's terminal and then made every
+    compose fail in MJML: the entry is invalid, named, and never written."""
+    for name, value in [*fields.items(), ("body", body)]:
+        found = CONTROL_CHARACTER.search(str(value))
+        if found:
+            raise _Invalid(
+                f"{name}: {str(value)!r} contains a control character (U+{ord(found.group()):04X})"
+            )
+
+
 def import_feed(
     workspace: Workspace, source: str | Path, *, dry_run: bool = False, allow_http: bool = False
 ) -> ImportReport:
@@ -608,6 +624,7 @@ def import_feed(
             fields = _article_fields(entry)
             body = _entry_body(entry)
             _refuse_placeholders(fields, body)
+            _refuse_control_characters(fields, body)
         except _Invalid as exc:
             report.invalid.append(FeedEntryProblem(entry=label, reason=str(exc)))
             continue

@@ -8,11 +8,14 @@ registered on :data:`cli` here. Library errors (:class:`DigestMailError`) become
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import re
-from collections.abc import Callable
+import sys
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TextIO, TypeVar
 
 import click
 
@@ -60,6 +63,12 @@ class DigestMailGroup(click.Group):
         if cmd_name not in self.commands and cmd_name in LAZY_COMMANDS:
             _load(LAZY_COMMANDS[cmd_name])
         return super().get_command(ctx, cmd_name)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Everything a command prints passes through printable_output: relay replies,
+        # feed titles, file names and error messages, whoever wrote the echo.
+        with printable_output():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -115,12 +124,64 @@ def pass_workspace(func: F) -> F:
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+# In output as a whole, TAB and LF are ours (layout); any other control character is
+# foreign text that would otherwise reach the terminal raw.
+_OUTPUT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # C0 as \xNN; DEL and C1 as \u00NN, which is also a valid escape inside a JSON
+    # string (json.dumps escapes C0 itself but leaves C1 raw).
+    return f"\\x{code:02x}" if code < 0x20 else f"\\u{code:04x}"
 
 
 def printable(text: str) -> str:
     """Remote text (a relay's reply, a bounce's diagnostic) with control characters
-    escaped, so that it can never send escape sequences to the operator's terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    escaped, line breaks too, so that it can never send escape sequences to the
+    operator's terminal or fake a line of output."""
+    return _CONTROL.sub(_escape, text)
+
+
+class _PrintableStream:
+    """A text stream that escapes control characters other than TAB and LF."""
+
+    def __init__(self, inner: TextIO) -> None:
+        self.unwrapped = inner
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):  # click probes for binary streams this way
+            raise TypeError("write() argument must be str")
+        self.unwrapped.write(_OUTPUT_CONTROL.sub(_escape, text))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:  # encoding, buffer, isatty, flush, …
+        return getattr(self.unwrapped, name)
+
+
+def unwrapped(stream: TextIO) -> TextIO:
+    """The terminal stream under :func:`printable_output`, for a progress display that
+    writes escape sequences of its own on purpose."""
+    inner = getattr(stream, "unwrapped", None)
+    return typing.cast(TextIO, inner) if inner is not None else stream
+
+
+@contextlib.contextmanager
+def printable_output() -> Iterator[None]:
+    """Standard output and error escape control characters while the block runs."""
+    saved = sys.stdout, sys.stderr
+    sys.stdout = typing.cast(TextIO, _PrintableStream(saved[0]))
+    sys.stderr = (
+        sys.stdout if saved[1] is saved[0] else typing.cast(TextIO, _PrintableStream(saved[1]))
+    )
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def json_option(func: F) -> F:

@@ -22,7 +22,7 @@ from digest_mail.campaign import (
     send_test,
     warn_before_sending,
 )
-from digest_mail.cli import json_option, pass_workspace, printable
+from digest_mail.cli import json_option, pass_workspace, printable, unwrapped
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.transport import describe_transport
@@ -45,6 +45,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None
         yield None
         return
     if sys.stderr.isatty():
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
         bar = Progress(
@@ -53,6 +54,8 @@ def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None
             MofNCompleteColumn(),
             TimeRemainingColumn(),
             transient=True,
+            # The bar's own escape sequences go to the terminal as they are.
+            console=Console(file=unwrapped(sys.stdout)),
         )
         task: list[Any] = []
 
