@@ -178,24 +178,49 @@ def named(name: str, display: str, target: str) -> str:
     """``Name: display <target>`` (From, To, Reply-To, List-Id); ``target`` is an address
     or list id the caller has checked, ``display`` any text (may be empty; space around
     it means nothing in a phrase, and readers strip it)."""
-    display = check_value(name, display).strip(" ")
-    check_value(name, target)
-    out = _Field(name)
+    if CONTROL.search(display) or CONTROL.search(target):
+        raise HeaderValueError(name, display if CONTROL.search(display) else target)
+    display = display.strip(" ")
     if not display:
-        out.add(target)
-        return out.done()
+        return _finish(f"{name}: {target}", name, target)
+    if not display.isascii():
+        # The usual reader, once per message: a Japanese name that fits one encoded word
+        # on the first line, written without the general folder.
+        data = display.encode("utf-8")
+        room = min(MAX_ENCODED_WORD, FOLD_ENCODED_AT - len(name) - 2)
+        if len(data) <= (room - _EW_OVERHEAD) // 4 * 3:
+            word = "=?utf-8?b?" + binascii.b2a_base64(data, newline=False).decode("ascii") + "?="
+            line = f"{name}: {word}"
+            tail = f"<{target}>"
+            if len(line) + 1 + len(tail) <= FOLD_ENCODED_AT and target.isascii():
+                return f"{line} {tail}\r\n"
+            return _finish(f"{line}\r\n {tail}", name, target)
+    out = _Field(name)
     _add_phrase(out, display)
     out.add(f"<{target}>")
     return out.done()
 
 
+def _finish(text: str, name: str, target: str) -> str:
+    """``text`` + CRLF, whose last line is the unfoldable ``target`` and its prefix."""
+    if len(target.encode("utf-8")) + len(name) + 4 > MAX_LINE:
+        raise HeaderValueError(name, target, f"makes a line over {MAX_LINE} octets")
+    return text + "\r\n"
+
+
 def uri_list(name: str, uris: Iterable[str]) -> str:
-    """``Name: <uri>, <uri>`` folded between the URIs (List-Unsubscribe, RFC 2369)."""
-    out = _Field(name)
-    links = [f"<{check_value(name, uri)}>" for uri in uris if uri]
-    for index, link in enumerate(links):
-        out.add(link + ("," if index < len(links) - 1 else ""))
-    return out.done()
+    """``Name: <uri>, <uri>`` (List-Unsubscribe, RFC 2369): on one line when it fits in
+    78, else one URI a line, folded between them and never inside one."""
+    links = [f"<{uri}>" for uri in uris if uri]
+    for link in links:
+        if CONTROL.search(link) or not link.isascii():
+            raise HeaderValueError(name, link)
+        if len(name) + 3 + len(link) > MAX_LINE:
+            raise HeaderValueError(name, link, f"makes a line over {MAX_LINE} octets")
+    one_line = f"{name}: " + ", ".join(links)
+    if len(one_line) <= FOLD_AT:
+        return one_line + "\r\n"
+    return f"{name}: " + ",\r\n ".join(links) + "\r\n"
 
 
 def structured(name: str, value: str) -> str:
