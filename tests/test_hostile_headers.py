@@ -201,3 +201,20 @@ def test_a_secret_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     assert read_secret(variable="X_SECRET", file=secret, what="k", environ={}) == (
         "s3cret-from-someone-else"
     )
+
+
+def test_subscribers_add_takes_the_same_rule_for_names(workspace: Path, run: Runner) -> None:
+    before = (workspace / "subscribers" / "weekly.csv").read_bytes()
+    injected = run("subscribers", "add", "weekly", "new@example.jp", "--name", INJECTED)
+    assert injected.exit_code == 1
+    assert injected.output == (
+        f"Error: name: {INJECTED!r} is an RFC 2047 encoded word, which a mail header would "
+        "decode; write the name as plain text\n"
+    )
+    long = run("subscribers", "add", "weekly", "new@example.jp", "--name", "菊" * 201)
+    assert long.exit_code == 1
+    assert long.output == "Error: name: 201 characters long (at most 200)\n"
+    assert (workspace / "subscribers" / "weekly.csv").read_bytes() == before
+    assert (
+        run("subscribers", "add", "weekly", "new@example.jp", "--name", "菊" * 200).exit_code == 0
+    )

@@ -704,27 +704,9 @@ def _check_row(
     except AddressError as exc:
         return None, RowProblem(path, line, raw_email, exc.message, "invalid")
     name = values[name_at].strip() if name_at < count else ""
-    if looks_like_encoded_word(name):
-        # A header would decode it (CR/LF included): report it here, before any send.
-        return None, RowProblem(
-            path,
-            line,
-            name,
-            f"name: {name!r} is an RFC 2047 encoded word, which a mail header would decode; "
-            "write the name as plain text",
-            "invalid",
-            field="name",
-        )
-    if len(name) > MAX_NAME:
-        # Nobody is called that: a column mix-up, or an attack on header line limits.
-        return None, RowProblem(
-            path,
-            line,
-            name,
-            f"name: {len(name)} characters long (at most {MAX_NAME})",
-            "invalid",
-            field="name",
-        )
+    problem = _name_problem(name)
+    if problem:
+        return None, RowProblem(path, line, name, f"name: {problem}", "invalid", field="name")
     raw_status = values[status_at] if status_at < count else ""
     status = raw_status.strip().lower() or "subscribed"
     if status not in STATUSES:
@@ -964,14 +946,31 @@ class AddResult:
     email: str
 
 
-def _check_name(name: str) -> None:
+def _name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a reader's name in a To header, or None: one rule for rows
+    read from a list and for ``subscribers add --name``."""
     char = _CONTROL.search(name)
     if char:
-        raise InputError(
+        return (
             f"{name!r} contains a control character (U+{ord(char.group()):04X}) "
-            "that could break a mail header",
-            field="name",
+            "that could break a mail header"
         )
+    if looks_like_encoded_word(name):
+        # A header would decode it (CR/LF included, spaces or not): refused before any send.
+        return (
+            f"{name!r} is an RFC 2047 encoded word, which a mail header would decode; "
+            "write the name as plain text"
+        )
+    if len(name) > MAX_NAME:
+        # Nobody is called that: a column mix-up, or an attack on header line limits.
+        return f"{len(name)} characters long (at most {MAX_NAME})"
+    return None
+
+
+def _check_name(name: str) -> None:
+    problem = _name_problem(name)
+    if problem:
+        raise InputError(problem, field="name")
 
 
 def add_subscriber(
