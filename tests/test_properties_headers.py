@@ -296,3 +296,28 @@ def test_list_unsubscribe_is_folded_between_its_links(builder: str) -> None:
     head = data.split(b"\r\n\r\n", 1)[0].decode()
     assert f"List-Unsubscribe: <{URL}>,\r\n <{MAILTO}>\r\n" in head
     assert _parse(data)["List-Unsubscribe"] == f"<{URL}>, <{MAILTO}>"
+
+
+@pytest.mark.parametrize("builder", sorted(BUILDERS))
+@PROPERTY
+@given(name=unicode_text.filter(lambda s: s == s.strip() and s != ""))
+@example(name=INJECTIONS[1])
+@example(name="菊花ダイジェスト編集部" * 8)
+def test_from_and_reply_to_names_round_trip_or_are_refused(builder: str, name: str) -> None:
+    """``[newsletter] from`` and ``reply_to`` are written by the same rules as To."""
+    quoted = '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    settings = Settings(
+        newsletter=NewsletterSettings(
+            sender=f"{quoted} <digest@example.jp>", reply_to=f"{quoted} <editors@example.jp>"
+        )
+    )
+    if CONTROL.search(name):
+        with pytest.raises(HeaderValueError):
+            _build(builder, settings, "weekly")
+        return
+    data = _build(builder, settings, "weekly")
+    raw = _raw_headers(data)
+    assert display_name(raw["from"]) == (name, "digest@example.jp")
+    assert display_name(raw["reply-to"]) == (name, "editors@example.jp")
+    assert set(_header_names(_parse(data))) <= HEADERS | {"reply-to"}
+    check_limits(data)
