@@ -3,7 +3,7 @@
 Suppress one spelling with ``digest-mail unsubscribe``, then send lists that
 writes the same mailbox in other spellings: case, an IDN domain as U-label or A-label,
 full-width letters. The SMTP server must receive nothing for any of them, while a
-different mailbox (plus-addressing) still gets its copy.
+different mailbox (plus-addressing) still gets its one copy.
 """
 
 from __future__ import annotations
@@ -51,4 +51,5 @@ def test_no_spelling_escapes_a_suppression(
         for name in sent_lists:
             run_campaign(ws, make_draft(), name, concurrency=1)
     got = server.recorder.accepted_counts()
-    assert got == {"other+news@example.jp": len(spellings)}, got
+    # One copy: the later campaigns of the same edition leave out whoever had it.
+    assert got == {"other+news@example.jp": 1}, got

@@ -55,6 +55,7 @@ from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_me
 from digest_mail.subscribers import (
     Recipient,
     RowProblem,
+    _SeenKeys,
     check_readable,
     iter_recipients,
     normalize_address,
@@ -127,7 +128,7 @@ class NothingToSend(CampaignError):
 
 def _nobody(
     *,
-    list_name: str,
+    lists: Sequence[str],
     kind: str,
     total: int,
     suppressed: int,
@@ -135,6 +136,7 @@ def _nobody(
     suppressed_emails: Sequence[str],
 ) -> NothingToSend:
     """The one line that says why a send reached nobody, and the way out."""
+    list_name = lists[0]
     if kind == "test":
         if suppressed and suppressed == total:
             who = ", ".join(suppressed_emails)
@@ -158,25 +160,27 @@ def _nobody(
             hint=f"add yours with 'digest-mail subscribers add {list_name} you@example.jp'",
         )
     add = f"'digest-mail subscribers add {list_name} ADDRESS'"
+    check = f"'digest-mail subscribers check {list_name}'"
+    where = lists_phrase(lists)
     if total == 0 and invalid == 0:
+        empty = "it is empty" if len(lists) == 1 else "they are empty"
         return NothingToSend(
-            f"nothing to send: list {list_name} has no subscribed reader (it is empty)",
+            f"nothing to send: {where} has no subscribed reader ({empty})",
             hint=f"add readers with {add}, then send again",
         )
     if invalid == 0:
         return NothingToSend(
-            f"nothing to send: all {suppressed} readers of list {list_name} are suppressed "
+            f"nothing to send: all {suppressed} readers of {where} are suppressed "
             "(unsubscribed or bounced)",
             hint=f"add readers with {add}; see 'digest-mail suppressions list'",
         )
-    check = f"'digest-mail subscribers check {list_name}'"
     if total == 0:
         return NothingToSend(
-            f"nothing to send: all {invalid} rows of list {list_name} are invalid",
+            f"nothing to send: all {invalid} rows of {where} are invalid",
             hint=f"fix them (see {check}) or add readers with {add}",
         )
     return NothingToSend(
-        f"nothing to send: list {list_name} has {suppressed} suppressed and {invalid} invalid "
+        f"nothing to send: {where} has {suppressed} suppressed and {invalid} invalid "
         "rows and no other reader",
         hint=f"fix the invalid rows (see {check}) or add readers with {add}",
     )
@@ -212,6 +216,14 @@ class CampaignReport:
     needs_smtputf8: int = 0
     smtputf8_examples: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # The campaign's lists (one, or several sent each address once); () means list_name.
+    lists: tuple[str, ...] = ()
+    # Readers left out because another campaign of this edition already had them.
+    already_received: int = 0
+
+    @property
+    def list_names(self) -> tuple[str, ...]:
+        return self.lists or (self.list_name,)
 
     @property
     def complete(self) -> bool:
@@ -237,12 +249,15 @@ class CampaignReport:
             text += f", {self.uncertain} uncertain"
         if self.queued:
             text += f", {self.queued} not yet sent"
+        if self.already_received:
+            text += f", {self.already_received} had it from another campaign"
         return text
 
     def resume_command(self) -> str:
         if self.kind == "test":
             return f"digest-mail test-send {self.edition}"
-        return f"digest-mail send {self.edition} --list {self.list_name}"
+        lists = " ".join(f"--list {name}" for name in self.list_names)
+        return f"digest-mail send {self.edition} {lists}"
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -251,6 +266,7 @@ class CampaignReport:
             "state": self.state,
             "edition": self.edition,
             "list": self.list_name,
+            "lists": list(self.list_names),
             "total": self.total,
             "sent": self.sent,
             "deferred": self.deferred,
@@ -259,6 +275,7 @@ class CampaignReport:
             "skipped_invalid": self.skipped_invalid,
             "uncertain": self.uncertain,
             "queued": self.queued,
+            "already_received": self.already_received,
             "sent_this_run": self.sent_this_run,
             "tried_this_run": self.tried_this_run,
             "stopped": self.stopped,
@@ -275,8 +292,21 @@ class CampaignReport:
 # --- the ledger side -------------------------------------------------------------------
 
 
-def campaign_id_for(edition: str, list_name: str) -> str:
-    return f"{edition}/{list_name}"
+def campaign_id_for(edition: str, list_name: str | Sequence[str]) -> str:
+    """``EDITION/LIST``; for several lists ``EDITION/A+B``, the names sorted: one
+    campaign whatever order the lists were named in."""
+    return f"{edition}/{'+'.join(list_names_of(list_name))}"
+
+
+def list_names_of(value: str | Sequence[str]) -> tuple[str, ...]:
+    """The lists of a campaign, sorted, each once."""
+    names = (value,) if isinstance(value, str) else tuple(value)
+    return tuple(sorted(set(names)))
+
+
+def lists_phrase(lists: Sequence[str]) -> str:
+    """``list weekly`` or ``lists news, weekly``, for messages."""
+    return f"list {lists[0]}" if len(lists) == 1 else f"lists {', '.join(lists)}"
 
 
 @dataclass
@@ -319,7 +349,15 @@ class _Store:
     def row(self) -> Any:
         return self.db.execute("SELECT * FROM campaigns WHERE id = ?", (self.id,)).fetchone()
 
-    def create(self, *, edition: str, list_name: str, kind: str, content_hash: str) -> None:
+    def create(
+        self,
+        *,
+        edition: str,
+        list_name: str,
+        kind: str,
+        content_hash: str,
+        lists: Sequence[str] = (),
+    ) -> None:
         with self.ledger.transaction():
             self.db.execute(
                 "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
@@ -327,11 +365,23 @@ class _Store:
                 "VALUES (?, ?, ?, ?, ?, 'snapshotting', ?)",
                 (self.id, edition, list_name, kind, content_hash, utcnow()),
             )
+            self.db.executemany(
+                "INSERT INTO campaign_lists (campaign_id, list_name) VALUES (?, ?)",
+                [(self.id, name) for name in (lists or (list_name,))],
+            )
 
     def discard(self) -> None:
         with self.ledger.transaction():
             self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
+            self.db.execute("DELETE FROM campaign_lists WHERE campaign_id = ?", (self.id,))
             self.db.execute("DELETE FROM campaigns WHERE id = ?", (self.id,))
+
+    def lists(self) -> tuple[str, ...]:
+        rows = self.db.execute(
+            "SELECT list_name FROM campaign_lists WHERE campaign_id = ? ORDER BY list_name",
+            (self.id,),
+        ).fetchall()
+        return tuple(row[0] for row in rows)
 
     def restart_snapshot(self) -> int:
         """Begin the snapshot again; the seq that new rows come after.
@@ -349,7 +399,7 @@ class _Store:
             ).fetchone()[0]
         return last
 
-    def nobody(self, list_name: str, kind: str) -> NothingToSend:
+    def nobody(self, kind: str) -> NothingToSend:
         """The error for a campaign that reached nobody, from its rows."""
         counts = self.counts()
         emails = [
@@ -361,7 +411,7 @@ class _Store:
             )
         ]
         return _nobody(
-            list_name=list_name,
+            lists=self.lists() or (self.row()["list_name"],),
             kind=kind,
             total=sum(counts.values()) - counts["skipped"],
             suppressed=counts["suppressed"],
@@ -395,10 +445,21 @@ class _Store:
         """Insert every row: queued recipients, suppressed ones, skipped problems; then
         mark the campaign ``sending``. Rows are numbered from ``after_seq + 1``; an
         address that already has a row keeps it (see :meth:`restart_snapshot`).
-        ``on_commit`` runs after each committed batch."""
+        ``on_commit`` runs after each committed batch.
+
+        With several lists, an address on two of them has one row (the first); a reader
+        another campaign of the same edition already has is left out and counted in
+        ``already_received``, so nobody gets one edition twice."""
         now = utcnow()
         batch: list[tuple[Any, ...]] = []
-        total = invalid = 0
+        several = len(self.lists()) > 1
+        row = self.row()
+        received = _AlreadyReceived(
+            self.db, self.id, row["edition"] if row["kind"] == "campaign" else None
+        )
+        skipped_received = 0
+        # An address on two lists: the second row is dropped here, before it is counted.
+        seen = _SeenKeys() if several else None
 
         def flush() -> None:
             with self.ledger.transaction():
@@ -414,38 +475,54 @@ class _Store:
 
         for seq, item in enumerate(items, start=after_seq + 1):
             if isinstance(item, RowProblem):
-                invalid += 1
-                batch.append(
-                    (self.id, seq, f"#line {item.line}", item.value, "", "skipped", str(item), now)
-                )
-            elif isinstance(item, tuple):
-                recipient, reason = item
-                total += 1
-                batch.append(
-                    (
-                        self.id,
-                        seq,
-                        recipient.key,
-                        recipient.email,
-                        recipient.name,
-                        "suppressed",
-                        reason,
-                        now,
-                    )
-                )
+                # Each list has its own line numbers.
+                where = f"#{item.path.stem}:line {item.line}" if several else f"#line {item.line}"
+                batch.append((self.id, seq, where, item.value, "", "skipped", str(item), now))
             else:
-                total += 1
-                batch.append((self.id, seq, item.key, item.email, item.name, "queued", "", now))
+                recipient = item[0] if isinstance(item, tuple) else item
+                if seen is not None and seen.add(recipient.key, 0) is not None:
+                    pass
+                elif received(recipient.key):
+                    skipped_received += 1
+                else:
+                    state, reason = (
+                        ("suppressed", item[1])
+                        if isinstance(item, tuple)
+                        else (
+                            "queued",
+                            "",
+                        )
+                    )
+                    batch.append(
+                        (
+                            self.id,
+                            seq,
+                            recipient.key,
+                            recipient.email,
+                            recipient.name,
+                            state,
+                            reason,
+                            now,
+                        )
+                    )
             if len(batch) >= batch_size:
                 flush()
         if batch:
             flush()
         with self.ledger.transaction():
+            # Counted from the rows: an address on two lists is one recipient.
+            counts = self.counts()
             self.db.execute(
                 "UPDATE campaigns SET state = 'sending', total = ?, skipped_invalid = ?, "
-                "started_at = COALESCE(started_at, ?) "
+                "already_received = ?, started_at = COALESCE(started_at, ?) "
                 "WHERE id = ?",
-                (total, invalid, utcnow(), self.id),
+                (
+                    sum(counts.values()) - counts["skipped"],
+                    counts["skipped"],
+                    skipped_received,
+                    utcnow(),
+                    self.id,
+                ),
             )
 
     def set_content_hash(self, content_hash: str) -> None:
@@ -644,6 +721,8 @@ class _Store:
             campaign_id=self.id,
             edition=row["edition"],
             list_name=row["list_name"],
+            lists=self.lists(),
+            already_received=row["already_received"],
             kind=row["kind"],
             state=row["state"],
             # An unfinished snapshot has no total yet: the recipients written so far.
@@ -691,6 +770,33 @@ def _sender_alive(workspace: Workspace, campaign_id: str) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
+
+
+class _AlreadyReceived:
+    """Whether another campaign of the same edition already has a reader: sent, in
+    flight, waiting or failed there, they get (or got) the edition from that campaign.
+    Suppressed and invalid rows there do not count. One probe of the deliveries key per
+    other campaign; test sends are never compared."""
+
+    def __init__(self, db: Any, campaign_id: str, edition: str | None) -> None:
+        self.db = db
+        self.others = [
+            row[0]
+            for row in db.execute(
+                "SELECT id FROM campaigns WHERE kind = 'campaign' AND id != ? AND edition = ?",
+                (campaign_id, edition),
+            )
+        ]
+        marks = ", ".join("?" * len(self.others))
+        self.sql = (
+            f"SELECT 1 FROM deliveries WHERE campaign_id IN ({marks}) AND address = ? "
+            "AND state NOT IN ('skipped', 'suppressed') LIMIT 1"
+        )
+
+    def __call__(self, key: str) -> bool:
+        if not self.others:
+            return False
+        return self.db.execute(self.sql, (*self.others, key)).fetchone() is not None
 
 
 @contextlib.contextmanager
@@ -1402,10 +1508,11 @@ def _run(
     clock: Clock | None,
     dry_run: bool = False,
     transport: Transport | None = None,
-    list_path: Path | None = None,
+    lists: Sequence[str] = (),
+    list_paths: Sequence[Path] = (),
     breaker: bool = True,
 ) -> CampaignReport:
-    """Create or resume a campaign and send. With ``list_path`` (a subscriber list, not
+    """Create or resume a campaign and send. With ``list_paths`` (subscriber lists, not
     a test send), a new snapshot is written while the first messages already go out
     (:class:`_SnapshotWriter`), where the process can fork."""
     from digest_mail.edition import verify_content
@@ -1438,11 +1545,21 @@ def _run(
                 row = store.row()
         if dry_run:
             return _dry_run_report(
-                store, draft, list_name, kind, items(ledger), existing=row is not None
+                store,
+                draft,
+                lists or (list_name,),
+                kind,
+                items(ledger),
+                existing=row is not None,
+                label=list_name,
             )
         if row is None:
             store.create(
-                edition=draft.id, list_name=list_name, kind=kind, content_hash=draft.content_hash
+                edition=draft.id,
+                list_name=list_name,
+                kind=kind,
+                content_hash=draft.content_hash,
+                lists=lists,
             )
             row = store.row()
         elif row["content_hash"] != draft.content_hash:
@@ -1452,8 +1569,8 @@ def _run(
         if row["state"] == "snapshotting":
             after_seq = store.restart_snapshot()
             try:
-                if list_path is not None and _can_stream():
-                    expected = check_readable(list_path)
+                if list_paths and _can_stream():
+                    expected = sum(check_readable(path) for path in list_paths)
                 if not expected:
                     store.snapshot(items(ledger), after_seq=after_seq)
             except DigestMailError:
@@ -1478,8 +1595,8 @@ def _run(
                 report.queued = max(report.queued, expected)
                 report.stopped = ""
             elif report.queued == 0:
-                if not store.claimed_any():
-                    raise _discard_nobody(store, list_name, kind)
+                if not store.claimed_any() and not report.already_received:
+                    raise _discard_nobody(store, kind)
                 store.finish(
                     "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
                 )
@@ -1512,9 +1629,9 @@ def _run(
                     final = store.report()
                     raise _with_report(exc, final, report) from None
             final = store.report()
-            if final.complete and not store.claimed_any():
+            if final.complete and not store.claimed_any() and not final.already_received:
                 # The streamed snapshot found only suppressed or invalid rows.
-                raise _discard_nobody(store, list_name, kind)
+                raise _discard_nobody(store, kind)
             final.sent_this_run = report.sent_this_run
             final.tried_this_run = report.tried_this_run
             final.transport = report.transport
@@ -1529,10 +1646,10 @@ def _run(
                 writer.close()
 
 
-def _discard_nobody(store: _Store, list_name: str, kind: str) -> NothingToSend:
+def _discard_nobody(store: _Store, kind: str) -> NothingToSend:
     """A campaign that found nobody to send to is not recorded: a finished campaign
     would keep the edition from the readers added later."""
-    error = store.nobody(list_name, kind)
+    error = store.nobody(kind)
     store.discard()
     return error
 
@@ -1571,14 +1688,16 @@ def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport)
 def _dry_run_report(
     store: _Store,
     draft: CampaignDraft,
-    list_name: str,
+    lists: Sequence[str],
     kind: str,
     items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
     *,
     existing: bool,
+    label: str,
 ) -> CampaignReport:
     """What a send would do now, changing nothing; :class:`NothingToSend` as the send
-    would raise it."""
+    would raise it. Counts as the snapshot would: each address once, readers another
+    campaign of the edition has left out."""
     if existing:
         report = store.report()
         report.dry_run = True
@@ -1591,12 +1710,25 @@ def _dry_run_report(
             _count_smtputf8(report, email)
         return report
     report = CampaignReport(
-        campaign_id=store.id, edition=draft.id, list_name=list_name, kind=kind, dry_run=True
+        campaign_id=store.id,
+        edition=draft.id,
+        list_name=label,
+        lists=tuple(lists) if len(lists) > 1 else (),
+        kind=kind,
+        dry_run=True,
     )
+    received = _AlreadyReceived(store.db, store.id, draft.id if kind == "campaign" else None)
+    seen = _SeenKeys() if len(lists) > 1 else None
     suppressed_emails: list[str] = []
     for item in items:
         if isinstance(item, RowProblem):
             report.skipped_invalid += 1
+            continue
+        key = item[0].key if isinstance(item, tuple) else item.key
+        if seen is not None and seen.add(key, 0) is not None:
+            continue
+        if received(key):
+            report.already_received += 1
         elif isinstance(item, tuple):
             report.total += 1
             report.suppressed += 1
@@ -1606,9 +1738,9 @@ def _dry_run_report(
             report.total += 1
             report.queued += 1
             _count_smtputf8(report, item.email)
-    if report.queued == 0:
+    if report.queued == 0 and not report.already_received:
         raise _nobody(
-            list_name=list_name,
+            lists=lists,
             kind=kind,
             total=report.total,
             suppressed=report.suppressed,
@@ -1658,7 +1790,9 @@ def warn_before_sending(workspace: Workspace, report: CampaignReport) -> None:
         )
 
 
-def count_recipients(workspace: Workspace, draft: CampaignDraft, list_name: str) -> CampaignReport:
+def count_recipients(
+    workspace: Workspace, draft: CampaignDraft, list_name: str | Sequence[str]
+) -> CampaignReport:
     """How many a send would reach now (for the confirmation prompt); changes nothing."""
     return run_campaign(workspace, draft, list_name, dry_run=True)
 
@@ -1666,7 +1800,7 @@ def count_recipients(workspace: Workspace, draft: CampaignDraft, list_name: str)
 def run_campaign(
     workspace: Workspace,
     draft: CampaignDraft,
-    list_name: str,
+    list_name: str | Sequence[str],
     *,
     concurrency: int | None = None,
     rate: float | None = None,
@@ -1678,16 +1812,34 @@ def run_campaign(
     breaker: bool = True,
 ) -> CampaignReport:
     """Create or resume the campaign (draft's edition, ``list_name``) and send what is left.
+    ``list_name`` may be several lists: one campaign, each address once.
     ``breaker=False`` turns the circuit breaker off (a list known to be stale)."""
-    require_list(workspace, list_name)
+    lists = list_names_of(list_name)
+    if not lists:
+        raise CampaignError("no list to send to", hint="name one with --list")
+    paths = [require_list(workspace, name) for name in lists]
+    label = "+".join(lists)
+    if len(lists) > 1 and (any("+" in name for name in lists) or _is_list(workspace, label)):
+        # 'a+b' names the campaign of lists a and b: it must not be a list of its own.
+        raise CampaignError(
+            f"lists {', '.join(lists)} cannot be sent together: '+' joins list names in a "
+            "campaign's name",
+            hint="rename the list whose name contains '+', or send the lists one at a time",
+        )
+
+    def items(ledger: Ledger) -> Iterator[Recipient | RowProblem | tuple[Recipient, str]]:
+        for name in lists:
+            yield from _recipients_snapshot(workspace, name, ledger)
+
     return _run(
         workspace,
         draft,
-        list_name,
-        campaign_id=campaign_id_for(draft.id, list_name),
+        label,
+        campaign_id=campaign_id_for(draft.id, lists),
         kind="campaign",
-        items=lambda ledger: _recipients_snapshot(workspace, list_name, ledger),
-        list_path=workspace.list_path(list_name),
+        items=items,
+        lists=lists,
+        list_paths=paths,
         subject_prefix="",
         concurrency=concurrency,
         rate=rate,
@@ -1698,6 +1850,13 @@ def run_campaign(
         transport=transport,
         breaker=breaker,
     )
+
+
+def _is_list(workspace: Workspace, name: str) -> bool:
+    try:
+        return workspace.list_path(name).is_file()
+    except ConfigError:
+        return False
 
 
 def send_test(

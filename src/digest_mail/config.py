@@ -111,7 +111,8 @@ class ServeSettings:
 @dataclass(frozen=True)
 class ScheduleSettings:
     name: str
-    list: str
+    # One list name, or several: one campaign to all of them, each address once.
+    list: tuple[str, ...]
     cron: str
     timezone: str = "Asia/Tokyo"
     edition: str = "approved"
@@ -218,6 +219,14 @@ def _coerce(value: Any, annotation: Any, *, where: str, path: Path | None) -> An
     origin = typing.get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    if origin is tuple:  # names: one string, or an array of strings
+        if isinstance(value, str):
+            return (value,)
+        if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(
+            f"expected a name or an array of names, got {value!r}", path=path, key=where
+        )
     if annotation is bool:
         if isinstance(value, bool):
             return value

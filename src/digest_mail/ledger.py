@@ -109,6 +109,19 @@ MIGRATIONS: list[str] = [
     """
     DROP INDEX deliveries_by_state;
     """,
+    # 6: one campaign may go to several lists, each address once: the lists of each
+    # campaign (a campaign made before this had one, its list_name), and how many readers
+    # a campaign left out because another campaign of its edition already had them.
+    """
+    CREATE TABLE campaign_lists (
+        campaign_id  TEXT NOT NULL REFERENCES campaigns (id),
+        list_name    TEXT NOT NULL,
+        PRIMARY KEY (campaign_id, list_name)
+    );
+    CREATE INDEX campaign_lists_by_list ON campaign_lists (list_name);
+    INSERT INTO campaign_lists (campaign_id, list_name) SELECT id, list_name FROM campaigns;
+    ALTER TABLE campaigns ADD COLUMN already_received INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -29,7 +29,7 @@ import os
 import re
 import shlex
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -80,12 +80,17 @@ class Schedule:
     """A validated ``[[schedule]]``: what to send, to which list, when."""
 
     name: str
-    list_name: str
+    list_name: str  # the campaign's name for its lists: 'weekly', or 'partners+weekly'
     cron: str
     zone: ZoneInfo
     edition: str
     late_after: timedelta
     late_after_text: str = "6h"
+    lists: tuple[str, ...] = ()  # sorted; () means (list_name,)
+
+    @property
+    def list_names(self) -> tuple[str, ...]:
+        return self.lists or (self.list_name,)
 
     @property
     def zone_name(self) -> str:
@@ -162,11 +167,16 @@ def _validate(raw: ScheduleSettings, workspace: Workspace) -> Schedule:
 
     if not raw.name.strip():
         raise ConfigError("name is empty", path=path, key=f"{label}.name")
+    lists = tuple(sorted(set(raw.list)))
     try:
-        workspace.list_path(raw.list)
+        for name in lists:
+            workspace.list_path(name)
     except ConfigError as exc:
         raise fail(
-            "list", str(exc), 'name a CSV under subscribers/ without .csv, e.g. list = "weekly"'
+            "list",
+            str(exc),
+            'name a CSV under subscribers/ without .csv, e.g. list = "weekly" '
+            '(several: list = ["weekly", "partners"])',
         ) from None
     cron = " ".join(raw.cron.split())
     if len(cron.split()) != 5 or not croniter.is_valid(cron):
@@ -200,7 +210,8 @@ def _validate(raw: ScheduleSettings, workspace: Workspace) -> Schedule:
         )
     schedule = Schedule(
         name=raw.name,
-        list_name=raw.list,
+        list_name="+".join(lists),
+        lists=lists,
         cron=cron,
         zone=zone,
         edition=edition,
@@ -265,22 +276,28 @@ class EditionChoice:
         return None if self.draft is None else self.draft.id
 
 
-def sent_editions(ledger: Ledger, list_name: str) -> set[str]:
-    """Editions this list has received: a campaign (edition, list) that finished.
+def sent_editions(ledger: Ledger, lists: str | Sequence[str]) -> set[str]:
+    """Editions these lists have received: for each list, a campaign of the edition that
+    went to it (alone or with other lists) and finished.
 
     A campaign a scheduled run completed counts too, whatever state the campaign row
     was left in by an earlier, failed run. A campaign that never sent a message (older
     versions recorded an empty list's send as finished) does not count.
     """
+    names = {lists} if isinstance(lists, str) else set(lists)
     rows = ledger.db.execute(
-        "SELECT DISTINCT edition FROM campaigns WHERE list_name = ? AND kind = 'campaign'"
-        " AND (state = 'finished'"
-        " OR id IN (SELECT campaign_id FROM schedule_runs WHERE state = 'sent'))"
+        "SELECT campaigns.edition, campaign_lists.list_name FROM campaigns"
+        " JOIN campaign_lists ON campaign_lists.campaign_id = campaigns.id"
+        " WHERE campaigns.kind = 'campaign'"
+        " AND (campaigns.state = 'finished'"
+        " OR campaigns.id IN (SELECT campaign_id FROM schedule_runs WHERE state = 'sent'))"
         " AND EXISTS (SELECT 1 FROM deliveries WHERE campaign_id = campaigns.id"
-        " AND message_id != '')",
-        (list_name,),
+        " AND message_id != '')"
     )
-    return {row[0] for row in rows}
+    covered: dict[str, set[str]] = {}
+    for edition, name in rows:
+        covered.setdefault(edition, set()).add(name)
+    return {edition for edition, got in covered.items() if names <= got}
 
 
 def _newness(state: ApprovalState) -> tuple[str, str]:
@@ -294,7 +311,7 @@ def choose_edition(workspace: Workspace, ledger: Ledger, schedule: Schedule) -> 
     Older approved drafts are never sent instead of a newer one already sent: a list
     does not go back in time.
     """
-    sent = sent_editions(ledger, schedule.list_name)
+    sent = sent_editions(ledger, schedule.list_names)
     approvals = [a for a in list_approvals(ledger) if a.withdrawn_at is None]
     if schedule.edition != "approved":
         approvals = [a for a in approvals if a.edition == schedule.edition]
@@ -643,7 +660,7 @@ def _send(
         # A scheduled send has no --force: a draft that check fails waits for the editor.
         require_no_errors(draft, how_to_override=" and approve it again")
         _update_run(ledger, schedule.name, slot, state="sending", note="sending")
-        report = run_campaign(workspace, draft, schedule.list_name)
+        report = run_campaign(workspace, draft, schedule.list_names)
     except CampaignInterrupted:
         # SIGTERM/Ctrl-C: the slot stays 'sending' and the next run resumes it.
         _update_run(ledger, schedule.name, slot, state="sending", note="interrupted; resumes")
@@ -769,7 +786,7 @@ def build_notice(
         "",
         "号を確認して承認し、手動で送信してください:",
         "  digest-mail approve <号>   (例: 2026-W48)",
-        f"  digest-mail send <号> --list {schedule.list_name}",
+        "  digest-mail send <号> " + " ".join(f"--list {n}" for n in schedule.list_names),
         "",
         f"次の配信枠: {_ja_time(following)}",
         "",

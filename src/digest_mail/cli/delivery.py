@@ -18,6 +18,8 @@ from digest_mail.campaign import (
     CampaignReport,
     campaign_status,
     count_recipients,
+    list_names_of,
+    lists_phrase,
     run_campaign,
     send_test,
     warn_before_sending,
@@ -139,9 +141,11 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
 @click.argument("draft", required=False)
 @click.option(
     "--list",
-    "list_name",
-    default=None,
-    help="The list: subscribers/NAME.csv (default: [lists] default).",
+    "list_names",
+    multiple=True,
+    metavar="NAME",
+    help="The list: subscribers/NAME.csv (default: [lists] default). Repeat to send one "
+    "campaign to several lists, each address once.",
 )
 @click.option("--dry-run", is_flag=True, help="Count who would receive it; send nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts).")
@@ -169,7 +173,7 @@ def _stopped(exc: CampaignError, *, as_json: bool) -> None:
 def send(
     workspace: Workspace,
     draft: str | None,
-    list_name: str | None,
+    list_names: tuple[str, ...],
     dry_run: bool,
     yes: bool,
     concurrency: int | None,
@@ -183,22 +187,28 @@ def send(
 
     The first run snapshots the list (minus suppressions and invalid rows) into the
     ledger; every rerun sends only what is not yet sent, so nobody gets the edition
-    twice. Asks for confirmation with the count unless --yes. A draft that 'check'
-    reports errors for is refused unless --force.
+    twice, not even through another campaign of the same edition. With several
+    --list, an address on more than one list gets one message. Asks for
+    confirmation with the count unless --yes. A draft that 'check' reports errors
+    for is refused unless --force.
 
     \b
     Example:
         digest-mail send 2026-W48 --list weekly --dry-run
         digest-mail send 2026-W48 --list weekly --yes
+        digest-mail send 2026-W48 --list weekly --list partners --yes
     """
-    if list_name is None:
-        list_name = workspace.settings.lists.default
+    if not list_names:
+        list_names = (workspace.settings.lists.default,)
         # Said on stderr, so that --json output stays one document.
-        click.echo(f"Using list {list_name} ([lists] default)", err=True)
+        click.echo(f"Using list {list_names[0]} ([lists] default)", err=True)
+    lists = list_names_of(list_names)
+    where_lists = lists_phrase(lists)
+    again = " ".join(f"--list {name}" for name in lists)
     the_draft = _draft(workspace, draft)
     # --yes shows nothing before sending: skip this counting pass over the whole list
     # (seconds at a million rows); the campaign's snapshot counts as it goes.
-    preview = count_recipients(workspace, the_draft, list_name) if dry_run or not yes else None
+    preview = count_recipients(workspace, the_draft, lists) if dry_run or not yes else None
     where = describe_transport(workspace)
     if dry_run:
         assert preview is not None
@@ -208,10 +218,15 @@ def send(
             data["transport"] = where
             _echo_json(data)
         else:
+            received = (
+                f", {preview.already_received} had it from another campaign"
+                if preview.already_received
+                else ""
+            )
             click.echo(
-                f"Would send {the_draft.id} to {preview.queued} of list {list_name} via {where} "
+                f"Would send {the_draft.id} to {preview.queued} of {where_lists} via {where} "
                 f"({preview.sent} already sent, {preview.suppressed} suppressed, "
-                f"{preview.skipped_invalid} skipped-invalid)"
+                f"{preview.skipped_invalid} skipped-invalid{received})"
             )
             for warning in preview.warnings:
                 click.echo(f"Warning: {printable(warning)}")
@@ -223,12 +238,12 @@ def send(
         if pending and not sys.stdin.isatty():
             raise DigestMailError(
                 f"refusing to send {the_draft.id} to {pending} recipients without confirmation",
-                hint=f"add --yes: 'digest-mail send {the_draft.id} --list {list_name} --yes'",
+                hint=f"add --yes: 'digest-mail send {the_draft.id} {again} --yes'",
             )
         if pending:
             click.confirm(
-                f"Send {the_draft.id} ({the_draft.subject}) to {pending} recipients of list "
-                f"{list_name} via {where}?",
+                f"Send {the_draft.id} ({the_draft.subject}) to {pending} recipients of "
+                f"{where_lists} via {where}?",
                 abort=True,
             )
     with _progress(not as_json) as progress:
@@ -236,7 +251,7 @@ def send(
             report = run_campaign(
                 workspace,
                 the_draft,
-                list_name,
+                lists,
                 concurrency=concurrency,
                 rate=rate,
                 resend_uncertain=resend_uncertain,
