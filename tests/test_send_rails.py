@@ -223,3 +223,33 @@ def test_a_new_list_name_still_starts_a_list(workspace: Path, run: Runner) -> No
         "staff, weekly, weekly2)\n"
         "Hint: start the list with 'digest-mail subscribers add quarterly ADDRESS'\n",
     )
+
+
+def test_list_names_in_test_send_and_unsubscribe_are_checked_too(
+    workspace: Path, run: Runner, smtp_server: SmtpServer
+) -> None:
+    write_draft_folder(workspace)
+    env = _env(smtp_server)
+    typo = run("test-send", "2026-W48", "--to", "staf", env=env)
+    assert (typo.exit_code, typo.output) == (
+        1,
+        "Error: test-send only goes to the staff list 'staff', not 'staf'\n"
+        "Hint: Did you mean 'staff'?\n",
+    )
+    unknown = run("test-send", "2026-W48", "--to", "weeky", env=env)
+    assert (unknown.exit_code, unknown.output) == (
+        1,
+        "Error: test-send only goes to the staff list 'staff', not 'weeky'\n"
+        "Hint: give --to staff or an address (there is no list 'weeky')\n",
+    )
+    unsubscribed = run("unsubscribe", "hanako@example.jp", "--list", "weekley", env=env)
+    assert (unsubscribed.exit_code, unsubscribed.output) == (
+        1,
+        "Error: no list 'weekley': subscribers/weekley.csv does not exist (lists: staff, "
+        "weekly)\n"
+        "Hint: Did you mean 'weekly'?\n",
+    )
+    assert smtp_server.received == []
+    assert not (workspace / "var" / "ledger.sqlite3").exists() or run(
+        "suppressions", "list", env=env
+    ).output.endswith("0 suppressions\n")

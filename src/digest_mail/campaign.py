@@ -60,6 +60,7 @@ from digest_mail.subscribers import (
     iter_recipients,
     normalize_address,
     require_list,
+    similar_list,
 )
 from digest_mail.transport import (
     Clock,
@@ -1876,13 +1877,18 @@ def send_test(
     lists = [t for t in (to or [staff]) if "@" not in t]
     addresses = [t for t in (to or []) if "@" in t]
     for name in lists:
-        if name != staff:
-            raise CampaignError(
-                f"test-send only goes to the staff list {staff!r}, not {name!r}",
-                hint=(
-                    f"use 'digest-mail send {draft.id} --list {name}' to send to a subscriber list"
-                ),
-            )
+        if name == staff:
+            continue
+        if _is_list(workspace, name):
+            hint = f"use 'digest-mail send {draft.id} --list {name}' to send to a subscriber list"
+        elif similar_list(name, [staff]):
+            hint = f"Did you mean {staff!r}?"
+        else:
+            # A misspelt name is never offered to 'send': name what --to takes.
+            hint = f"give --to {staff} or an address (there is no list {name!r})"
+        raise CampaignError(
+            f"test-send only goes to the staff list {staff!r}, not {name!r}", hint=hint
+        )
     checked = []
     for address in addresses:
         try:

@@ -59,6 +59,7 @@ __all__ = [
     "require_list",
     "resolve_list",
     "scan_list",
+    "similar_list",
     "tally_list",
     "write_atomic",
 ]
@@ -205,7 +206,8 @@ def existing_lists(workspace: Workspace) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.csv") if p.is_file())
 
 
-def _similar(name: str, lists: Sequence[str]) -> str | None:
+def similar_list(name: str, lists: Sequence[str]) -> str | None:
+    """The one of ``lists`` that ``name`` looks like a typo of, if any."""
     found = difflib.get_close_matches(name, lists, n=1, cutoff=0.75)
     if not found:
         # Case slips (Weekly) are typos too.
@@ -221,7 +223,7 @@ def require_list(workspace: Workspace, name: str) -> Path:
     if path.is_file():
         return path
     lists = existing_lists(workspace)
-    near = _similar(name, lists)
+    near = similar_list(name, lists)
     if near is not None:
         raise UnknownListError(name, path, lists, hint=f"Did you mean {near!r}?")
     raise UnknownListError(
@@ -240,7 +242,7 @@ def check_new_list(workspace: Workspace, name: str, *, allow_similar: bool = Fal
     if path.exists() or allow_similar:
         return path
     lists = existing_lists(workspace)
-    near = _similar(name, lists)
+    near = similar_list(name, lists)
     if near is not None:
         raise UnknownListError(
             name,

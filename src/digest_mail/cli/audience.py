@@ -27,6 +27,7 @@ from digest_mail.subscribers import (
     import_list,
     normalize_address,
     remove_subscriber,
+    require_list,
     resolve_list,
     tally_list,
 )
@@ -326,6 +327,9 @@ def unsubscribe_command(
             )
             return
         list_name, address = found.list_name, found.address
+    elif list_name:
+        # Recorded as the suppression's source: a misspelt name would stay in the ledger.
+        require_list(workspace, list_name)
     if not address:
         raise InputError("give an ADDRESS or --token", hint="digest-mail unsubscribe ADDRESS")
     try:
