@@ -6,12 +6,16 @@ import asyncio
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner, Result
 
 from digest_mail.cli import cli
 from digest_mail.config import Workspace, find_workspace
+
+if TYPE_CHECKING:
+    from postfix import PostfixInstance
 
 # The aiosmtpd test server (fixture smtp_server) of the delivery tests.
 pytest_plugins = ["smtpserver"]
@@ -48,6 +52,29 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]
     root = copy_workspace(tmp_path / "ws")
     monkeypatch.chdir(root)
     yield root
+
+
+@pytest.fixture(scope="session")
+def postfix() -> Iterator[PostfixInstance]:
+    """The suite's own Postfix (tests/postfix.py), one per session; skipped with the
+    reason where it cannot run (not root, no postfix)."""
+    import tempfile
+
+    from postfix import PostfixInstance, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    # Not under pytest's owner-only temporary folder: Postfix's daemons run as the
+    # postfix user and must reach the queue and the Maildirs.
+    root = Path(tempfile.mkdtemp(prefix="digest-mail-postfix-"))
+    root.chmod(0o755)
+    instance = PostfixInstance(root / "instance")
+    try:
+        yield instance.start()
+    finally:
+        instance.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
