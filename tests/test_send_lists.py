@@ -234,3 +234,27 @@ def test_a_streamed_snapshot_of_two_lists_sends_each_address_once(
     with Ledger(ws.ledger_path) as ledger:
         ids = [r[0] for r in ledger.db.execute("SELECT id FROM campaigns ORDER BY id")]
     assert ids == ["2026-W48/first+second"]
+
+
+def test_a_schedule_naming_a_misspelt_list_is_flagged_before_its_run(
+    workspace: Path, run: Runner
+) -> None:
+    write_list(workspace, "partners", PARTNERS)
+    set_schedules(
+        workspace,
+        '[[schedule]]\nname = "weekly"\nlist = ["weekly", "partnres"]\ncron = "0 8 * * MON"\n',
+    )
+    listed = run("schedule", "list", "--now", "2026-11-30T09:00:00+09:00")
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[-1] == (
+        "  warning: there is no list 'partnres': the run will fail (did you mean 'partners'?)"
+    )
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    assert run("approve", "2026-W48").exit_code == 0
+    due = run("schedule", "run-due", "--now", "2026-11-30T08:05:00+09:00")
+    assert due.exit_code == 1
+    assert (
+        "2026-W48 to partnres+weekly failed: no list 'partnres': subscribers/partnres.csv does "
+        "not exist (lists: partners, staff, weekly) (Did you mean 'partners'?)"
+    ) in due.output
+    assert outbox_messages(workspace) == []

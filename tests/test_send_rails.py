@@ -14,6 +14,7 @@ from digest_mail.campaign import campaign_id_for
 from digest_mail.config import find_workspace
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.schedule import sent_editions
+from schedule_helpers import set_schedules, weekly
 from smtpserver import SmtpServer
 
 SECRET = "rails-test-secret-0123456789"
@@ -34,9 +35,17 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
     monkeypatch.chdir(tmp_path)
     assert run("init", "news", "--staff", "editor@example.jp").exit_code == 0
     monkeypatch.chdir(tmp_path / "news")
+    set_schedules(tmp_path / "news", weekly())
     env = _env(smtp_server)
     assert run("compose", env=env).exit_code == 0
     (edition,) = [p.name for p in (tmp_path / "news" / "drafts").iterdir()]
+    assert run("approve", edition, env=env).exit_code == 0
+    listed = run("schedule", "list", env=env)
+    assert listed.exit_code == 0, listed.output
+    assert listed.output.splitlines()[-1] == (
+        "  warning: weekly has no readers yet: the run will fail until you add some "
+        "('digest-mail subscribers add weekly ADDRESS')"
+    )
     empty = (
         "Error: nothing to send: list weekly has no subscribed reader (it is empty)\n"
         "Hint: add readers with 'digest-mail subscribers add weekly ADDRESS', then send again\n"
@@ -54,6 +63,8 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
 
     added = run("subscribers", "add", "weekly", "Reader@Example.JP", "--name", "読者 一郎")
     assert added.exit_code == 0, added.output
+    listed = run("schedule", "list", env=env)
+    assert f"sends {edition}" in listed.output and "warning" not in listed.output
     dry = run("send", "--list", "weekly", "--dry-run", env=env)
     assert dry.output == (
         f"Would send {edition} to 1 of list weekly via SMTP relay {smtp_server.url} "
@@ -72,6 +83,8 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
     assert message.message["To"].addresses[0].addr_spec == "Reader@example.jp"
     with Ledger(ws.ledger_path) as ledger:
         assert sent_editions(ledger, "weekly") == {edition}
+    listed = run("schedule", "list", env=env)
+    assert f"the newest approved edition {edition} was already sent to weekly" in listed.output
 
 
 def test_a_campaign_recorded_complete_with_nobody_is_not_a_sent_campaign(

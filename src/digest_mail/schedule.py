@@ -855,6 +855,7 @@ class ScheduleView:
     slots: tuple[datetime, ...]
     choice: EditionChoice
     last_run: ScheduleRun | None
+    warnings: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         s = self.schedule
@@ -871,6 +872,7 @@ class ScheduleView:
             "edition": self.choice.edition,
             "reason": self.choice.reason,
             "last_run": None if self.last_run is None else dict(vars(self.last_run)),
+            "warnings": list(self.warnings),
         }
 
 
@@ -890,9 +892,33 @@ def overview(
                     slots=tuple(schedule.next_slots(moment, count)),
                     choice=choose_edition(workspace, ledger, schedule),
                     last_run=runs[-1] if runs else None,
+                    warnings=_audience_warnings(workspace, schedule),
                 )
             )
     return views
+
+
+def _audience_warnings(workspace: Workspace, schedule: Schedule) -> tuple[str, ...]:
+    """What will make the next run fail for want of readers: a list that does not exist,
+    or lists with no rows at all (the empty list init writes). Cheap: reads up to the
+    first row of each list."""
+    from digest_mail.subscribers import existing_lists, has_readers_rows, similar_list
+
+    missing = [n for n in schedule.list_names if not workspace.list_path(n).is_file()]
+    warnings = []
+    for name in missing:
+        near = similar_list(name, existing_lists(workspace))
+        fix = f"did you mean {near!r}?" if near else f"'digest-mail subscribers add {name} ADDRESS'"
+        warnings.append(f"there is no list {name!r}: the run will fail ({fix})")
+    if not missing and not any(
+        has_readers_rows(workspace.list_path(n)) for n in schedule.list_names
+    ):
+        which = " and ".join(schedule.list_names)
+        warnings.append(
+            f"{which} has no readers yet: the run will fail until you add some "
+            f"('digest-mail subscribers add {schedule.list_names[0]} ADDRESS')"
+        )
+    return tuple(warnings)
 
 
 def next_sends(workspace: Workspace, *, now: datetime | None = None) -> list[str]:
@@ -939,6 +965,7 @@ def format_view(view: ScheduleView) -> list[str]:
     if view.last_run is not None:
         run = view.last_run
         lines.append(f"  last run: {run.slot} {run.state}" + (f" ({run.note})" if run.note else ""))
+    lines.extend(f"  warning: {warning}" for warning in view.warnings)
     return lines
 
 

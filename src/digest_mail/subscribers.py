@@ -793,6 +793,17 @@ def check_readable(path: Path) -> int:
         return sum(1 for _ in source.rows)
 
 
+def has_readers_rows(path: Path) -> bool:
+    """Whether the list has a data row at all (read up to the first one only): the empty
+    list ``init`` writes has none. An unreadable list counts as having rows; reading it
+    for the send names its problem."""
+    try:
+        with _open_list(path) as source:
+            return next(iter(source.rows), None) is not None
+    except InputError:
+        return True
+
+
 def tally_list(
     path: Path,
     *,
