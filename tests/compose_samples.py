@@ -64,3 +64,54 @@ def replace_field(path: Path, line_start: str, new_line: str | None) -> None:
         else:
             out.append(line)
     path.write_text("".join(out), encoding="utf-8")
+
+
+REAL_SHAPE = (
+    Path(__file__).resolve().parent.parent / "articles" / "trump-reelection-world-security.md"
+)
+
+
+def write_budget_articles(
+    folder: Path, *, count: int = 10, sources: int = 2, image: bool = True
+) -> list[Path]:
+    """The size budget's edition: ``count`` copies of the real-shape sample article (long
+    title and lead, three 💡 points), each with its first ``sources`` sources (three ✅
+    points each) and an image, under distinct URLs and dates (newest first by name)."""
+    from digest_mail.articles import load_article
+
+    sample = load_article(REAL_SHAPE)
+    assert len(sample.sources) >= sources
+    assert all(len(s.points) == 3 for s in sample.sources[:sources])
+    paths = []
+    for n in range(count):
+        slug = f"budget-{n:02d}"
+        lines = [
+            "---",
+            f"title: {sample.title}",
+            f"url: {sample.url}-{n:02d}",
+            f"published: {dt.date(2026, 11, 24) - dt.timedelta(days=n)}",
+            f"lead: {sample.lead}",
+            f"category: {sample.category}",
+        ]
+        if image:
+            lines += [
+                f"image: https://chrysanthemum-digest.example.jp/images/{slug}.jpg",
+                "image_alt: 記者会見で話すトランプ氏",
+            ]
+        lines.append("points:")
+        lines += [f"  - {p}" for p in sample.points]
+        lines.append("sources:")
+        for source in sample.sources[:sources]:
+            lines += [f"  - title: '{source.title}'", f"    url: {source.url}"]
+            if source.published:
+                lines.append(f"    published: {source.published}")
+            if source.publisher:
+                lines.append(f"    publisher: {source.publisher}")
+            lines.append("    points:")
+            lines += [f"      - {p}" for p in source.points]
+        lines += ["---", "", sample.body, ""]
+        path = folder / f"{slug}.md"
+        folder.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines), encoding="utf-8")
+        paths.append(path)
+    return paths

@@ -10,7 +10,7 @@ import pytest
 
 from compose_samples import replace_field, write_article
 from conftest import REPO
-from digest_mail.articles import Source, load_article, load_articles, select_articles
+from digest_mail.articles import Source, excerpt, load_article, load_articles, select_articles
 from digest_mail.config import find_workspace
 from digest_mail.errors import InputError
 
@@ -50,8 +50,16 @@ def test_the_real_article_keeps_its_shape() -> None:
         title="米国、完全非核化から北朝鮮に譲歩か現実的な核開発凍結案が浮上",
         url="https://mainichi.jp/articles/20190726/k00/00m/030/248000c",
         published=dt.date(2019, 7, 26),
+        points=(
+            "米朝実務者協議再開を前に、北朝鮮が短距離弾道ミサイルを発射し揺さぶりをかけている。",
+            "トランプ米政権内では、北朝鮮の核開発「凍結案」が浮上しており、これはこれまでの「完全廃棄」要求からの譲歩となる可能性がある。",
+            "この「凍結案」は、日本の安全保障環境にも大きな影響を与える可能性がある。",
+        ),
     )
+    assert article.sources[0].shown_publisher == "mainichi.jp"  # no publisher: the host
     assert article.sources[2].published == dt.date(2025, 2, 19)
+    assert article.sources[2].shown_publisher == "朝日新聞+"
+    assert [len(s.points) for s in article.sources] == [3, 3, 3]
     for heading in ("## 北極星なき外交", "## 世界滅亡の警告", "## 同盟国の不安", "## 🚩 結論!"):
         assert heading in article.body
     assert article.body.count("✅") == 9
@@ -104,6 +112,26 @@ def test_the_real_article_keeps_its_shape() -> None:
             "    published: 2019",
             "    published: 2019/07/26",
             "{path}:11: sources[0].published: '2019/07/26' is not a date like 2025-02-20",
+        ),
+        (
+            "    published: 2019",
+            "    published: 2019-07-26\n    summary: 要約",
+            "{path}:11: sources[0].summary: unknown field",
+        ),
+        (
+            "    published: 2019",
+            "    published: 2019-07-26\n    points: 凍結案が浮上",
+            "{path}:11: sources[0].points: expected a list of short sentences ('- …' lines)",
+        ),
+        (
+            "    published: 2019",
+            "    published: 2019-07-26\n    points:\n      - ''",
+            "{path}:11: sources[0].points[0]: expected a non-empty sentence",
+        ),
+        (
+            "    published: 2019",
+            "    published: 2019-07-26\n    publisher: ''",
+            "{path}:11: sources[0].publisher: expected the publisher's name as text",
         ),
     ],
 )
@@ -178,3 +206,48 @@ def test_select_articles_by_window_and_category(workspace: Path) -> None:
         2025, 2, 20
     )
     assert select_articles(ws, since=dt.timedelta(days=7), category="国際", today=today) == []
+
+
+def test_a_source_shows_its_publisher_or_its_host(tmp_path: Path) -> None:
+    path = write_article(tmp_path, "a")
+    replace_field(path, "    published: 2019", "    published: 2019-07-26\n    publisher: 毎日新聞")
+    assert load_article(path).sources[0].shown_publisher == "毎日新聞"
+    replace_field(path, "    publisher:", None)
+    assert load_article(path).sources[0].shown_publisher == "mainichi.jp"
+    assert Source(title="t", url="https://www.yomiuri.co.jp/a").shown_publisher == "yomiuri.co.jp"
+
+
+def test_select_articles_orders_newest_first_whatever_the_file_names(workspace: Path) -> None:
+    ws = find_workspace(workspace)
+    for slug, day in (("a-oldest", 10), ("b-newest", 24), ("c-middle", 17)):
+        write_article(workspace / "articles", slug, published=dt.date(2026, 11, day))
+    chosen = select_articles(ws, since=None, category=None, today=dt.date(2026, 11, 25))
+    dates = [a.published for a in chosen]
+    assert dates == sorted(dates, reverse=True)
+    assert chosen[-1].slug == "trump-reelection-world-security"  # the 2025 article last
+
+
+EXCERPT_BODY = """## 北極星なき外交
+
+### トランプ再選で、北朝鮮との関係はどうなる?
+
+*核容認、融和策、首脳会談の可能性。*
+
+北朝鮮問題におけるトランプ氏の姿勢と、**日本の安全保障**への影響について[解説](https://example.jp/a)します。
+
+> **米国、完全非核化から北朝鮮に譲歩か**
+>
+> ✅ 米朝実務者協議再開を前に、北朝鮮が短距離弾道ミサイルを発射した。
+
+今後の動向に注目です。
+"""
+
+
+def test_the_excerpt_takes_prose_paragraphs_whole_within_the_limit() -> None:
+    first = "北朝鮮問題におけるトランプ氏の姿勢と、日本の安全保障への影響について解説します。"
+    assert excerpt(EXCERPT_BODY, 200) == first + "\n今後の動向に注目です。"
+    assert excerpt(EXCERPT_BODY, len(first)) == first  # the second does not fit: left out
+    # A first paragraph over the limit is cut after its last 。 or, without one, with …
+    assert excerpt("一文目です。二文目はとても長い文です。", 12) == "一文目です。"
+    assert excerpt("句点のない長い段落", 5) == "句点のな…"
+    assert excerpt("## 見出しだけ\n\n💡 結論だけ", 100) == ""

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from conftest import Runner
+from digest_mail.check import FillValues, longest_values, sent_html
+from digest_mail.config import load_settings
 from digest_mail.edition import default_edition_id
 
 EDITION = default_edition_id(dt.date.today())
@@ -31,14 +33,38 @@ def _edit(path: Path, old: str, new: str, count: int = 1) -> None:
     path.write_text(text.replace(old, new, count), encoding="utf-8")
 
 
+def _sent_kb(draft: Path, fill: FillValues | None = None) -> str:
+    settings = load_settings(draft.parent.parent / "digest-mail.toml", environ={})
+    page = sent_html(
+        (draft / "index.html").read_text(encoding="utf-8"),
+        settings,
+        fill or longest_values(settings),
+    )
+    return f"{len(page.encode()) / 1024:.1f}"
+
+
 def test_a_fresh_draft_passes(draft: Path, run: Runner) -> None:
-    result = run("check")
-    html_kb = len((draft / "index.html").read_bytes()) / 1024
+    result = run("check", "--no-spamassassin")
     lines = len((draft / "index.txt").read_text(encoding="utf-8").splitlines())
     assert (result.exit_code, result.output) == (
         0,
-        f"{EDITION}: drafts/{EDITION}/\nOK: 0 errors, 0 warnings (HTML {html_kb:.1f} KB, text {lines} lines)\n",
+        f"{EDITION}: drafts/{EDITION}/\nOK: 0 errors, 0 warnings (HTML {_sent_kb(draft)} KB as sent with upper bounds, text {lines} lines)\n",
     )
+
+
+def test_the_size_is_measured_with_the_longest_values_not_the_placeholders(
+    draft: Path, run: Runner
+) -> None:
+    placeholders = len((draft / "index.html").read_bytes())
+    result = run("check", "--no-spamassassin", "--json")
+    bounds = json.loads(result.output)
+    assert bounds["measured_with"] == "upper bounds"
+    # A 100-kanji name, a 254-octet address and its unsubscribe link: ~1 KB more.
+    assert bounds["html_bytes"] - placeholders > 900
+    weekly = run("check", "--no-spamassassin", "--list", "weekly", "--json")
+    listed = json.loads(weekly.output)
+    assert listed["measured_with"] == "list weekly"
+    assert placeholders < listed["html_bytes"] < bounds["html_bytes"]
 
 
 def _html(old: str, new: str) -> Callable[[Path], None]:
@@ -96,7 +122,7 @@ ERRORS: list[tuple[str, Callable[[Path], None], str]] = [
     (
         "over the clip",
         _html("</body>", "<p>" + "あ" * 40000 + "</p></body>"),
-        "error: html-size: index.html is {kb} KB: Gmail clips messages over 102 KB (fewer articles, shorter leads or fewer points)",
+        'error: html-size: the HTML is {kb} KB as sent: Gmail clips messages over 102 KB (fewer articles, shorter leads or fewer points; [edition] sources = "links")',
     ),
 ]
 
@@ -117,8 +143,8 @@ def test_each_error_is_reported_and_exits_1(
         "image without alt": "<img ",
     }.get(case)
     line = _line_of(html, needle) if needle else 0
-    kb = f"{len(html.encode()) / 1024:.1f}"
-    result = run("check", EDITION)
+    kb = _sent_kb(draft)
+    result = run("check", "--no-spamassassin", EDITION)
     assert result.exit_code == 1
     findings = result.output.splitlines()[1:-1]
     assert "  " + expected.format(line=line, kb=kb) in findings
@@ -130,12 +156,12 @@ def test_warnings_do_not_fail(draft: Path, run: Runner) -> None:
     meta = json.loads((draft / "edition.json").read_text(encoding="utf-8"))
     meta["preheader"] = ""
     (draft / "edition.json").write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
-    result = run("check", str(draft))
+    result = run("check", "--no-spamassassin", str(draft))
     lines = result.output.splitlines()
     assert result.exit_code == 0
     widths = [line for line in lines if "text-width" in line]
     assert len(widths) == 2
-    assert widths[0].endswith("line is 93 columns (limit 78)")
+    assert widths[0].endswith("line is 95 columns (limit 72)")
     assert (
         "  warning: preheader: no preheader: inboxes will show the first words of the body "
         "(compose --preheader or [edition] preheader)"
@@ -143,17 +169,17 @@ def test_warnings_do_not_fail(draft: Path, run: Runner) -> None:
     assert lines[-1].startswith("OK: 0 errors, 3 warnings")
 
 
-def test_url_lines_may_exceed_78_columns(draft: Path, run: Runner) -> None:
+def test_url_lines_may_exceed_72_columns(draft: Path, run: Runner) -> None:
     long_url = "https://chrysanthemum-digest.example.jp/articles/" + "x" * 80
     _edit(draft / "index.txt", "さらに読む ⇒\n", f"さらに読む ⇒\n{long_url}\n")
-    result = run("check", "--json")
+    result = run("check", "--no-spamassassin", "--json")
     assert result.exit_code == 0
     assert json.loads(result.output)["findings"] == []
 
 
 def test_json_report(draft: Path, run: Runner) -> None:
     _edit(draft / "index.html", 'href="@@unsubscribe_url@@"', 'href="#"')
-    result = run("check", "--json")
+    result = run("check", "--no-spamassassin", "--json")
     assert result.exit_code == 1
     report = json.loads(result.output)
     assert report["draft"] == EDITION
@@ -164,7 +190,7 @@ def test_json_report(draft: Path, run: Runner) -> None:
 
 
 def test_check_without_drafts_says_to_compose(workspace: Path, run: Runner) -> None:
-    result = run("check")
+    result = run("check", "--no-spamassassin")
     assert (result.exit_code, result.output) == (
         1,
         "Error: no drafts in drafts/\nHint: run 'digest-mail compose' first\n",
@@ -173,7 +199,7 @@ def test_check_without_drafts_says_to_compose(workspace: Path, run: Runner) -> N
 
 def test_html_markup_in_the_text_part_is_a_warning(draft: Path, run: Runner) -> None:
     _edit(draft / "index.txt", "さらに読む ⇒", '<a href="#">さらに読む &amp; 続き</a>')
-    result = run("check", "--json")
+    result = run("check", "--no-spamassassin", "--json")
     assert result.exit_code == 0
     findings = json.loads(result.output)["findings"]
     assert findings == [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import struct
+import zlib
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,64 @@ def test_preview_rejects_absurd_widths(workspace: Path, run: Runner) -> None:
         "Error: --width 50 is out of range\nHint: use 200 to 2000 pixels, e.g. 375\n",
     )
     assert not (workspace / "drafts" / EDITION / "preview").exists()
+
+
+def _mean_brightness(path: Path) -> float:
+    """Mean of R, G and B over the whole PNG (stdlib only: zlib and the PNG filters)."""
+    data = path.read_bytes()
+    width, height = _png_size(path)
+    position, idat, channels = 8, b"", 0
+    while position < len(data):
+        (length,) = struct.unpack(">I", data[position : position + 4])
+        kind = data[position + 4 : position + 8]
+        body = data[position + 8 : position + 8 + length]
+        if kind == b"IHDR":
+            assert body[8] == 8, "8-bit channels expected"
+            channels = {2: 3, 6: 4}[body[9]]
+        elif kind == b"IDAT":
+            idat += body
+        position += 12 + length
+    raw = zlib.decompress(idat)
+    stride = width * channels
+    previous = bytearray(stride)
+    total = 0
+    for row in range(height):
+        start = row * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up = previous[i]
+            corner = previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                guess = left + up - corner
+                pa, pb, pc = abs(guess - left), abs(guess - up), abs(guess - corner)
+                best = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[i] = (line[i] + best) & 0xFF
+        total += sum(v for i, v in enumerate(line) if i % channels < 3)
+        previous = line
+    return total / (width * height * 3)
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not HAS_CHROMIUM, reason="headless Chromium is not installed")
+def test_preview_dark_adds_a_dark_mode_screenshot_per_width(workspace: Path, run: Runner) -> None:
+    assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
+    result = run("preview", "--width", "375", "--dark")
+    assert result.exit_code == 0, result.output
+    folder = workspace / "drafts" / EDITION / "preview"
+    light, dark = folder / "preview-375.png", folder / "preview-375-dark.png"
+    height = _png_size(light)[1]
+    assert _png_size(dark) == (375, height)
+    assert result.output == (
+        f"drafts/{EDITION}/preview/preview-375.png  (375×{height})\n"
+        f"drafts/{EDITION}/preview/preview-375-dark.png  (375×{height}, dark)\n"
+    )
+    # The page's prefers-color-scheme: dark rules applied: a light page, a dark one.
+    assert _mean_brightness(light) > 180
+    assert _mean_brightness(dark) < 90

@@ -1,26 +1,27 @@
 """Property tests: the plain-text wrapper and unsubscribe tokens.
 
-Wrapper: no line wider than the limit unless a URL makes it so (closing punctuation may
-hang a little past the margin, as the module documents), nothing but whitespace lost,
-URLs never broken. Tokens: make/verify round-trips for any list and address; any
+Wrapper: no line wider than the limit unless a URL makes it so (closing punctuation never
+hangs past the margin), no line starts with closing punctuation that could have moved
+down with the character before it, nothing but whitespace lost, URLs never broken.
+Tokens: make/verify round-trips for any list and address; any
 one-character change or truncation is rejected.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from digest_mail.plaintext import _NO_START as NO_START
 from digest_mail.plaintext import URL_RE, display_width, is_url_line, wrap_text
 from digest_mail.unsubscribe import TokenError, make_token, verify_token
 
 PROPERTY = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-# Closing punctuation hangs past the margin instead of starting a line (plaintext.py);
-# the module promises the hang stays within 76 columns at width 72.
-HANG = 4
+HANG = 0
 
 JAPANESE = list(
     "菊花の記事を読むトランプ再選で変わる世界核軍縮同盟北朝鮮私たちの未来はどうなる"
@@ -64,12 +65,30 @@ def test_wrapped_lines_fit_and_nothing_is_lost(text: str, width: int) -> None:
 
 def _check_wrap(text: str, width: int) -> None:
     wrapped = wrap_text(text, width)
-    for line in wrapped.split("\n"):
+    lines = wrapped.split("\n")
+    for line in lines:
         if display_width(line) > width + HANG:
             assert is_url_line(line, width=width + HANG), (width, line)
     assert _non_space(wrapped) == _non_space(text)
     for url in URL_RE.findall(text):
         assert any(url in line for line in wrapped.split("\n")), url
+
+
+@PROPERTY
+@given(
+    text=st.text(alphabet=st.sampled_from(JAPANESE[:-1]), min_size=1, max_size=300),
+    width=st.integers(min_value=10, max_value=100),
+)
+@example(text="あ" * 35 + "い」。" + "う" * 5, width=72)
+def test_closing_punctuation_does_not_start_a_line(text: str, width: int) -> None:
+    """In running Japanese (no spaces) punctuation starts a line only after a run of more
+    closing punctuation than the wrapper moves down (three), never after a character."""
+    lines = wrap_text(text, width).split("\n")
+    for line in lines:
+        assert display_width(line) <= width, line
+    for before, line in itertools.pairwise(lines):
+        if line[:1] in NO_START:
+            assert all(c in NO_START for c in before[-3:]), (before, line)
 
 
 @pytest.mark.parametrize("text", ["。" * 200, "あ" * 35 + "」" * 10, "ー" * 100])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import html
 import re
@@ -10,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from compose_samples import write_article
+from compose_samples import write_budget_articles
 from conftest import REPO
 from digest_mail.articles import Article, load_articles
+from digest_mail.check import longest_values, sent_html
 from digest_mail.config import load_settings
 from digest_mail.edition import build_edition
 from digest_mail.plaintext import display_width, is_url_line
@@ -57,7 +57,7 @@ def test_media_queries_stay_in_head_for_phones_and_dark_mode(rendered: RenderedE
 
 
 def test_content_elements_carry_inline_styles(rendered: RenderedEdition) -> None:
-    for css_class in ("title", "lead", "meta", "category", "points", "footer", "greeting"):
+    for css_class in ("title", "lead", "meta", "cat", "src", "chk", "concl", "pt", "footer"):
         tags = re.findall(rf'<[a-z0-9]+ class="{css_class}"[^>]*>', rendered.html)
         assert tags, css_class
         assert all('style="' in tag for tag in tags), css_class
@@ -82,14 +82,19 @@ def test_every_article_title_and_link_is_in_both_parts(rendered: RenderedEdition
         assert article.url in rendered.text.splitlines()
 
 
-def test_cards_show_category_japanese_date_points_and_read_more(rendered: RenderedEdition) -> None:
-    assert '<span class="category"' in rendered.html
+def test_cards_show_category_date_sources_conclusion_and_button(rendered: RenderedEdition) -> None:
+    assert '<span class="cat"' in rendered.html
     assert "2025年2月20日" in rendered.html and "2025年2月20日" in rendered.text
-    assert rendered.html.count("さらに読む ⇒") == len(ARTICLES)
-    assert rendered.text.count("さらに読む ⇒") == len(ARTICLES)
-    # The article without points has no key-points block: one fewer than the articles.
-    assert rendered.html.count(">ポイント<") == len(ARTICLES) - 1
-    assert "トランプ氏の再選は、米国の外交政策を大きく変え" in rendered.html
+    # さらに読む ⇒ goes to each source; the button 記事を読む ⇒ to the article.
+    sources = sum(len(a.sources) for a in ARTICLES)
+    assert rendered.html.count("さらに読む ⇒") == sources
+    assert rendered.text.count("さらに読む ⇒") == sources
+    assert rendered.html.count("記事を読む ⇒") == len(ARTICLES)
+    assert rendered.text.count("記事を読む ⇒") == len(ARTICLES)
+    # The article without points has no 🚩 結論! block: one fewer than the articles.
+    assert rendered.html.count("🚩 結論!") == len(ARTICLES) - 1
+    assert rendered.text.count("🚩 結論!") == len(ARTICLES) - 1
+    assert "💡 トランプ氏の再選は、米国の外交政策を大きく変え" in rendered.html
 
 
 def test_masthead_greeting_and_footer(rendered: RenderedEdition) -> None:
@@ -125,33 +130,33 @@ def test_preheader_is_hidden_without_low_contrast_colours(rendered: RenderedEdit
     assert "color:#ffffff;line-height:1px" not in rendered.html  # no mj-preview div either
 
 
-def test_text_lines_fit_78_columns_except_urls(rendered: RenderedEdition) -> None:
+def test_text_lines_fit_72_columns_except_urls(rendered: RenderedEdition) -> None:
     too_wide = [
         line
         for line in rendered.text.splitlines()
-        if display_width(line) > 78 and not is_url_line(line, width=78)
+        if display_width(line) > 72 and not is_url_line(line, width=72)
     ]
     assert too_wide == []
     assert (
-        max(display_width(line) for line in rendered.text.splitlines() if "://" not in line) <= 76
+        max(display_width(line) for line in rendered.text.splitlines() if "://" not in line) == 72
     )
     assert not any(line.startswith(("。", "、", "」")) for line in rendered.text.splitlines())
 
 
-def test_a_ten_article_edition_stays_under_gmails_clip(tmp_path: Path) -> None:
-    longest = max(ARTICLES, key=lambda a: len(a.lead) + sum(map(len, a.points)))
-    paths = [
-        write_article(tmp_path, f"article-{n:02d}", published=dt.date(2026, 11, 20))
-        for n in range(10)
-    ]
-    articles = [
-        dataclasses.replace(a, lead=longest.lead, points=longest.points)
-        for a in load_articles(paths)
-    ]
+def test_the_budget_edition_is_under_90_kb_as_sent(tmp_path: Path) -> None:
+    """10 articles, each with two sources of three ✅ points, a lead, an image and three
+    💡 points: under 90 KB of HTML once personalization filled in the longest values."""
+    articles = load_articles(write_budget_articles(tmp_path, count=10, sources=2))
+    assert all([len(s.points) for s in a.sources] == [3, 3] for a in articles)
     result = _render(articles)
-    size = len(result.html.encode("utf-8"))
-    assert size < 102 * 1024, f"{size / 1024:.1f} KB"
-    assert result.html.count("さらに読む ⇒") == 10
+    page = sent_html(result.html, SETTINGS, longest_values(SETTINGS))
+    size = len(page.encode("utf-8"))
+    assert size < 90 * 1024, f"{size / 1024:.1f} KB"
+    assert page.count("✅") == 60 and page.count("💡") == 30
+    assert "@@" not in page
+    # The cuts kept what Outlook needs: MJML's conditional tables, sized images.
+    assert page.count("<!--[if mso | IE]>") >= 10
+    assert page.count('width="552"') == 10
 
 
 def test_an_override_added_later_in_the_same_process_is_used(tmp_path: Path) -> None:

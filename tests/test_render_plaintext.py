@@ -34,11 +34,16 @@ def test_japanese_wraps_at_72_columns_without_losing_characters() -> None:
 @pytest.mark.parametrize("punctuation", ["。", "、", "」"])
 def test_closing_punctuation_never_starts_a_line(punctuation: str) -> None:
     # 36 wide characters fill 72 columns exactly; the punctuation would start line two.
+    # Nothing hangs past 72: the last あ moves down with it (追い出し).
     text = "あ" * 36 + punctuation + "い" * 10
     lines = wrap_lines(text)
-    assert lines[0] == "あ" * 36 + punctuation  # hangs past the margin (ぶら下げ)
-    assert display_width(lines[0]) == 74
-    assert lines[1] == "い" * 10
+    assert lines[0] == "あ" * 35
+    assert lines[1] == "あ" + punctuation + "い" * 10
+
+
+def test_a_run_of_closing_punctuation_moves_down_with_the_character_before_it() -> None:
+    lines = wrap_lines("あ" * 35 + "い」。" + "う" * 5)
+    assert lines == ["あ" * 35, "い」。" + "う" * 5]
 
 
 def test_opening_bracket_never_ends_a_line() -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "Article",
     "Source",
     "display_path",
+    "excerpt",
     "load_article",
     "load_articles",
     "select_articles",
@@ -70,13 +71,30 @@ _KNOWN_FIELDS = (
 )
 
 
+_SOURCE_FIELDS = ("title", "url", "published", "publisher", "points")
+
+
 @dataclass(frozen=True)
 class Source:
-    """A quoted source card: the news article an article section cites."""
+    """A quoted source card: the news article an article section cites.
+
+    ``points`` are the card's ✅ lines; ``publisher`` is shown as 出典 (the URL's host
+    when not given).
+    """
 
     title: str
     url: str
     published: dt.date | None = None
+    publisher: str | None = None
+    points: tuple[str, ...] = ()
+
+    @property
+    def shown_publisher(self) -> str:
+        """The publisher, else the URL's host without a leading ``www.``."""
+        if self.publisher:
+            return self.publisher
+        host = urlsplit(self.url).hostname or self.url
+        return host.removeprefix("www.")
 
 
 @dataclass(frozen=True)
@@ -225,17 +243,16 @@ def _parse_front_matter(path: Path, front: str) -> _Fields:
     return _Fields(path, data, lines)
 
 
-def _points(fields: _Fields) -> tuple[str, ...]:
-    raw = fields.data.get("points")
+def _points(fields: _Fields, raw: Any, where: str) -> tuple[str, ...]:
     if raw is None:
         return ()
     if not isinstance(raw, list):
-        raise fields.error("points", "expected a list of short sentences ('- …' lines)")
+        raise fields.error(where, "expected a list of short sentences ('- …' lines)")
     points = []
     for index, item in enumerate(raw):
         if not isinstance(item, str) or not item.strip():
-            raise fields.error(f"points[{index}]", "expected a non-empty sentence")
-        points.append(fields.own(f"points[{index}]", item.strip()))
+            raise fields.error(f"{where}[{index}]", "expected a non-empty sentence")
+        points.append(fields.own(f"{where}[{index}]", item.strip()))
     return tuple(points)
 
 
@@ -250,12 +267,26 @@ def _sources(fields: _Fields) -> tuple[Source, ...]:
         where = f"sources[{index}]"
         if not isinstance(item, dict):
             raise fields.error(where, "expected a mapping with title, url and published")
+        unknown = sorted(set(item) - set(_SOURCE_FIELDS), key=str)
+        if unknown:
+            raise fields.error(
+                f"{where}.{unknown[0]}",
+                "unknown field",
+                hint=f"known source fields: {', '.join(_SOURCE_FIELDS)}",
+            )
         title, url = item.get("title"), item.get("url")
         if not isinstance(title, str) or not title.strip():
             raise fields.error(f"{where}.title", "missing source title")
         if not isinstance(url, str) or not url.strip():
             raise fields.error(f"{where}.url", "missing source url")
         published = item.get("published")
+        publisher = item.get("publisher")
+        if publisher is not None and (not isinstance(publisher, str) or not publisher.strip()):
+            raise fields.error(
+                f"{where}.publisher",
+                "expected the publisher's name as text",
+                hint="leave 'publisher:' out to show the URL's host",
+            )
         sources.append(
             Source(
                 title=fields.own(f"{where}.title", title.strip()),
@@ -263,9 +294,50 @@ def _sources(fields: _Fields) -> tuple[Source, ...]:
                 published=None
                 if published is None
                 else _date(fields, f"{where}.published", published),
+                publisher=fields.own(f"{where}.publisher", publisher.strip())
+                if publisher
+                else None,
+                points=_points(fields, item.get("points"), f"{where}.points"),
             )
         )
     return tuple(sources)
+
+
+# Lines of the site's article shape that are not running prose: headings, quoted source
+# cards, lists, the tagline in *…*, and the ✅ / 🚩 / 💡 lines the card already shows.
+_NOT_PROSE = re.compile(r"\s*(?:#|>|[-*+] |\d+\. |\*[^*]|✅|🚩|💡|\||<|```|---)")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(.+?)\1")
+
+
+def excerpt(body: str, limit: int) -> str:
+    """The body's first prose paragraphs, at most ``limit`` characters, as plain text.
+
+    Paragraphs are taken whole while they fit; a first paragraph longer than ``limit`` is
+    cut after its last 。 within the limit (or at the limit, with …). Markdown links and
+    emphasis become their text.
+    """
+    paragraphs: list[str] = []
+    current: list[str] = []
+    for line in [*body.splitlines(), ""]:
+        if not line.strip() or _NOT_PROSE.match(line):
+            if current:
+                paragraphs.append(" ".join(current))
+                current = []
+            continue
+        current.append(line.strip())
+    out = ""
+    for paragraph in paragraphs:
+        text = _EMPHASIS.sub(r"\2", _LINK.sub(r"\1", paragraph))
+        joined = f"{out}\n{text}" if out else text
+        if len(joined) <= limit:
+            out = joined
+            continue
+        if not out:
+            cut = text[:limit].rfind("。")
+            out = text[: cut + 1] if cut > 0 else text[: max(limit - 1, 0)] + "…"
+        break
+    return out
 
 
 def load_article(path: Path | str) -> Article:
@@ -331,7 +403,7 @@ def load_article(path: Path | str) -> Article:
         category=fields.text("category", required=False) or "",
         image=image,
         image_alt=image_alt if image is not None else None,
-        points=_points(fields),
+        points=_points(fields, fields.data.get("points"), "points"),
         sources=_sources(fields),
         body=body.strip("\n"),
     )
@@ -349,11 +421,17 @@ def select_articles(
     category: str | None,
     today: dt.date,
 ) -> list[Article]:
-    """Articles in ``articles/`` published within ``since`` of ``today``, newest first."""
+    """Articles in ``articles/`` published within ``since`` of ``today``, newest first.
+
+    Newest first by ``published`` (file name among the same day): file names order
+    nothing an editor meant. Files named on the command line keep their order instead.
+    """
     folder = workspace.articles_dir
     files = sorted(folder.glob("*.md")) if folder.is_dir() else []
     articles = load_articles(files)
-    return filter_articles(articles, since=since, category=category, today=today)
+    chosen = filter_articles(articles, since=since, category=category, today=today)
+    chosen.sort(key=lambda a: a.published, reverse=True)
+    return chosen
 
 
 def filter_articles(
@@ -363,11 +441,11 @@ def filter_articles(
     category: str | None,
     today: dt.date,
 ) -> list[Article]:
+    """``articles`` within ``since`` of ``today`` and of ``category``, in the order given."""
     chosen = list(articles)
     if since is not None:
         first_day = today - since
         chosen = [a for a in chosen if first_day <= a.published <= today]
-        chosen.sort(key=lambda a: a.published, reverse=True)
     if category:
         chosen = [a for a in chosen if a.category == category]
     return chosen

@@ -14,7 +14,7 @@ import stat
 import tomllib
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 from pathlib import Path
@@ -51,6 +51,17 @@ class EditionSettings:
     preheader: str = ""
     since: str = "7d"
     greeting_fallback: str = "読者"
+    # How each article's sources show: "cards" (title, publisher · date, ✅ points, link),
+    # "links" (one line each) or "none".
+    sources: str = "cards"
+    # The article body in the email: "none" (the card summarises it) or "excerpt" (the
+    # first prose paragraphs, at most excerpt_length characters).
+    body: str = "none"
+    excerpt_length: int = 200
+
+
+EDITION_SOURCES = ("cards", "links", "none")
+EDITION_BODY = ("none", "excerpt")
 
 
 @dataclass(frozen=True)
@@ -382,6 +393,7 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None
                 return None, variable
         return path, f"{section}.{key}"
 
+    _check_edition(built["edition"], source)
     newsletter = built["newsletter"]
     _check_mailbox(newsletter.sender, *source("newsletter", "from"), required=True)
     _check_mailbox(newsletter.reply_to, *source("newsletter", "reply_to"))
@@ -394,6 +406,25 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None
     ):
         _check_header_text(value, *source(section, key))
     return Settings(**built, schedules=tuple(schedules))
+
+
+def _check_edition(
+    edition: EditionSettings, source: Callable[[str, str], tuple[Path | None, str]]
+) -> None:
+    for key, value, allowed in (
+        ("sources", edition.sources, EDITION_SOURCES),
+        ("body", edition.body, EDITION_BODY),
+    ):
+        if value not in allowed:
+            path, where = source("edition", key)
+            raise ConfigError(f"{value!r} is not one of {', '.join(allowed)}", path=path, key=where)
+    if not 20 <= edition.excerpt_length <= 2000:
+        path, where = source("edition", "excerpt_length")
+        raise ConfigError(
+            f"{edition.excerpt_length} is out of range (20 to 2000 characters)",
+            path=path,
+            key=where,
+        )
 
 
 def _check_header_text(value: str, path: Path | None, key: str) -> None:

@@ -31,7 +31,7 @@ from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_dir
 from digest_mail.headers import looks_like_encoded_word
-from digest_mail.render import RenderedEdition, render_edition
+from digest_mail.render import RenderedEdition, render_edition, unshown_fields
 
 __all__ = [
     "Draft",
@@ -212,6 +212,9 @@ class Draft:
     created_at: str
     intro: str = ""
     mjml: str = field(default="", repr=False)
+    # Per article, what check needs of its front matter: file, lead, 💡 points, image,
+    # the fields no template showed (see render.unshown_fields).
+    cards: tuple[dict[str, Any], ...] = ()
 
     @property
     def html_bytes(self) -> int:
@@ -229,6 +232,16 @@ def _article_summary(article: Article) -> dict[str, str]:
         "published": article.published.isoformat(),
         "category": article.category,
         "slug": article.slug,
+    }
+
+
+def _card(article: Article, unshown: list[str]) -> dict[str, Any]:
+    return {
+        "path": display_path(article.path),
+        "lead": bool(article.lead),
+        "points": len(article.points),
+        "image": article.image or "",
+        "unshown": unshown,
     }
 
 
@@ -281,6 +294,14 @@ def save_draft(
         created_at=created,
         intro=edition.intro,
         mjml=rendered.mjml,
+        cards=tuple(
+            _card(article, unshown)
+            for article, unshown in zip(
+                edition.articles,
+                unshown_fields(edition.articles, html=rendered.html, text=rendered.text),
+                strict=True,
+            )
+        ),
     )
     meta: dict[str, Any] = {
         "id": draft.id,
@@ -290,6 +311,7 @@ def save_draft(
         "content_hash": draft.content_hash,
         "created_at": draft.created_at,
         "articles": list(draft.articles),
+        "cards": list(draft.cards),
         "html_bytes": draft.html_bytes,
         "text_lines": draft.text_lines,
     }
@@ -347,6 +369,7 @@ def _read_draft(path: Path) -> Draft:
         articles=tuple(dict(a) for a in meta.get("articles", [])),
         created_at=str(meta.get("created_at", "")),
         intro=str(meta.get("intro", "")),
+        cards=tuple(dict(c) for c in meta.get("cards", []) if isinstance(c, dict)),
         mjml=mjml_path.read_text(encoding="utf-8") if mjml_path.is_file() else "",
     )
 

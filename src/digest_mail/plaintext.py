@@ -3,8 +3,9 @@
 East Asian Wide and Fullwidth characters take two columns in a terminal or a mail
 client's fixed-width view, so a 72-column line holds 36 kanji. Japanese has no spaces:
 a line may break between any two wide characters, except that closing punctuation
-(。、」…) does not start a line — up to two such characters hang past the margin
-instead (ぶら下げ), so lines stay within 76 columns — and opening brackets never end one.
+(。、」…) does not start a line and opening brackets never end one. Nothing hangs past
+the margin: the character before the punctuation moves down with it (追い出し), so a
+line never exceeds the width unless a URL, which is never broken, makes it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ URL_RE = re.compile(r"(?:https?://|mailto:|@@[a-z_]+_url@@)\S*")
 _NO_START = set(
     "、。，．,.!?！？)）」』】〉》〕］｝ー々ゝゞぁぃぅぇぉっゃゅょゎァィゥェォッャュョヮ…‥・：；:;"
 )
-# Columns closing punctuation may hang past the margin (two wide characters, e.g. 」。).
-_MAX_HANG = 4
+# Tokens moved down with closing punctuation at most (e.g. 字」。): a longer run of
+# punctuation starts a line rather than emptying the one before.
+_MAX_CARRY = 3
 # Opening brackets that must not end a line.
 _NO_END = set("(（「『【〈《〔［｛")
 _TOKEN_RE = re.compile(
@@ -102,16 +104,23 @@ def _wrap_paragraph(paragraph: str, width: int, first: str, rest: str) -> list[s
                 line.append(piece)
                 used += w
                 continue
-            if kind == "char" and piece in _NO_START and used + w <= width + _MAX_HANG:
-                # Hang closing punctuation past the margin rather than start a line with it.
-                line.append(piece)
-                used += w
-                continue
             carry: list[str] = []
             while line and line[-1] == " ":
                 line.pop()
-            if len(line) > 1 and line[-1] in _NO_END:
-                carry.append(line.pop())
+            if kind == "char" and piece in _NO_START:
+                # Move the character before (and punctuation before it) down with it.
+                while len(line) > 1 and len(carry) < _MAX_CARRY:
+                    carry.insert(0, line.pop())
+                    if carry[0] not in _NO_START or line[-1] == " ":
+                        break
+                else:
+                    if carry and carry[0] in _NO_START:
+                        line.extend(carry)
+                        carry = []
+            while len(line) > 1 and line[-1] in _NO_END:
+                carry.insert(0, line.pop())
+            while line and line[-1] == " ":
+                line.pop()
             flush()
             for c in carry:
                 line.append(c)

@@ -1,7 +1,9 @@
 """Look at a draft: fill the placeholders with a sample reader, screenshot with Chromium.
 
 Headless Chromium (Debian ``chromium``; ``fonts-noto-cjk`` or Japanese renders as boxes)
-writes one PNG per width into ``drafts/<id>/preview/``. The network is cut off
+writes one PNG per width into ``drafts/<id>/preview/`` (and with ``dark`` one more per
+width, with ``--force-dark-mode``: the page's prefers-color-scheme: dark rules apply, as
+in a mail client that honours them; no browser download). The network is cut off
 (``--host-resolver-rules``), so remote images show as their alt text, as in a mail
 client that blocks images.
 """
@@ -49,6 +51,7 @@ class Screenshot:
     width: int
     height: int
     path: Path
+    dark: bool = False
 
 
 def find_chromium() -> str:
@@ -151,6 +154,7 @@ def screenshot_draft(
     height: int | None = None,
     chromium: str | None = None,
     timeout: float = 90.0,
+    dark: bool = False,
 ) -> list[Screenshot]:
     """One full-page PNG per width in ``drafts/<id>/preview/``, placeholders filled.
 
@@ -169,19 +173,21 @@ def screenshot_draft(
         if height
         else measure_heights(browser, page, widths, timeout=timeout)
     )
+    modes = [False, True] if dark else [False]
     with contextlib.ExitStack() as stack:
         running = []
-        for width in widths:
+        for width, in_dark in ((w, m) for w in widths for m in modes):
             profile = stack.enter_context(
                 tempfile.TemporaryDirectory(prefix="digest-mail-chromium-")
             )
-            target = page.parent / f"preview-{width}.png"
+            target = page.parent / f"preview-{width}{'-dark' if in_dark else ''}.png"
             target.unlink(missing_ok=True)
             command = _chromium_command(
                 browser,
                 profile,
                 width,
                 heights[width],
+                *(["--force-dark-mode"] if in_dark else []),
                 f"--screenshot={target}",
                 page.resolve().as_uri(),
             )
@@ -194,9 +200,9 @@ def screenshot_draft(
                     f"Chromium could not start: {exc}", hint=INSTALL_HINT
                 ) from None
             stack.callback(_reap, process)
-            running.append((width, target, process))
+            running.append((width, in_dark, target, process))
         shots = []
-        for width, target, process in running:
+        for width, in_dark, target, process in running:
             try:
                 _, stderr = process.communicate(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -204,7 +210,7 @@ def screenshot_draft(
             if not target.is_file():
                 detail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise DigestMailError(f"Chromium wrote no screenshot at width {width}: {detail}")
-            shots.append(Screenshot(width=width, height=heights[width], path=target))
+            shots.append(Screenshot(width=width, height=heights[width], path=target, dark=in_dark))
     return shots
 
 

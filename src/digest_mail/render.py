@@ -13,8 +13,9 @@ import functools
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 from mjml import mjml2html
 
-from digest_mail.articles import display_path
+from digest_mail.articles import Article, display_path, excerpt
 from digest_mail.config import Settings
 from digest_mail.errors import InputError
 from digest_mail.plaintext import wrap_text
@@ -87,6 +88,17 @@ def japanese_date(value: dt.date) -> str:
     return f"{value.year}年{value.month}月{value.day}日"
 
 
+def slash_date(value: dt.date) -> str:
+    """2019-07-26 → 2019/07/26 (the site's 公開日 format)."""
+    return f"{value.year}/{value.month:02d}/{value.day:02d}"
+
+
+def excerpt_paragraphs(body: str, limit: int) -> list[str]:
+    """The body's excerpt (:func:`digest_mail.articles.excerpt`) as paragraphs."""
+    text = excerpt(body, limit)
+    return text.split("\n") if text else []
+
+
 def _autoescape(name: str | None) -> bool:
     return name is not None and (".mjml" in name or ".html" in name)
 
@@ -127,6 +139,8 @@ def _environment(
         finalize=_finalize,
     )
     env.filters["jdate"] = japanese_date
+    env.filters["sdate"] = slash_date
+    env.filters["excerpt"] = excerpt_paragraphs
     env.filters["wrap"] = wrap_text
     return env
 
@@ -187,8 +201,18 @@ def mjml_to_html(source: str, *, template: str = HTML_TEMPLATE) -> str:
     return html
 
 
+# MJML's own reset block (``#outlook a``, ``table, td``, ``p``, ``img``): clients read it in
+# <head>; inlined it repeated ~70 bytes on every table, td and p (a tenth of the part).
+_MJML_RESET = re.compile(r'<style type="text/css">(?=\s*#outlook a\b)')
+
+
 def inline_css(html: str) -> str:
-    """premailer, configured so the doctype, media queries and img sizes survive."""
+    """premailer, configured so the doctype, media queries and img sizes survive.
+
+    MJML's reset rules stay in <head> only (``data-premailer="ignore"``), as MJML itself
+    leaves them; the template's own rules are inlined.
+    """
+    html = _MJML_RESET.sub('<style type="text/css" data-premailer="ignore">', html, count=1)
     # Imported here: premailer pulls in requests and cssutils (~0.7 s), which every other
     # command (and the delivery path, which imports PLACEHOLDERS) should not pay for.
     from premailer import Premailer
@@ -215,6 +239,7 @@ def template_context(edition: Edition, settings: Settings) -> dict[str, Any]:
         "articles": edition.articles,
         "newsletter": settings.newsletter,
         "settings": settings,
+        "edition_settings": settings.edition,
         "placeholders": {key: _Slot(token) for key, token in PLACEHOLDERS.items()},
         "view_url": edition.view_url(settings),
         "text_width": TEXT_WIDTH,
@@ -245,6 +270,67 @@ def _refuse_foreign_slots(output: str, written: Counter[str], edition: Edition, 
             hint="remove '@@' from the articles; per-reader values are filled only where the"
             " templates put them",
         )
+
+
+class _Visible(HTMLParser):
+    """The text a reader sees plus the link, image and alt values of an HTML part."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.parts.extend(v for k, v in attrs if k in ("href", "src", "alt") and v)
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _squeeze(text: str) -> str:
+    return "".join(text.split())
+
+
+def article_fields(article: Article) -> list[tuple[str, list[str]]]:
+    """(front-matter field, the spellings that show it) for each field with a value."""
+    fields: list[tuple[str, list[str]]] = [
+        ("title", [article.title]),
+        ("url", [article.url]),
+        ("published", [japanese_date(article.published), slash_date(article.published)]),
+    ]
+    for name in ("lead", "category", "image", "image_alt"):
+        value = getattr(article, name)
+        if value:
+            fields.append((name, [value]))
+    fields += [(f"points[{i}]", [p]) for i, p in enumerate(article.points)]
+    for i, source in enumerate(article.sources):
+        where = f"sources[{i}]"
+        fields += [(f"{where}.title", [source.title]), (f"{where}.url", [source.url])]
+        if source.published:
+            dates = [japanese_date(source.published), slash_date(source.published)]
+            fields.append((f"{where}.published", dates))
+        if source.publisher:
+            fields.append((f"{where}.publisher", [source.publisher]))
+        fields += [(f"{where}.points[{j}]", [p]) for j, p in enumerate(source.points)]
+    return fields
+
+
+def unshown_fields(articles: Sequence[Article], *, html: str, text: str) -> list[list[str]]:
+    """Per article, the front-matter fields whose value appears in neither part.
+
+    Compared without whitespace, so the text part's wrapping does not hide a value.
+    """
+    visible = _Visible()
+    visible.feed(html)
+    visible.close()
+    seen = _squeeze("\n".join(visible.parts)) + "\0" + _squeeze(text)
+    return [
+        [
+            name
+            for name, spellings in article_fields(article)
+            if not any(_squeeze(spelling) in seen for spelling in spellings)
+        ]
+        for article in articles
+    ]
 
 
 def render_edition(

@@ -55,6 +55,13 @@ preheader = "今週の注目記事を、要点とあわせてお届けします�
 since = "7d"
 # The greeting's name when a subscriber has none (and on the public archive page).
 greeting_fallback = "読者"
+# Each article's sources: "cards" (title, publisher and date, ✅ points, link),
+# "links" (one line each) or "none". See docs/articles.md.
+sources = "cards"
+# The article body in the email: "none" (the card sums it up) or "excerpt" (its first
+# paragraphs, at most excerpt_length characters).
+body = "none"
+excerpt_length = 200
 
 [smtp]
 # "capture" writes every message to outbox/ (a Maildir): nothing leaves the machine.

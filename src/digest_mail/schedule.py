@@ -658,7 +658,9 @@ def _send(
         if not state.ok:
             raise DigestMailError(state.describe())
         # A scheduled send has no --force: a draft that check fails waits for the editor.
-        require_no_errors(draft, how_to_override=" and approve it again")
+        require_no_errors(
+            draft, how_to_override=" and approve it again", settings=workspace.settings
+        )
         _update_run(ledger, schedule.name, slot, state="sending", note="sending")
         report = run_campaign(workspace, draft, schedule.list_names)
     except CampaignInterrupted:

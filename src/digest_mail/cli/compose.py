@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from digest_mail.articles import display_path
-from digest_mail.check import GMAIL_CLIP_BYTES, check_draft
+from digest_mail.check import GMAIL_CLIP_BYTES, check_draft, longest_values
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.edition import compose as compose_edition
 from digest_mail.edition import resolve_draft
+from digest_mail.errors import DigestMailError
 from digest_mail.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
+from digest_mail.probes import fetch_image, find_spamassassin
 
 
 def _echo_json(data: object) -> None:
@@ -69,7 +71,7 @@ def compose(
     \b
     Example:
         digest-mail compose --since 7d
-        digest-mail compose articles/*.md --edition 2026-W48 --subject "{edition} 特集号"
+        digest-mail compose articles/a.md articles/b.md --subject "{edition} 特集号 (菊)"
     """
     draft = compose_edition(
         workspace,
@@ -107,34 +109,88 @@ def compose(
 
 @click.command()
 @click.argument("draft", required=False)
+@click.option(
+    "--list",
+    "list_name",
+    metavar="NAME",
+    default=None,
+    help="Measure the size with this list's longest name, address and unsubscribe link "
+    "(default: upper bounds, see docs/articles.md).",
+)
+@click.option(
+    "--fetch-images",
+    is_flag=True,
+    help="Fetch each image URL and warn about those that do not load (needs the network).",
+)
+@click.option(
+    "--spamassassin/--no-spamassassin",
+    "spamassassin",
+    default=None,
+    help="Score the message offline with SpamAssassin (default: when it is installed).",
+)
 @json_option
 @pass_workspace
-def check(workspace: Workspace, draft: str | None, as_json: bool) -> None:
+def check(
+    workspace: Workspace,
+    draft: str | None,
+    list_name: str | None,
+    fetch_images: bool,
+    spamassassin: bool | None,
+    as_json: bool,
+) -> None:
     """Find what will hurt DRAFT in inboxes; exit 1 when there are errors.
 
-    Errors: HTML over Gmail's 102 KB clip, images without alt text, relative or http
-    links, no unsubscribe placeholder, unknown placeholders or template/MJML leftovers,
-    an empty text part. Warnings: text lines over 78 columns (URLs excepted), HTML
-    markup in the text part, an article without its link in the text part, a missing
-    preheader, HTML near the clip. DRAFT is an edition id or a draft folder (default:
-    the latest draft).
+    Errors: HTML over Gmail's 102 KB clip as sent (placeholders filled with the longest
+    values), images without alt text, relative or http links, no unsubscribe placeholder,
+    unknown placeholders or template/MJML leftovers, an empty text part. Warnings: text
+    lines over 78 columns (URLs excepted), HTML markup in the text part, an article
+    without its link in the text part, a missing preheader, HTML near the clip, a card
+    with neither lead nor points, front-matter fields the templates do not show, a
+    subject SpamAssassin scores (SUBJ_ALL_CAPS), a SpamAssassin score above 0, images
+    that do not load (--fetch-images). DRAFT is an edition id or a draft folder
+    (default: the latest draft).
 
     \b
     Example:
         digest-mail check
-        digest-mail check 2026-W48 --json
+        digest-mail check 2026-W48 --list weekly --fetch-images --json
     """
-    report = check_draft(resolve_draft(workspace, draft))
+    from digest_mail.subscribers import resolve_list
+
+    chosen = resolve_draft(workspace, draft)
+    settings = workspace.settings
+    fill = longest_values(
+        settings, list_path=None if list_name is None else resolve_list(workspace, list_name)
+    )
+    executable = None
+    if spamassassin is not False:
+        executable = find_spamassassin()
+        if executable is None and spamassassin:
+            raise DigestMailError(
+                "spamassassin is not installed", hint="apt-get install spamassassin"
+            )
+    report = check_draft(
+        chosen,
+        settings=settings,
+        fill=fill,
+        fetch=fetch_image if fetch_images else None,
+        spamassassin=executable,
+    )
     if as_json:
         _echo_json(report.as_dict())
     else:
         click.echo(f"{report.draft_id}: {display_path(Path(report.draft_path))}/")
         for finding in report.findings:
             click.echo(f"  {finding.level}: {finding.code}: {finding.message}")
+        if report.spam is not None:
+            click.echo(f"  spamassassin: {report.spam.describe()}")
+        for note in report.notes:
+            click.echo(f"  note: {note}")
         verdict = "OK" if report.ok else "FAILED"
         click.echo(
             f"{verdict}: {len(report.errors)} errors, {len(report.warnings)} warnings "
-            f"(HTML {report.html_bytes / 1024:.1f} KB, text {report.text_lines} lines)"
+            f"(HTML {report.html_bytes / 1024:.1f} KB as sent with {report.measured_with}, "
+            f"text {report.text_lines} lines)"
         )
     if not report.ok:
         raise SystemExit(1)
@@ -158,6 +214,11 @@ def check(workspace: Workspace, draft: str | None, as_json: bool) -> None:
     help="Window height (default: the whole page).",
 )
 @click.option("--open", "open_browser", is_flag=True, help="Open the HTML in a browser instead.")
+@click.option(
+    "--dark",
+    is_flag=True,
+    help="Also screenshot each width in dark mode (prefers-color-scheme: dark).",
+)
 @json_option
 @pass_workspace
 def preview(
@@ -166,18 +227,20 @@ def preview(
     widths: tuple[int, ...],
     height: int | None,
     open_browser: bool,
+    dark: bool,
     as_json: bool,
 ) -> None:
     """Screenshot DRAFT at phone and desktop widths with headless Chromium.
 
     The placeholders are filled with a sample reader first. PNGs go to
-    drafts/<edition>/preview/. DRAFT is an edition id or a draft folder (default: the
-    latest draft). Needs Chromium and Japanese fonts: apt-get install chromium fonts-noto-cjk.
+    drafts/<edition>/preview/ (preview-375.png; with --dark also preview-375-dark.png).
+    DRAFT is an edition id or a draft folder (default: the latest draft). Needs Chromium
+    and Japanese fonts: apt-get install chromium fonts-noto-cjk.
 
     \b
     Example:
         digest-mail preview
-        digest-mail preview 2026-W48 --width 375 --width 600
+        digest-mail preview 2026-W48 --width 375 --width 600 --dark
         digest-mail preview --open
     """
     chosen = resolve_draft(workspace, draft)
@@ -186,20 +249,22 @@ def preview(
         click.echo(f"opened {display_path(page)}")
         return
     shots = screenshot_draft(
-        chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height
+        chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height, dark=dark
     )
     if as_json:
         _echo_json(
             {
                 "edition": chosen.id,
                 "screenshots": [
-                    {"width": s.width, "height": s.height, "path": str(s.path)} for s in shots
+                    {"width": s.width, "height": s.height, "dark": s.dark, "path": str(s.path)}
+                    for s in shots
                 ],
             }
         )
         return
     for shot in shots:
-        click.echo(f"{display_path(shot.path)}  ({shot.width}×{shot.height})")
+        mode = ", dark" if shot.dark else ""
+        click.echo(f"{display_path(shot.path)}  ({shot.width}×{shot.height}{mode})")
 
 
 COMMANDS = [compose, check, preview]
