@@ -107,11 +107,13 @@ def test_each_source_and_the_conclusion_are_in_both_parts_in_order(
 
 
 def _settings(workspace: Path, lines: str) -> None:
+    """Set [edition] keys of the sample workspace's settings (replacing the sample's)."""
     config = workspace / "digest-mail.toml"
-    config.write_text(
-        config.read_text(encoding="utf-8").replace("[edition]\n", f"[edition]\n{lines}\n"),
-        encoding="utf-8",
-    )
+    text = config.read_text(encoding="utf-8")
+    for line in lines.splitlines():
+        key = line.split(" = ")[0]
+        text = re.sub(rf"^{key} = .*\n", "", text, flags=re.M)
+    config.write_text(text.replace("[edition]\n", f"[edition]\n{lines}\n"), encoding="utf-8")
 
 
 def test_sources_as_links_keep_title_publisher_date_and_link_but_no_points(
@@ -150,11 +152,7 @@ def test_body_excerpt_shows_the_first_prose_paragraphs(workspace: Path, run: Run
 
 
 def _compose_default(workspace: Path, run: Runner) -> str:
-    config = workspace / "digest-mail.toml"
-    config.write_text(
-        re.sub(r'body = "excerpt"\nexcerpt_length = 60\n', "", config.read_text("utf-8")),
-        encoding="utf-8",
-    )
+    _settings(workspace, 'body = "none"')
     _, text, _ = _compose(workspace, run)
     return _squash(text)
 

@@ -63,7 +63,7 @@ def test_sources_as_links_do_not_show_the_points_and_check_says_so(
 ) -> None:
     config = workspace / "digest-mail.toml"
     config.write_text(
-        config.read_text(encoding="utf-8").replace("[edition]\n", '[edition]\nsources = "links"\n'),
+        config.read_text(encoding="utf-8").replace('sources = "cards"', 'sources = "links"'),
         encoding="utf-8",
     )
     assert run("compose", HEAT).exit_code == 0
