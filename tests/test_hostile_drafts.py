@@ -196,3 +196,11 @@ def test_a_scheduled_send_of_a_draft_check_fails_sends_nothing(
     assert "failed: 2026-W48 fails check with 2 errors; nothing was sent:" in due.output
     assert "compose it again and approve it again)" in due.output
     assert outbox_messages(workspace) == []
+
+
+def test_withdraw_holds_its_argument_to_the_id_grammar(workspace: Path, run: Runner) -> None:
+    result = run("approve", "--withdraw", "2026 W48;x")
+    assert (result.exit_code, result.output.splitlines()[0]) == (
+        1,
+        "Error: DRAFT: '2026 W48;x' is not an edition id",
+    )

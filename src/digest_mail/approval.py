@@ -243,10 +243,10 @@ def withdraw(workspace: Workspace, ref: str, *, now: datetime | None = None) -> 
 
 def _edition_of(workspace: Workspace, ref: str) -> str:
     """The edition id of ``ref``; works after the draft folder has been deleted too."""
-    from digest_mail.edition import load_draft
+    from digest_mail.edition import check_edition_id, load_draft
 
     if "/" not in ref and not (workspace.drafts_dir / ref).is_dir() and not Path(ref).is_dir():
-        return ref
+        return check_edition_id(ref, field="DRAFT")
     return load_draft(workspace, ref).id
 
 
