@@ -130,7 +130,7 @@ CONFIG_ERRORS = {
 TRANSPORT_ERRORS = {
     "bad-url.toml": "smtp//relay.example.jp:587",
     "ftp-url.toml": "ftp://relay.example.jp",
-    "password-in-url.toml": "the SMTP URL must not contain a password",
+    "password-in-url.toml": "SMTP URL 'smtps://digest:***@relay.example.jp:465' must not contain",
 }
 
 
