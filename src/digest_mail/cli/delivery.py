@@ -192,6 +192,20 @@ def send(
     confirmation with the count unless --yes. A draft that 'check' reports errors
     for is refused unless --force.
 
+    A refusal about a reader's mailbox (5.1.1 …) fails and suppresses that
+    reader; a refusal of us (sender, client, login, policy), at whatever stage,
+    stops the send with every recipient still queued (docs/relays.md).
+
+    \b
+    Exit status:
+        0  complete: sent, or failed for a reason about that reader
+        1  error: a mistake, configuration, refused input
+        3  stopped: the relay refused us, the circuit breaker tripped, or
+           interrupted; nobody suppressed: fix, then rerun
+        4  incomplete: recipients queued or deferred: rerun to resume
+        5  uncertain: only rows in flight when a run died remain:
+           --resend-uncertain
+
     \b
     Example:
         digest-mail send 2026-W48 --list weekly --dry-run
