@@ -251,3 +251,8 @@ def test_the_excerpt_takes_prose_paragraphs_whole_within_the_limit() -> None:
     assert excerpt("一文目です。二文目はとても長い文です。", 12) == "一文目です。"
     assert excerpt("句点のない長い段落", 5) == "句点のな…"
     assert excerpt("## 見出しだけ\n\n💡 結論だけ", 100) == ""
+    # Lines of one paragraph join without a space in Japanese, with one between words.
+    assert (
+        excerpt("改行を含む\n段落です。\nThe end\nof it.", 100)
+        == "改行を含む段落です。 The end of it."
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -310,6 +311,10 @@ _LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
 _EMPHASIS = re.compile(r"(\*\*|__|\*|_|`)(.+?)\1")
 
 
+def _wide(char: str) -> bool:
+    return unicodedata.east_asian_width(char) in ("W", "F")
+
+
 def excerpt(body: str, limit: int) -> str:
     """The body's first prose paragraphs, at most ``limit`` characters, as plain text.
 
@@ -322,9 +327,12 @@ def excerpt(body: str, limit: int) -> str:
     for line in [*body.splitlines(), ""]:
         if not line.strip() or _NOT_PROSE.match(line):
             if current:
-                paragraphs.append(" ".join(current))
+                paragraphs.append("".join(current))
                 current = []
             continue
+        # A soft line break is a space between Latin words, nothing between Japanese ones.
+        if current and not (_wide(current[-1][-1]) and _wide(line.strip()[0])):
+            current.append(" ")
         current.append(line.strip())
     out = ""
     for paragraph in paragraphs:
