@@ -25,10 +25,11 @@ SETTINGS = load_settings(REPO / "digest-mail.toml", environ={})
 WIDTH = 72
 PROPERTY = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-WORDS = list(
-    "トランプ再選で変わる世界核軍縮同盟北朝鮮の未来はどうなる熱中症搬送過去最多"
-    "、。」「『』（）…ー々っゃ！？・：ｶﾅ①"
-) + ["NATO", "2.1倍", "0.75%", " ", "AI", "Economist"]
+WORDS = [
+    *"トランプ再選で変わる世界核軍縮同盟北朝鮮の未来はどうなる熱中症搬送過去最多",
+    *"、。」「『』（）…ー々っゃ！？・：ｶﾅ①",
+    *["NATO", "2.1倍", "0.75%", " ", "AI", "Economist"],
+]
 sentences = st.lists(st.sampled_from(WORDS), min_size=1, max_size=90).map("".join).map(str.strip)
 sentences = sentences.filter(bool)
 urls = st.sampled_from(
