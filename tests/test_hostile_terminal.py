@@ -101,7 +101,7 @@ def test_a_relay_refusing_us_with_escapes_is_shown_escaped_by_send_and_status(
     """The stop line of a refusal of the sender is an error message: it is foreign text
     too, and goes out through the same escaping as every other line."""
     assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
-    evil = Fault("554-esc", "RCPT", "reply", f"554 5.7.1 {OSC}{CSI}Relay access denied")
+    evil = Fault("554-esc", "RCPT", "reply", f"554 5.7.1 Relay access denied {OSC}{CSI}x")
     plan = FaultPlan(script={"yamada.taro@example.jp": [evil] * 50})
     with FaultServer(plan) as server:
         for key, value in env_for(server.url, concurrency=1).items():
@@ -111,7 +111,8 @@ def test_a_relay_refusing_us_with_escapes_is_shown_escaped_by_send_and_status(
         as_json = run("status", "--json")
     for result in (sent, status):
         _clean(result.output)
-    assert "\\x1b]0;owned\\x07" in sent.output
+    assert "refused us at RCPT TO: 554 5.7.1 Relay access denied \\x1b]0;owned\\x07" in sent.output
+    assert "refused us at RCPT TO: 554 5.7.1 Relay access denied \\x1b]0;owned\\x07" in status.output
     _clean(as_json.output)
     json.loads(as_json.output)  # escaping C1 as \u009b keeps the JSON valid
 
