@@ -74,3 +74,32 @@ def test_dry_run_asks_nothing_when_no_address_needs_smtputf8(workspace: Path, ru
         assert server.recorder.connections == 0
     assert result.exit_code == 0
     assert "Warning" not in result.output
+
+
+def test_the_send_is_not_complete_until_they_go_through_a_relay_with_smtputf8(
+    workspace: Path, run: Runner
+) -> None:
+    write_draft_folder(workspace)
+    (workspace / "subscribers" / "idn.csv").write_text("email,name\n" + ROWS, encoding="utf-8")
+    send = ("send", "2026-W48", "--list", "idn", "--yes")
+    with FaultServer(smtputf8=False) as plain:
+        first = run(*send, env=env_for(plain.url))
+    assert first.exit_code == 4, first.output
+    assert first.output.splitlines() == [
+        "Sent 2026-W48 to idn: 1 sent, 0 deferred, 2 failed, 0 suppressed, 0 skipped-invalid "
+        "(2 of the failed need a relay with SMTPUTF8)",
+        "  太郎@example.jp: the relay does not offer SMTPUTF8, needed for this non-ASCII address",
+        "  花子@example.jp: the relay does not offer SMTPUTF8, needed for this non-ASCII address",
+        "Error: campaign 2026-W48/idn is not complete (2 with a non-ASCII local part need a "
+        "relay that offers SMTPUTF8: not sent, not suppressed; rerun through such a relay)",
+        "Hint: rerun 'digest-mail send 2026-W48 --list idn' to resume",
+    ]
+    with FaultServer(smtputf8=True, keep_messages=True) as utf8:
+        rerun = run(*send, env=env_for(utf8.url))
+        got = sorted(m.recipient for m in utf8.recorder.messages())
+    assert rerun.exit_code == 0, rerun.output
+    assert rerun.output.splitlines()[0] == (
+        "Sent 2026-W48 to idn: 2 this run; in all 3 sent, 0 deferred, 0 failed, 0 suppressed, "
+        "0 skipped-invalid"
+    )
+    assert got == ["太郎@example.jp", "花子@example.jp"]

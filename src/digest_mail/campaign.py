@@ -52,6 +52,7 @@ from digest_mail.errors import (
 )
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
+from digest_mail.smtpclient import SMTPUTF8_MISSING
 from digest_mail.subscribers import (
     Recipient,
     RowProblem,
@@ -216,6 +217,9 @@ class CampaignReport:
     # relay that offers SMTPUTF8), the first few of them, and what to warn about.
     needs_smtputf8: int = 0
     smtputf8_examples: list[str] = field(default_factory=list)
+    # Failed for our relay's missing SMTPUTF8 (not the reader's fault, not suppressed);
+    # the next run tries them again, through whatever relay is configured then.
+    unsent_smtputf8: int = 0
     warnings: list[str] = field(default_factory=list)
     # The campaign's lists (one, or several sent each address once); () means list_name.
     lists: tuple[str, ...] = ()
@@ -228,7 +232,13 @@ class CampaignReport:
 
     @property
     def complete(self) -> bool:
-        return not self.stopped and self.queued == 0 and self.deferred == 0 and self.uncertain == 0
+        return (
+            not self.stopped
+            and self.queued == 0
+            and self.deferred == 0
+            and self.uncertain == 0
+            and self.unsent_smtputf8 == 0
+        )
 
     @property
     def exit_code(self) -> int:
@@ -252,6 +262,8 @@ class CampaignReport:
             text += f", {self.queued} not yet sent"
         if self.already_received:
             text += f", {self.already_received} had it from another campaign"
+        if self.unsent_smtputf8:
+            text += f" ({self.unsent_smtputf8} of the failed need a relay with SMTPUTF8)"
         return text
 
     def resume_command(self) -> str:
@@ -285,6 +297,7 @@ class CampaignReport:
             "transport": self.transport,
             "failures": self.failures,
             "uncertain_addresses": self.uncertain_addresses,
+            "unsent_smtputf8": self.unsent_smtputf8,
             "warnings": self.warnings,
             "resume": self.resume_command(),
         }
@@ -552,7 +565,9 @@ class _Store:
         return cursor.rowcount
 
     def requeue(self, *, uncertain: bool) -> None:
-        """Deferred rows get a fresh retry window; uncertain ones only when asked."""
+        """Deferred rows get a fresh retry window; uncertain ones only when asked. Rows
+        that failed for our relay's missing SMTPUTF8 are tried again (the relay may be
+        another one now)."""
         states = ("deferred", "uncertain") if uncertain else ("deferred",)
         with self.ledger.transaction():
             for state in states:
@@ -561,6 +576,11 @@ class _Store:
                     "= ? AND state = ?",
                     (utcnow(), self.id, state),
                 )
+            self.db.execute(
+                "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id = ? "
+                "AND state = 'failed' AND last_code IS NULL AND last_reply = ?",
+                (utcnow(), self.id, SMTPUTF8_MISSING),
+            )
 
     def apply_suppressions(self) -> None:
         """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent."""
@@ -718,11 +738,21 @@ class _Store:
                 (self.id, *uncertain_states),
             )
         ]
+        unsent_smtputf8 = (
+            self.db.execute(
+                "SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND state = 'failed' "
+                "AND last_code IS NULL AND last_reply = ?",
+                (self.id, SMTPUTF8_MISSING),
+            ).fetchone()[0]
+            if counts["failed"]
+            else 0
+        )
         return CampaignReport(
             campaign_id=self.id,
             edition=row["edition"],
             list_name=row["list_name"],
             lists=self.lists(),
+            unsent_smtputf8=unsent_smtputf8,
             already_received=row["already_received"],
             kind=row["kind"],
             state=row["state"],
@@ -1656,6 +1686,11 @@ def _discard_nobody(store: _Store, kind: str) -> NothingToSend:
 
 
 def _uncertain_note(report: CampaignReport) -> str:
+    if report.unsent_smtputf8:
+        return (
+            f"{report.unsent_smtputf8} with a non-ASCII local part need a relay that offers "
+            "SMTPUTF8: not sent, not suppressed; rerun through such a relay"
+        )
     if report.uncertain:
         return (
             f"{report.uncertain} uncertain (in flight when a run died): resend with "

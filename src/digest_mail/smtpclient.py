@@ -30,6 +30,9 @@ from digest_mail.errors import DigestMailError
 TlsMode = Literal["none", "starttls", "implicit"]
 
 _MAX_REPLY_BYTES = 64 * 1024
+# The reason an address fails when the relay lacks SMTPUTF8: our gap, not the reader's
+# (the campaign recognises it by this text and sends it again on the next run).
+SMTPUTF8_MISSING = "the relay does not offer SMTPUTF8, needed for this non-ASCII address"
 
 
 # --- errors ------------------------------------------------------------------------
@@ -677,7 +680,7 @@ class SmtpConnection:
             if "SMTPUTF8" not in self.extensions:
                 # Not a reply of the relay: no code, so nobody mistakes it for a bounce.
                 raise SmtpPermanentError(
-                    "the relay does not offer SMTPUTF8, needed for this non-ASCII address",
+                    SMTPUTF8_MISSING,
                     recipient=recipients[0] if len(recipients) == 1 else None,
                     stage="recipient",
                     about="ours",

@@ -36,7 +36,7 @@ import aiosmtplib
 
 from digest_mail.config import Workspace, mask_url, read_secret
 from digest_mail.errors import ConfigError, DigestMailError
-from digest_mail.smtpclient import ascii_envelope
+from digest_mail.smtpclient import SMTPUTF8_MISSING, ascii_envelope
 
 # --- errors ----------------------------------------------------------------------------
 
@@ -614,7 +614,7 @@ class _Connection:
         if not (envelope_from.isascii() and all(r.isascii() for r in recipients)):
             if not smtp.supports_extension("smtputf8"):
                 raise PermanentFailure(
-                    "the relay does not offer SMTPUTF8, needed for this non-ASCII address",
+                    SMTPUTF8_MISSING,
                     recipient=recipients[0],
                     about="ours",
                 )

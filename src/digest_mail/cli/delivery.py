@@ -105,8 +105,8 @@ def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
                 f"in all {report.summary()}"
             )
         for failure in report.failures[:20]:
-            code = failure["code"] or ""
-            click.echo(f"  {failure['email']}: {code} {printable(failure['reply'])}".rstrip())
+            reply = f"{failure['code'] or ''} {printable(failure['reply'])}".strip()
+            click.echo(f"  {failure['email']}: {reply}")
         if len(report.failures) > 20:
             click.echo(f"  … {len(report.failures) - 20} more: see 'digest-mail status'")
     if not report.complete:
