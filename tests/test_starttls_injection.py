@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from digest_mail.smtpclient import SmtpConnection, SmtpTlsError
+from digest_mail.transport import RelayError, SmtpTransport, parse_relay_url
 from test_transport_tls import certificate, server_context, trusting
 
 __all__ = ["certificate"]  # the fixture, used by name
@@ -112,3 +113,20 @@ async def test_a_clean_starttls_still_works(certificate: tuple[Path, Path]) -> N
         assert "AUTH" not in connection.extensions
         await connection.quit()
     assert server.inside_tls[0].startswith(b"EHLO ")
+
+
+async def test_the_aiosmtplib_client_discards_the_injected_replies(
+    injecting_server: StarttlsServer, certificate: tuple[Path, Path]
+) -> None:
+    """The fallback client (``[smtp] client = "aiosmtplib"``) holds: the library drops
+    what was buffered after the 220, so the relay's real EHLO reply (no AUTH) decides."""
+    relay = parse_relay_url(f"smtp://digest@127.0.0.1:{injecting_server.port}?tls=starttls")
+    transport = SmtpTransport(
+        relay, password="correct horse", size=1, tls_context=trusting(certificate)
+    )
+    with pytest.raises(RelayError) as info:
+        await transport.send("digest@example.jp", ["taro@example.jp"], b"Subject: x\r\n\r\nx\r\n")
+    await transport.close()
+    assert "AUTH" in str(info.value) or "auth" in str(info.value).lower()
+    sent = b"".join(injecting_server.inside_tls)
+    assert sent.startswith(b"EHLO ") and b"AUTH" not in sent
