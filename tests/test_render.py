@@ -16,7 +16,13 @@ from digest_mail.check import longest_values, sent_html
 from digest_mail.config import load_settings
 from digest_mail.edition import build_edition
 from digest_mail.plaintext import display_width, is_url_line
-from digest_mail.render import PLACEHOLDERS, RenderedEdition, render_edition
+from digest_mail.render import (
+    PLACEHOLDERS,
+    RenderedEdition,
+    inline_css,
+    mjml_to_html,
+    render_edition,
+)
 
 SETTINGS = load_settings(REPO / "digest-mail.toml", environ={})
 ARTICLES = load_articles(sorted((REPO / "articles").glob("*.md")))
@@ -172,3 +178,33 @@ def test_an_override_added_later_in_the_same_process_is_used(tmp_path: Path) -> 
     assert _render(articles, templates).text == (
         f"@@name@@ さん\n{articles[0].url}\n@@unsubscribe_url@@\n"
     )
+
+
+REFERENCE_MJML = """<mjml lang="ja"><mj-body background-color="#f3efe7">
+<mj-section background-color="#ffffff" border-top="12px solid #f3efe7"
+  border-left="3px solid #c9a227" border-radius="4px" padding="20px 0"><mj-column>
+<mj-text font-size="15px" font-weight="bold" line-height="1.75" letter-spacing="0.02em"
+  color="#2b2723" text-decoration="none" text-transform="none">x</mj-text>
+<mj-image src="https://example.jp/a.jpg" alt="a" width="552px" border-radius="4px" />
+<mj-button background-color="#8a2432" border-radius="6px">b</mj-button>
+</mj-column></mj-section></mj-body></mjml>"""
+# There before the card grew (the hidden preheader, the dark-mode media query).
+PRE_EXISTING = {"max-height", "overflow", "mso-hide", "prefers-color-scheme"}
+
+
+def _css_properties(page: str) -> set[str]:
+    found = set()
+    for style in re.findall(r"style=\"([^\"]*)\"|style='([^']*)'", page):
+        for declaration in "".join(style).split(";"):
+            if ":" in declaration:
+                found.add(declaration.split(":")[0].strip().lower())
+    for block in re.findall(r"<style[^>]*>(.*?)</style>", page, flags=re.S):
+        found.update(re.findall(r"([a-z-]+)\s*:", block))
+    return found
+
+
+def test_no_css_beyond_what_mjml_itself_writes(rendered: RenderedEdition) -> None:
+    """The card's borders, padding and colours are properties MJML's own components
+    write (section borders, button radius): no email-client feature beyond its baseline."""
+    baseline = _css_properties(inline_css(mjml_to_html(REFERENCE_MJML))) | PRE_EXISTING
+    assert _css_properties(rendered.html) - baseline == set()
