@@ -7,6 +7,8 @@ import importlib.util
 import re
 from pathlib import Path
 
+import click
+
 from conftest import REPO
 
 spec = importlib.util.spec_from_file_location(
@@ -130,3 +132,49 @@ def test_heading_anchors_follow_github() -> None:
         "exit-statuses",
         "exit-statuses-1",
     }
+
+
+def command_lines(markdown: str) -> list[str]:
+    """Every ``digest-mail …`` invocation the page shows, in code blocks or inline code."""
+    code = [line for block in FENCE.finditer(markdown) for line in block[0].splitlines()]
+    code += [span.strip("`") for span in INLINE_CODE.findall(prose(markdown))]
+    found = []
+    for text in code:
+        for match in re.finditer(r"(?<![\w./-])digest-mail(?= |$)(.*)", text):
+            found.append("digest-mail" + re.split(r"[;|)&>#`]", match.group(1))[0])
+    return found
+
+
+def wrong_options(invocation: str) -> list[str]:
+    """What in ``invocation`` the CLI does not have: a subcommand or an option."""
+    command: click.Command = cli_reference.cli
+    words = invocation.split()[1:]
+    while words and isinstance(command, click.Group) and words[0] in command.commands:
+        command = command.commands[words.pop(0)]
+    known = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    known |= {"-h", "--help"}
+    wrong = [w.split("=")[0] for w in words if w.startswith("-") and w.split("=")[0] not in known]
+    if isinstance(command, click.Group) and words and not words[0].startswith("-"):
+        wrong.append(words[0])
+    return wrong
+
+
+def test_every_command_shown_in_the_docs_exists_with_its_options() -> None:
+    cli_reference.load_all()
+    pages = [page for page in documents() if page != cli_reference.REFERENCE]
+    wrong = [
+        f"{page.relative_to(REPO)}: {line}: {', '.join(bad)}"
+        for page in pages
+        for line in command_lines(page.read_text(encoding="utf-8"))
+        if (bad := wrong_options(line))
+    ]
+    assert wrong == []
+
+
+def test_a_wrong_option_or_subcommand_is_found() -> None:
+    cli_reference.load_all()
+    assert wrong_options("digest-mail schedule daemon --now 2026-11-30T08:00:00+09:00") == ["--now"]
+    assert wrong_options("digest-mail schedule start") == ["start"]
+    assert wrong_options("digest-mail send 2026-W48 --list weekly --yes --dry-run") == []
+    page = "Run `digest-mail check --json` or:\n\n```sh\nX=1 digest-mail status --json  # ok\n```\n"
+    assert command_lines(page) == ["digest-mail status --json  ", "digest-mail check --json"]
