@@ -78,6 +78,8 @@ url = "capture"
 # wait between tries (it doubles each time, up to 15 minutes).
 # retry_for = "1h"
 # retry_backoff = "30s"
+# A relay whose certificate a private CA signed: that CA's PEM file (relative to here).
+# ca_file = "relay-ca.pem"
 # Only for a test relay with a self-signed certificate.
 # insecure_skip_verify = false
 # The SMTP client: "pipelining" (one round trip per group of commands) or "aiosmtplib"
