@@ -3,6 +3,7 @@ development tools. Read from what make would run (`make -n -B`), nothing execute
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tomllib
@@ -19,9 +20,13 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="make is no
 
 def planned(target: str, tmp_path: Path) -> list[str]:
     """The commands ``make TARGET`` would run from scratch, into a venv that does not exist."""
+    # Under `make test` (CI) the outer make's MAKEFLAGS/MAKELEVEL would make this one print
+    # "Entering directory" lines: plan as a make started from a shell would.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     done = subprocess.run(
-        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+        ["make", "--no-print-directory", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
         cwd=REPO,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
