@@ -97,8 +97,8 @@ def test_the_render_refuses_a_slot_no_template_wrote(workspace: Path) -> None:
         with pytest.raises(InputError) as info:
             render_edition(edition, settings=ws.settings, templates_dir=ws.templates_dir)
         assert str(info.value) == (
-            f"the {part} part holds @@email@@ that no template wrote: article text or links"
-            " make a per-reader value (in articles/glued.md)"
+            f"the {part} part holds @@email@@ that no template wrote: text or links of the"
+            " edition make a per-reader value (in articles/glued.md)"
         )
     # Two values, each harmless, that meet in a template.
     override = ws.templates_dir / "digest.txt.j2"
@@ -117,6 +117,18 @@ def test_the_render_refuses_a_slot_no_template_wrote(workspace: Path) -> None:
     with pytest.raises(InputError) as info:
         render_edition(edition, settings=ws.settings, templates_dir=ws.templates_dir)
     assert str(info.value).startswith("the text part holds @@email@@ that no template wrote")
+
+
+def test_the_intro_cannot_make_a_slot_either(workspace: Path, run: Runner) -> None:
+    write_article(workspace / "articles", "plain")
+    result = run("compose", "articles/plain.md", "--intro", "宛先: @@email@@ です")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: the HTML part holds @@email@@ that no template wrote: text or links of the"
+        " edition make a per-reader value (in the intro)\n"
+        "Hint: remove '@@' from it; per-reader values are filled only where the templates put"
+        " them\n",
+    )
 
 
 def test_the_templates_own_slots_are_rendered(workspace: Path) -> None:

@@ -250,11 +250,19 @@ def _slots(output: str) -> Counter[str]:
     return Counter({t: n for t in PLACEHOLDERS.values() if (n := output.count(t))})
 
 
-def _article_with_placeholder(edition: Edition) -> str:
+def _where_placeholder(edition: Edition) -> str:
+    """Which value the stray slot most likely came from, for the error."""
     for article in edition.articles:
         values: Iterator[object] = iter(vars(article).values())
         if any("@@" in str(v) for v in values):
             return f" (in {display_path(article.path)})"
+    for name, value in (
+        ("the intro", edition.intro),
+        ("the preheader", edition.preheader),
+        ("the subject", edition.subject),
+    ):
+        if "@@" in value:
+            return f" (in {name})"
     return ""
 
 
@@ -265,9 +273,9 @@ def _refuse_foreign_slots(output: str, written: Counter[str], edition: Edition, 
     if extra:
         token = sorted(extra)[0]
         raise InputError(
-            f"the {part} part holds {token} that no template wrote: article text or links"
-            f" make a per-reader value{_article_with_placeholder(edition)}",
-            hint="remove '@@' from the articles; per-reader values are filled only where the"
+            f"the {part} part holds {token} that no template wrote: text or links of the"
+            f" edition make a per-reader value{_where_placeholder(edition)}",
+            hint="remove '@@' from it; per-reader values are filled only where the"
             " templates put them",
         )
 
