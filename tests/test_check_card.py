@@ -8,6 +8,7 @@ import datetime as dt
 import http.server
 import json
 import shutil
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,14 @@ def test_fetch_image_tells_a_missing_image_and_a_page_from_an_image(image_server
     assert fetch_image(f"{image_server}/ok.jpg") is None
     assert fetch_image(f"{image_server}/missing.jpg") == "HTTP 404"
     assert fetch_image(f"{image_server}/page.jpg") == "it is text/html, not an image"
+
+
+def test_a_host_that_refuses_is_a_problem_of_the_url_not_an_offline_network() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    problem = fetch_image(f"http://127.0.0.1:{port}/x.jpg", timeout=5)
+    assert problem is not None and "refused" in problem.lower()
 
 
 def test_check_fetch_images_warns_about_an_image_that_does_not_load(
