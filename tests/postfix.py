@@ -17,6 +17,8 @@ Services (each its own port, ``ports[name]``):
 - ``sender``: also checks the envelope sender against ``sender_access`` under the default
   ``smtpd_delay_reject = yes``, so a sender refusal is reported at RCPT.
 
+- ``tls``: requires STARTTLS, with a self-signed certificate (``certificate``), as a
+  relay whose certificate a private CA signed.
 - ``inner``: a second hop on loopback (its own host name, so no mail loop is seen) that
   knows no mailbox of ``inner_vmailbox`` unless listed and answers ``inner_access``.
 
@@ -55,6 +57,8 @@ def unavailable() -> str | None:
         return f"{POSTFIX} is not installed (make system-deps installs Debian's postfix)"
     if os.geteuid() != 0:
         return "starting Postfix needs root (CI runs the suite as root)"
+    if shutil.which("openssl") is None:
+        return "openssl is not installed (the TLS service needs a certificate)"
     try:
         pwd.getpwnam("postfix")
     except KeyError:
@@ -74,7 +78,14 @@ class PostfixInstance:
         self.root = root
         self.etc = root / "etc"
         self.mail = root / "mail"
-        self.ports = {"open": _free_port(), "sender": _free_port(), "inner": _free_port()}
+        self.ports = {
+            "open": _free_port(),
+            "sender": _free_port(),
+            "inner": _free_port(),
+            "tls": _free_port(),
+        }
+        # The TLS service's self-signed certificate: its own CA, as a private CA's would be.
+        self.certificate = self.etc / "tls-cert.pem"
         self.running = False
 
     def url(self, service: str = "open") -> str:
@@ -154,7 +165,13 @@ bounce_queue_lifetime = 4s
   -o myhostname=inner.postfix-test.invalid
   -o virtual_mailbox_maps=texthash:{self.etc / "inner_vmailbox"}
   -o smtpd_recipient_restrictions=check_recipient_access,texthash:{inner_access},permit
+127.0.0.1:{self.ports["tls"]} inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_tls_loglevel=1
+  -o smtpd_tls_cert_file={self.certificate}
+  -o smtpd_tls_key_file={self.etc / "tls-key.pem"}
 smtp      unix  -       -       n       -       -       smtp
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
 pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
@@ -208,6 +225,15 @@ postlog   unix-dgram n  -       n       -       1       postlogd
         (self.etc / "master.cf").write_text(self._master_cf(), encoding="utf-8")
         for name in MAPS:
             self.write_map(name, [])
+        subprocess.run(
+            [
+                *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"),
+                *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+                *("-keyout", str(self.etc / "tls-key.pem"), "-out", str(self.certificate)),
+            ],
+            check=True,
+            capture_output=True,
+        )
         self._postfix("start")
         self.running = True
         deadline = time.monotonic() + 30

@@ -10,6 +10,10 @@ them all. Where Postfix cannot run (not root, not installed) these tests skip.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -192,3 +196,45 @@ def test_failures_after_acceptance_come_back_as_postfix_dsns_and_import(
         assert [s.address for s in ledger.suppressions()] == ["pf-gone@example.jp"]
     again = run("bounces", "import", str(dsns), "--json", env=env)
     assert json.loads(again.output)["suppressed"] == 0
+
+
+def test_a_private_ca_is_refused_until_ca_file_trusts_it(
+    workspace: Path, postfix: PostfixInstance
+) -> None:
+    readers = ["pf-tls1@example.jp", "pf-tls2@example.jp"]
+    env = prepare(workspace, "pf-e@example.jp", readers)
+    env["DIGEST_MAIL_SMTP_URL"] = f"{postfix.url('tls')}?tls=starttls"
+    configure(postfix, vmailbox=[f"{r} example.jp/{r.partition('@')[0]}/" for r in readers])
+    shutil.copy(postfix.certificate, workspace / "relay-ca.pem")
+    # The CLI in its own process: a refused handshake's teardown may outlive the loop.
+    untrusted = cli(workspace, env, "send", "2026-W48", "--list", "pf", "--yes")
+    assert untrusted.returncode == 3, untrusted.stdout + untrusted.stderr
+    error, hint = untrusted.stderr.splitlines()[-2:]
+    assert "TLS failed" in error and "certificate verify failed" in error
+    assert hint.startswith(
+        "Hint: the relay's certificate is not trusted here: if a private CA signed it, set "
+        "[smtp] ca_file to that CA's PEM file (or SSL_CERT_FILE)"
+    )
+    assert states(workspace) == ({"queued": 2}, 0)
+    trusted = cli(
+        workspace,
+        {**env, "DIGEST_MAIL_SMTP_CA_FILE": "relay-ca.pem"},
+        *("send", "2026-W48", "--list", "pf", "--yes"),
+    )
+    assert trusted.returncode == 0, trusted.stdout + trusted.stderr
+    postfix.wait(lambda: all(len(postfix.delivered(r)) == 1 for r in readers), what="delivered")
+    assert "TLS connection established" in postfix.log()
+
+
+def cli(workspace: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("digest-mail")), *args],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")},
+            **env,
+            "DIGEST_MAIL_WORKSPACE": str(workspace),
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
