@@ -245,7 +245,7 @@ def send(
             for warning in preview.warnings:
                 click.echo(f"Warning: {printable(warning)}")
         return
-    _require_checked(the_draft, force=force)
+    _require_checked(workspace, the_draft, force=force)
     if preview is not None:  # not --yes: ask first
         pending = preview.queued + preview.deferred
         pending += preview.uncertain if resend_uncertain else 0
@@ -281,12 +281,16 @@ def send(
     announce_archive(workspace, the_draft, report, as_json=as_json)
 
 
-def _require_checked(draft: Any, *, force: bool) -> None:
+def _require_checked(workspace: Workspace, draft: Any, *, force: bool) -> None:
     """The check's errors stop a send before its first message; --force says so loudly."""
     from digest_mail.check import DraftCheckError, error_lines, require_no_errors
 
     try:
-        require_no_errors(draft, how_to_override=", or add --force to send it anyway")
+        require_no_errors(
+            draft,
+            how_to_override=", or add --force to send it anyway",
+            settings=workspace.settings,
+        )
     except DraftCheckError as exc:
         if not force:
             raise
