@@ -319,7 +319,9 @@ def test_send(workspace: Workspace, draft: str | None, to: tuple[str, ...], as_j
     """Send DRAFT (default: the newest draft) to staff, subject marked [TEST].
 
     Only the staff list ([lists] staff) or explicit addresses: a subscriber list is
-    refused. Each test send is recorded in the ledger; tests may repeat.
+    refused. Each test send is recorded in the ledger; tests may repeat. One
+    connection to the relay; exit status as for send (0 complete, 3 the relay
+    refused us, 4 an address deferred).
 
     \b
     Example:
@@ -343,7 +345,8 @@ def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
     """What a campaign sent, deferred, failed and suppressed, and how to resume it.
 
     CAMPAIGN is EDITION/LIST (2026-W48/weekly) or an edition id (all its lists);
-    default: the most recent campaign.
+    default: the most recent campaign. Right after a crash, the messages that were
+    in flight (no sender holds the campaign any more) show as uncertain.
 
     \b
     Example:
