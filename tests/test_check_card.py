@@ -70,7 +70,7 @@ def test_sources_as_links_do_not_show_the_points_and_check_says_so(
     assert run("compose", HEAT).exit_code == 0
     result = run("check", "--no-spamassassin")
     assert _findings(result.output) == [
-        "  warning: unshown: articles/heatwave-elderly-care.md: the templates do not show sources[0].points"
+        '  warning: unshown: articles/heatwave-elderly-care.md: the templates do not show sources[0].points ([edition] sources = "links")'
     ]
 
 

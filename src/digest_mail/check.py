@@ -205,7 +205,7 @@ def _field_group(name: str) -> str:
     return re.sub(r"\[\d+\]$", "", name)
 
 
-def _check_cards(draft: Draft, add: Callable[[Level, str, str], None]) -> None:
+def _check_cards(draft: Draft, settings: Settings, add: Callable[[Level, str, str], None]) -> None:
     for card in draft.cards:
         where = str(card.get("path", "?"))
         if not card.get("lead") and not card.get("points"):
@@ -217,10 +217,15 @@ def _check_cards(draft: Draft, add: Callable[[Level, str, str], None]) -> None:
             )
         unshown = list(dict.fromkeys(_field_group(str(n)) for n in card.get("unshown", [])))
         if unshown:
+            why = ""
+            if settings.edition.sources != "cards" and any(
+                n.startswith("sources") for n in unshown
+            ):
+                why = f' ([edition] sources = "{settings.edition.sources}")'
             add(
                 "warning",
                 "unshown",
-                f"{where}: the templates do not show {', '.join(unshown)}",
+                f"{where}: the templates do not show {', '.join(unshown)}{why}",
             )
 
 
@@ -374,7 +379,7 @@ def check_draft(
             "no preheader: inboxes will show the first words of the body "
             "(compose --preheader or [edition] preheader)",
         )
-    _check_cards(draft, add)
+    _check_cards(draft, settings, add)
     if fetch is not None:
         sources = [src for _, src, _ in parser.images if src.startswith(("https:", "http:"))]
         _check_images(list(dict.fromkeys(sources)), fetch, add, notes)
