@@ -258,3 +258,49 @@ def test_a_schedule_naming_a_misspelt_list_is_flagged_before_its_run(
         "not exist (lists: partners, staff, weekly) (Did you mean 'partners'?)"
     ) in due.output
     assert outbox_messages(workspace) == []
+
+
+def test_a_forked_snapshot_holds_the_editions_turn_until_it_is_written(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sends of one edition at once must not both take an address: their snapshots
+    take turns, and a forked writer keeps the turn until its last row is in."""
+    import fcntl
+    import threading
+
+    from digest_mail import campaign
+    from test_send import write_list as write_numbered
+
+    monkeypatch.setenv("DIGEST_MAIL_SECRET", SECRET)
+    assert threading.active_count() == 1, "this test needs a process that may fork"
+    writers: list[campaign._SnapshotWriter] = []
+    real_init = campaign._SnapshotWriter.__init__
+
+    def init(self: campaign._SnapshotWriter, *args: object, **kwargs: object) -> None:
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+        writers.append(self)
+
+    monkeypatch.setattr(campaign._SnapshotWriter, "__init__", init)
+    # A hundred readers, then many rows that cost the writer a full address check each:
+    # the first messages go out while the writer is still at work.
+    write_numbered(workspace, "readers", 100, extra="".join(f"bad{i}@@x,\n" for i in range(20000)))
+    ws = find_workspace(workspace)
+    turn = ws.var_dir / "locks" / "2026-W48.snapshot.lock"
+    seen: list[tuple[bool, bool]] = []
+
+    def turn_is_free() -> bool:
+        with open(turn, "a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            return True
+
+    def progress(report: object) -> None:
+        seen.append((writers[0].done, turn_is_free()))
+
+    report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock(), progress=progress)
+    assert report.sent == 100 and len(writers) == 1
+    assert all(free for done, free in seen if done), seen
+    assert (False, False) in seen, seen  # a look while the writer was still at work
+    assert turn_is_free()

@@ -849,6 +849,24 @@ def _lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
         handle.close()
 
 
+@contextlib.contextmanager
+def _snapshot_turn(workspace: Workspace, edition: str) -> Iterator[None]:
+    """The snapshots of one edition's campaigns take turns, so that each sees every row
+    the others wrote and leaves out their readers (:class:`_AlreadyReceived`): two sends
+    of one edition at once (a scheduled run, a manual one) never both take an address.
+    A blocking lock the kernel drops with its last holder; a forked snapshot writer
+    inherits it and holds it until it exits."""
+    directory = workspace.var_dir / "locks"
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / (re.sub(r"[^A-Za-z0-9._-]", "_", edition) + ".snapshot.lock")
+    handle: IO[str] = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+    finally:
+        handle.close()
+
+
 # --- the snapshot, written while the first messages go out ----------------------------
 
 
@@ -1551,7 +1569,11 @@ def _run(
     # Every send (run-due included) hashes the strings its messages are built from: an
     # approval, or a campaign already under way, pins that hash and nothing else.
     verify_content(draft)
-    with _lock(workspace, campaign_id), Ledger(workspace.ledger_path) as ledger:
+    with (
+        _lock(workspace, campaign_id),
+        Ledger(workspace.ledger_path) as ledger,
+        contextlib.ExitStack() as turn,
+    ):
         store = _Store(ledger, campaign_id)
         row = store.row()
         if row is not None and row["content_hash"] != draft.content_hash:
@@ -1598,6 +1620,8 @@ def _run(
         writer: _SnapshotWriter | None = None
         expected = after_seq = 0
         if row["state"] == "snapshotting":
+            if kind == "campaign":
+                turn.enter_context(_snapshot_turn(workspace, draft.id))
             after_seq = store.restart_snapshot()
             try:
                 if list_paths and _can_stream():
@@ -1616,6 +1640,8 @@ def _run(
                 with ledger.disconnected():
                     writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
                 store.attach()
+            # Our copy of the turn goes; a snapshot writer's copy lasts until it exits.
+            turn.close()
             store.mark_uncertain()
             store.requeue(uncertain=resend_uncertain)
             store.apply_suppressions()
