@@ -250,3 +250,25 @@ def test_authentication_required_at_rcpt_hints_at_the_login(
         "[smtp] username, and set DIGEST_MAIL_SMTP_PASSWORD; then rerun 'digest-mail "
         "test-send 2026-W48' to resume",
     ]
+
+
+@pytest.mark.parametrize(
+    ("feed", "error"),
+    [
+        (
+            "http://editor:hunter2@127.0.0.1:9/feed.xml",
+            "Error: http://editor:***@127.0.0.1:9/feed.xml: a feed is fetched over https only",
+        ),
+        (
+            "https://editor:hunter2@127.0.0.1:9/feed.xml",
+            "Error: https://editor:***@127.0.0.1:9/feed.xml: cannot fetch the feed (",
+        ),
+    ],
+)
+def test_a_password_in_a_feed_address_is_never_shown(
+    workspace: Path, run: Runner, feed: str, error: str
+) -> None:
+    result = run("articles", "import", feed)
+    assert result.exit_code == 1
+    assert "hunter2" not in result.output
+    assert result.output.startswith(error), result.output

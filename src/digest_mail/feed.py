@@ -35,7 +35,7 @@ from digest_mail.articles import (
     display_path,
     load_article,
 )
-from digest_mail.config import Workspace
+from digest_mail.config import Workspace, mask_url
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_file
 
@@ -150,7 +150,7 @@ class _RefuseDowngrade(urllib.request.HTTPRedirectHandler):
     ) -> urllib.request.Request | None:
         if urlsplit(newurl).scheme != "https":
             raise DigestMailError(
-                f"{req.full_url}: redirected to {newurl}, which is not https",
+                f"{mask_url(req.full_url)}: redirected to {mask_url(newurl)}, which is not https",
                 hint=_HTTP_HINT,
             )
         return super().redirect_request(req, fp, code, msg, headers, newurl)
@@ -185,10 +185,11 @@ def read_feed(source: str | Path, *, allow_http: bool = False) -> Any:
     images go to every reader, so nobody on the network path may rewrite them.
     """
     text = str(source)
+    shown = mask_url(text)  # a password in the address is never printed
     headers: dict[str, str] = {}
     if _is_url(text):
         if urlsplit(text).scheme != "https" and not allow_http:
-            raise DigestMailError(f"{text}: a feed is fetched over https only", hint=_HTTP_HINT)
+            raise DigestMailError(f"{shown}: a feed is fetched over https only", hint=_HTTP_HINT)
         request = urllib.request.Request(
             text,
             headers={
@@ -207,17 +208,17 @@ def read_feed(source: str | Path, *, allow_http: bool = False) -> Any:
         except urllib.error.HTTPError as exc:
             exc.close()  # it holds the response's socket
             raise DigestMailError(
-                f"{text}: the server answered {exc.code} {exc.reason}",
+                f"{shown}: the server answered {exc.code} {exc.reason}",
                 hint="check the feed address in a browser",
             ) from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DigestMailError(
-                f"{text}: cannot fetch the feed ({reason})",
+                f"{shown}: cannot fetch the feed ({reason})",
                 hint="check the address and the network, or save the feed and import the file",
             ) from None
         if len(data) > MAX_FEED_BYTES:
-            raise DigestMailError(f"{text}: the feed is larger than {MAX_FEED_BYTES} bytes")
+            raise DigestMailError(f"{shown}: the feed is larger than {MAX_FEED_BYTES} bytes")
         # Relative links in the feed resolve against where it really came from.
         headers["content-location"] = final_url
         if content_type:
@@ -230,7 +231,7 @@ def read_feed(source: str | Path, *, allow_http: bool = False) -> Any:
         detail = f" ({problem})" if problem else ""
         raise InputError(
             f"not an RSS or Atom feed{detail}",
-            path=text,
+            path=shown,
             hint="give the address of the site's feed, e.g. https://…/feed.xml",
         )
     return parsed
@@ -614,7 +615,7 @@ def import_feed(
 
     An entry whose url is already an article's (or appears twice in the feed) is skipped.
     """
-    report = ImportReport(feed=str(source))
+    report = ImportReport(feed=mask_url(str(source)))
     parsed = read_feed(source, allow_http=allow_http)
     known = _existing_urls(workspace.articles_dir)
     seen: set[str] = set()
