@@ -60,7 +60,7 @@ def test_two_lists_one_campaign_each_address_once(
     assert again.output.startswith(
         "Nothing left to send: 2026-W48 to partners+weekly is complete (3 sent,"
     )
-    status = run("status", "2026-W48/partners+weekly", "--json", env=env)
+    status = run("status", "2026-W48/weekly+partners", "--json", env=env)
     (data,) = json.loads(status.output)
     assert (data["lists"], data["total"], data["resume"]) == (
         ["partners", "weekly"],
@@ -75,6 +75,16 @@ def test_two_lists_one_campaign_each_address_once(
         "0 suppressed, 0 skipped-invalid, 2 had it from another campaign)",
     )
     assert len(smtp_server.received) == 3
+    assert run("status", "2026-W48", env=env).output == (
+        "2026-W48/partners+weekly (campaign, finished): 3 recipients\n"
+        "  lists partners, weekly, each address once\n"
+        "  3 sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid, "
+        "0 uncertain\n"
+        "2026-W48/weekly (campaign, finished): 0 recipients\n"
+        "  2 left out: they had it from another campaign\n"
+        "  0 sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid, "
+        "0 uncertain\n"
+    )
     with Ledger(find_workspace(workspace).ledger_path) as ledger:
         assert sent_editions(ledger, ["partners", "weekly"]) == {"2026-W48"}
         assert sent_editions(ledger, "weekly") == {"2026-W48"}

@@ -2010,6 +2010,10 @@ def campaign_status(workspace: Workspace, ref: str | None = None) -> list[Campai
                     "SELECT id FROM campaigns ORDER BY created_at DESC LIMIT 1"
                 ).fetchall()
         else:
+            edition, slash, tail = ref.partition("/")
+            if slash and "+" in tail and not tail.startswith("test/"):
+                # The lists in any order name the one campaign (2026-W48/weekly+news).
+                ref = campaign_id_for(edition, tail.split("+"))
             rows = db.execute(
                 "SELECT id FROM campaigns WHERE id = ? OR (edition = ? AND kind = 'campaign') "
                 "ORDER BY created_at, id",

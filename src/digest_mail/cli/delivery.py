@@ -363,6 +363,10 @@ def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
             f"{report.campaign_id} ({report.kind}, {report.state}): "
             f"{report.total} recipients{so_far}"
         )
+        if len(report.list_names) > 1:
+            click.echo(f"  lists {', '.join(report.list_names)}, each address once")
+        if report.already_received:
+            click.echo(f"  {report.already_received} left out: they had it from another campaign")
         click.echo(
             f"  {report.sent} sent, {report.queued} queued, {report.deferred} deferred, "
             f"{report.failed} failed, {report.suppressed} suppressed, "
