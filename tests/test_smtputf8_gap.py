@@ -103,3 +103,22 @@ def test_the_send_is_not_complete_until_they_go_through_a_relay_with_smtputf8(
         "0 skipped-invalid"
     )
     assert got == ["太郎@example.jp", "花子@example.jp"]
+
+
+def test_check_with_a_list_warns_when_the_relay_lacks_smtputf8(
+    workspace: Path, run: Runner
+) -> None:
+    write_draft_folder(workspace)
+    (workspace / "subscribers" / "idn.csv").write_text("email,name\n" + ROWS, encoding="utf-8")
+    with FaultServer(smtputf8=False) as server:
+        result = run("check", "2026-W48", "--list", "idn", env=env_for(server.url))
+        with_utf8 = FaultServer(smtputf8=True)
+    assert "Traceback" not in result.output
+    assert (
+        "  warning: smtputf8: 2 recipients with a non-ASCII local part (太郎@example.jp, "
+        f"花子@example.jp) will fail: SMTP relay {server.url} does not offer SMTPUTF8 (they "
+        "are not suppressed; send them through a relay that offers it)"
+    ) in result.output.splitlines()
+    with with_utf8 as server:
+        fine = run("check", "2026-W48", "--list", "idn", env=env_for(server.url))
+    assert "smtputf8" not in fine.output

@@ -61,6 +61,7 @@ from digest_mail.subscribers import (
     iter_recipients,
     normalize_address,
     require_list,
+    scan_list,
     similar_list,
 )
 from digest_mail.transport import (
@@ -1822,10 +1823,35 @@ def _count_smtputf8(report: CampaignReport, email: str) -> None:
 
 def warn_before_sending(workspace: Workspace, report: CampaignReport) -> None:
     """Add to a dry run's ``warnings`` what will fail for a gap of the configured relay:
-    recipients with a non-ASCII local part and a relay without SMTPUTF8. Asks the relay
-    (one connection, one EHLO) only when such recipients exist."""
-    if not report.needs_smtputf8 or workspace.settings.smtp.url.strip() in {"", "capture"}:
-        return
+    recipients with a non-ASCII local part and a relay without SMTPUTF8."""
+    warning = smtputf8_warning(workspace, report.needs_smtputf8, report.smtputf8_examples)
+    if warning:
+        report.warnings.append(warning)
+
+
+def list_smtputf8_warning(workspace: Workspace, list_path: Path) -> str | None:
+    """:func:`smtputf8_warning` for the subscribed readers of a list (for ``check``)."""
+    if workspace.settings.smtp.url.strip() in {"", "capture"}:
+        return None
+    count = 0
+    examples: list[str] = []
+    for item in scan_list(list_path):
+        if not isinstance(item, Recipient) or item.status != "subscribed":
+            continue
+        if needs_smtputf8(item.email):
+            count += 1
+            if len(examples) < 3:
+                examples.append(item.email)
+    return smtputf8_warning(workspace, count, examples)
+
+
+def smtputf8_warning(workspace: Workspace, count: int, examples: Sequence[str]) -> str | None:
+    """What to warn about ``count`` recipients with a non-ASCII local part when the
+    configured relay does not offer SMTPUTF8; None when it does, or nobody needs it, or
+    mail is captured. Asks the relay (one connection, one EHLO, nothing sent) only when
+    such recipients exist."""
+    if not count or workspace.settings.smtp.url.strip() in {"", "capture"}:
+        return None
     transport = open_transport(workspace, concurrency=1)
     where = str(getattr(transport, "description", "the relay"))
 
@@ -1836,20 +1862,19 @@ def warn_before_sending(workspace: Workspace, report: CampaignReport) -> None:
             await transport.close()
 
     who = (
-        f"{report.needs_smtputf8} recipient{'s' if report.needs_smtputf8 != 1 else ''} "
-        f"with a non-ASCII local part ({', '.join(report.smtputf8_examples)}"
-        f"{', …' if report.needs_smtputf8 > len(report.smtputf8_examples) else ''})"
+        f"{count} recipient{'s' if count != 1 else ''} with a non-ASCII local part "
+        f"({', '.join(examples)}{', …' if count > len(examples) else ''})"
     )
     try:
         offered = eventloop.run(ask())
     except DigestMailError as exc:
-        report.warnings.append(f"{who} need SMTPUTF8; could not ask {where}: {exc.message}")
-        return
-    if not offered:
-        report.warnings.append(
-            f"{who} will fail: {where} does not offer SMTPUTF8 (they are not suppressed; "
-            "send them through a relay that offers it)"
-        )
+        return f"{who} need SMTPUTF8; could not ask {where}: {exc.message}"
+    if offered:
+        return None
+    return (
+        f"{who} will fail: {where} does not offer SMTPUTF8 (they are not suppressed; "
+        "send them through a relay that offers it)"
+    )
 
 
 def count_recipients(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import click
 
 from digest_mail.articles import display_path
-from digest_mail.check import GMAIL_CLIP_BYTES, check_draft, longest_values
+from digest_mail.check import GMAIL_CLIP_BYTES, Finding, check_draft, longest_values
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.edition import compose as compose_edition
@@ -147,7 +148,8 @@ def check(
     without its link in the text part, a missing preheader, HTML near the clip, a card
     with neither lead nor points, front-matter fields the templates do not show, a
     subject SpamAssassin scores (SUBJ_ALL_CAPS), a SpamAssassin score above 0, images
-    that do not load (--fetch-images). DRAFT is an edition id or a draft folder
+    that do not load (--fetch-images), addresses of the --list that the configured
+    relay cannot take (no SMTPUTF8: asks it). DRAFT is an edition id or a draft folder
     (default: the latest draft).
 
     \b
@@ -176,6 +178,15 @@ def check(
         fetch=fetch_image if fetch_images else None,
         spamassassin=executable,
     )
+    if list_name is not None:
+        # Addresses the configured relay cannot take: asks it (one EHLO) if there are any.
+        from digest_mail.campaign import list_smtputf8_warning
+
+        gap = list_smtputf8_warning(workspace, resolve_list(workspace, list_name))
+        if gap:
+            report = dataclasses.replace(
+                report, findings=(*report.findings, Finding("warning", "smtputf8", gap))
+            )
     if as_json:
         _echo_json(report.as_dict())
     else:
