@@ -40,6 +40,12 @@ SENDER_REJECTED = "553 5.7.1 <digest@example.jp>: Sender address rejected: not o
         (550, "5.1.10 Recipient address rejected: null MX", "recipient", "mailbox"),
         (550, "5.2.1 Mailbox disabled", "recipient", "mailbox"),
         (550, "5.1.1 mailbox unknown", "message", "mailbox"),
+        (
+            550,
+            "5.1.0 <digest@example.jp>: Sender address rejected: User unknown",
+            "recipient",
+            "us",
+        ),
         # About that reader, not their mailbox's existence: failed, never suppressed.
         (552, "5.2.2 Mailbox full, over quota", "recipient", "recipient"),
         (

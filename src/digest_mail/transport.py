@@ -165,7 +165,7 @@ def classify_refusal(code: int, text: str, *, stage: str, recipient: str | None 
     if status is not None:
         _, subject, detail = status
         if subject == 1:
-            if detail in (7, 8) or (detail == 0 and names_us):
+            if detail in (7, 8) or (names_us and not names_recipient):
                 return "us"  # the sender's address or domain
             return "mailbox"
         if subject == 2:
@@ -188,7 +188,7 @@ def classify_refusal(code: int, text: str, *, stage: str, recipient: str | None 
     return "unknown"
 
 
-def _refusal_hint(code: int, text: str, about: str) -> str:
+def _refusal_hint(code: int, text: str) -> str:
     lower = text.lower()
     status = enhanced_status(text)
     if (
@@ -234,7 +234,7 @@ def refusal(
             f"{relay} refused us at {STAGE_NAMES.get(stage, stage)}: {code} {text}",
             code=code,
             recipient=recipient,
-            hint=hint or _refusal_hint(code, text, about),
+            hint=hint or _refusal_hint(code, text),
         )
     return PermanentFailure(text, code=code, recipient=recipient, about=about)
 
