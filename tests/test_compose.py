@@ -18,8 +18,9 @@ from click.testing import CliRunner, Result
 
 from compose_samples import replace_field, write_article
 from conftest import Runner, copy_workspace
+from digest_mail.check import longest_values, sent_html
 from digest_mail.cli import cli
-from digest_mail.config import find_workspace
+from digest_mail.config import find_workspace, load_settings
 from digest_mail.edition import (
     compose,
     content_hash,
@@ -53,10 +54,14 @@ def test_compose_prints_the_draft_folder_and_a_summary(composed: tuple[Path, Res
     root, result = composed
     assert result.exit_code == 0, result.output
     folder = root / "drafts" / EDITION
-    html_kb = len((folder / "index.html").read_bytes()) / 1024
+    settings = load_settings(root / "digest-mail.toml", environ={})
+    page = (folder / "index.html").read_text(encoding="utf-8")
+    html_kb = len(sent_html(page, settings, longest_values(settings)).encode()) / 1024
+    assert html_kb * 1024 > len(page.encode()) + 900  # measured as sent, not with @@name@@
     text_lines = len((folder / "index.txt").read_text(encoding="utf-8").splitlines())
     assert result.output == (
-        f"{folder}/\n  {SUBJECT}\n  6 articles, HTML {html_kb:.1f} KB, text {text_lines} lines\n"
+        f"{folder}/\n  {SUBJECT}\n  6 articles, HTML {html_kb:.1f} KB as sent, "
+        f"text {text_lines} lines\n"
     )
     assert sorted(p.name for p in folder.iterdir()) == sorted(
         ["index.html", "index.txt", "index.mjml", "edition.json", "preview.eml"]

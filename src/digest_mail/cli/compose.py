@@ -9,7 +9,13 @@ from pathlib import Path
 import click
 
 from digest_mail.articles import display_path
-from digest_mail.check import GMAIL_CLIP_BYTES, Finding, check_draft, longest_values
+from digest_mail.check import (
+    GMAIL_CLIP_BYTES,
+    Finding,
+    check_draft,
+    longest_values,
+    sent_html,
+)
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.edition import compose as compose_edition
@@ -84,6 +90,9 @@ def compose(
         intro=intro,
         preheader=preheader,
     )
+    # The size a reader gets: placeholders filled with the longest values (check's bounds).
+    settings = workspace.settings
+    sent = len(sent_html(draft.html, settings, longest_values(settings)).encode("utf-8"))
     if as_json:
         _echo_json(
             {
@@ -92,6 +101,7 @@ def compose(
                 "subject": draft.subject,
                 "articles": len(draft.articles),
                 "html_bytes": draft.html_bytes,
+                "html_bytes_as_sent": sent,
                 "text_lines": draft.text_lines,
                 "content_hash": draft.content_hash,
             }
@@ -101,10 +111,10 @@ def compose(
     click.echo(f"{display_path(draft.path)}/")
     click.echo(
         f"  {draft.subject}\n"
-        f"  {count} article{'' if count == 1 else 's'}, HTML {draft.html_bytes / 1024:.1f} KB, "
+        f"  {count} article{'' if count == 1 else 's'}, HTML {sent / 1024:.1f} KB as sent, "
         f"text {draft.text_lines} lines"
     )
-    if draft.html_bytes > GMAIL_CLIP_BYTES:
+    if sent > GMAIL_CLIP_BYTES:
         click.echo("  warning: the HTML is over Gmail's 102 KB clip; see 'digest-mail check'")
 
 
