@@ -154,7 +154,7 @@ def check(
     Errors: HTML over Gmail's 102 KB clip as sent (placeholders filled with the longest
     values), images without alt text, relative or http links, no unsubscribe placeholder,
     unknown placeholders or template/MJML leftovers, an empty text part. Warnings: text
-    lines over 78 columns (URLs excepted), HTML markup in the text part, an article
+    lines over 72 columns (URLs excepted), HTML markup in the text part, an article
     without its link in the text part, a missing preheader, HTML near the clip, a card
     with neither lead nor points, front-matter fields the templates do not show, a
     subject SpamAssassin scores (SUBJ_ALL_CAPS), a SpamAssassin score above 0, images
