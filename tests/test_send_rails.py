@@ -266,3 +266,18 @@ def test_list_names_in_test_send_and_unsubscribe_are_checked_too(
     assert not (workspace / "var" / "ledger.sqlite3").exists() or run(
         "suppressions", "list", env=env
     ).output.endswith("0 suppressions\n")
+
+
+def test_a_misspelt_staff_list_in_the_config_is_named(workspace: Path, run: Runner) -> None:
+    write_draft_folder(workspace)
+    config = workspace / "digest-mail.toml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace('staff = "staff"', 'staff = "stafff"'),
+        encoding="utf-8",
+    )
+    result = run("test-send", "2026-W48")
+    assert (result.exit_code, result.output) == (
+        1,
+        "Error: no list 'stafff': subscribers/stafff.csv does not exist (lists: staff, weekly)\n"
+        "Hint: Did you mean 'staff'?\n",
+    )

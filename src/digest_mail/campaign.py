@@ -1984,6 +1984,8 @@ def send_test(
         checked.append(
             Recipient(email=email, key=key, name="", status="subscribed", attrs={}, line=0)
         )
+    if lists:
+        require_list(workspace, staff)  # a misspelt [lists] staff gets 'Did you mean'
     label = staff if lists else "addresses"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     campaign_id = f"{draft.id}/test/{stamp}"
