@@ -149,6 +149,7 @@ class _RefuseDowngrade(urllib.request.HTTPRedirectHandler):
         newurl: str,
     ) -> urllib.request.Request | None:
         if urlsplit(newurl).scheme != "https":
+            fp.close()  # the redirect response holds the connection
             raise DigestMailError(
                 f"{mask_url(req.full_url)}: redirected to {mask_url(newurl)}, which is not https",
                 hint=_HTTP_HINT,
