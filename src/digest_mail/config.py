@@ -50,7 +50,8 @@ class EditionSettings:
     intro: str = ""
     preheader: str = ""
     since: str = "7d"
-    greeting_fallback: str = "読者"
+    # Whom the greeting addresses when a reader has no name (also the public archive's).
+    greeting_fallback: str = "読者の皆さま"
     # How each article's sources show: "cards" (title, publisher · date, ✅ points, link),
     # "links" (one line each) or "none".
     sources: str = "cards"
@@ -466,21 +467,31 @@ def _check_mailbox(value: str, path: Path | None, key: str, *, required: bool = 
 def find_workspace(
     root: Path | str | None = None, *, environ: Mapping[str, str] | None = None
 ) -> Workspace:
-    """The workspace at ``root``, ``$DIGEST_MAIL_WORKSPACE`` or the current directory."""
+    """The workspace at ``root`` or ``$DIGEST_MAIL_WORKSPACE``, else the folder holding
+    digest-mail.toml: the current directory or the nearest of its parents (like git).
+
+    A folder without digest-mail.toml is refused: commands run there used to fall back to
+    the embedded defaults and fail later with a misleading error ("no articles selected").
+    """
     environ = os.environ if environ is None else environ
-    if root is None:
-        root = environ.get("DIGEST_MAIL_WORKSPACE") or "."
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise ConfigError(
-            f"workspace {root} is not a folder", hint="run 'digest-mail init DIR' to create one"
-        )
-    config_path: Path | None = root / CONFIG_NAME
-    assert config_path is not None
-    if not config_path.is_file():
-        config_path = None
+    hint = "cd into the workspace or use --workspace DIR ('digest-mail init DIR' creates one)"
+    if root is None and environ.get("DIGEST_MAIL_WORKSPACE"):
+        root = environ["DIGEST_MAIL_WORKSPACE"]
+    if root is not None:
+        folder = Path(root).expanduser().resolve()
+        if not folder.is_dir():
+            raise ConfigError(f"workspace {folder} is not a folder", hint=hint)
+        if not (folder / CONFIG_NAME).is_file():
+            raise ConfigError(f"no {CONFIG_NAME} in {folder}", hint=hint)
+    else:
+        here = Path.cwd().resolve()
+        found = next((d for d in (here, *here.parents) if (d / CONFIG_NAME).is_file()), None)
+        if found is None:
+            raise ConfigError(f"no {CONFIG_NAME} in {here} or its parents", hint=hint)
+        folder = found
+    config_path = folder / CONFIG_NAME
     workspace = Workspace(
-        root=root,
+        root=folder,
         settings=load_settings(config_path, environ=environ),
         config_path=config_path,
         warnings=environment_warnings(environ),

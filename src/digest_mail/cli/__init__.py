@@ -70,6 +70,17 @@ class DigestMailGroup(click.Group):
         with printable_output():
             return super().main(*args, **kwargs)
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.exceptions.NoSuchCommand:
+            # Click suggests only among loaded commands; most are lazy and not loaded yet.
+            raise click.exceptions.NoSuchCommand(
+                click.utils.make_str(args[0]), possibilities=self.list_commands(ctx), ctx=ctx
+            ) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
