@@ -151,15 +151,47 @@ def test_install_cron_prints_a_crontab_line(workspace: Path, run) -> None:
     executable = Path(sys.executable).parent / "digest-mail"
     (line,) = [x for x in result.output.splitlines() if not x.startswith("#")]
     assert line == (
-        f"* * * * * cd {workspace} && {executable} schedule run-due"
+        f"* * * * * cd {workspace} && mkdir -p var && {executable} schedule run-due"
         f" >> {workspace / 'var' / 'schedule.log'} 2>&1"
     )
 
 
-def test_install_needs_a_kind(workspace: Path, run) -> None:
-    result = run("schedule", "install")
-    assert result.exit_code == 2
-    assert result.output.endswith("Error: choose --systemd or --cron\n")
+def test_the_crontab_line_works_in_a_fresh_workspace(workspace: Path, run) -> None:
+    # The editor's trap: var/ does not exist yet, the shell could not open the log and
+    # run-due never started, silently. Run the line as cron would: sh, a bare environment.
+    assert not (workspace / "var").exists()
+    result = run("schedule", "install", "--cron")
+    (line,) = [x for x in result.output.splitlines() if not x.startswith("#")]
+    command = line.split(" ", 5)[5]
+    done = subprocess.run(
+        ["sh", "-c", command],
+        cwd="/",
+        env={"PATH": "/usr/bin:/bin", "HOME": str(workspace)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    log = (workspace / "var" / "schedule.log").read_text(encoding="utf-8")
+    assert log.startswith("weekly: "), log
+
+
+def test_install_prints_the_systemd_units_by_default(workspace: Path, run) -> None:
+    default = run("schedule", "install")
+    assert default.exit_code == 0
+    assert default.output == run("schedule", "install", "--systemd").output
+    assert "[Timer]\n" in default.output
+
+
+def test_install_with_both_kinds_prints_both_and_says_to_pick_one(workspace: Path, run) -> None:
+    systemd = run("schedule", "install", "--systemd").output
+    cron = run("schedule", "install", "--cron").output
+    both = run("schedule", "install", "--cron", "--systemd")
+    assert both.exit_code == 0
+    assert both.output == (
+        "# Both kinds, as asked: install ONE of them, or every slot runs twice.\n\n"
+        f"{systemd}\n{cron}"
+    )
 
 
 def test_sigterm_during_a_scheduled_send_stops_the_daemon_and_the_slot_resumes(

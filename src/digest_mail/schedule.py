@@ -1092,6 +1092,8 @@ def cron_line(workspace: Workspace, *, command: str | None = None) -> str:
         " (times and zones are in digest-mail.toml)\n"
         "# cron starts with a bare environment: secrets come from owner-only files named in the"
         " settings, or a DIGEST_MAIL_SMTP_PASSWORD=... line above this one\n"
-        f"* * * * * cd {shlex.quote(str(root))} && {command} schedule run-due"
+        # The shell opens the log before the command runs: in a fresh workspace var/
+        # does not exist yet and run-due would never start (and say nothing).
+        f"* * * * * cd {shlex.quote(str(root))} && mkdir -p var && {command} schedule run-due"
         f" >> {shlex.quote(str(log))} 2>&1\n"
     )

@@ -189,29 +189,29 @@ def daemon(workspace: Workspace) -> None:
 
 
 @schedule.command()
-@click.option(
-    "--systemd", "kind", flag_value="systemd", help="Print a systemd service + timer pair."
-)
-@click.option("--cron", "kind", flag_value="cron", help="Print a crontab line.")
+@click.option("--systemd", is_flag=True, help="Print a systemd service + timer pair (the default).")
+@click.option("--cron", is_flag=True, help="Print a crontab line.")
 @pass_workspace
-def install(workspace: Workspace, kind: str | None) -> None:
-    """Print a systemd service + timer pair, or a crontab line, that runs run-due.
+def install(workspace: Workspace, systemd: bool, cron: bool) -> None:
+    """Print a systemd service + timer pair (default), or a crontab line, that runs run-due.
 
-    Nothing is installed: save the output where it says.
+    Nothing is installed: save the output where it says. With both --systemd and
+    --cron, both are printed: install one of them, not both. The crontab line creates
+    var/ before it writes var/schedule.log, so it works in a fresh workspace.
 
     \b
     Example:
-        digest-mail schedule install --systemd
+        digest-mail schedule install
         (crontab -l; digest-mail schedule install --cron) | crontab -
     """
-    if kind is None:
-        raise click.UsageError("choose --systemd or --cron")
-    text = (
-        scheduling.systemd_units(workspace)
-        if kind == "systemd"
-        else scheduling.cron_line(workspace)
-    )
-    click.echo(text, nl=False)
+    parts = []
+    if systemd or not cron:
+        parts.append(scheduling.systemd_units(workspace))
+    if cron:
+        parts.append(scheduling.cron_line(workspace))
+    if len(parts) > 1:
+        parts.insert(0, "# Both kinds, as asked: install ONE of them, or every slot runs twice.\n")
+    click.echo("\n".join(parts), nl=False)
 
 
 COMMANDS = [approve, schedule]
