@@ -17,6 +17,7 @@ from digest_mail.edition import Draft, content_hash
 from digest_mail.message import PLACEHOLDERS
 
 NAME, EMAIL, UNSUB = PLACEHOLDERS["name"], PLACEHOLDERS["email"], PLACEHOLDERS["unsubscribe_url"]
+GREETING = PLACEHOLDERS["greeting"]
 
 
 HTML = f"""<!doctype html>
@@ -24,7 +25,7 @@ HTML = f"""<!doctype html>
 <head><meta charset="utf-8"><title>Chrysanthemum Digest 2026-W48</title></head>
 <body style="margin:0;padding:0;background:#f4f1ea">
 <div style="display:none;max-height:0;overflow:hidden">トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…</div>
-<p style="font-size:16px;line-height:1.7">{NAME} さん、こんにちは。今週の Chrysanthemum Digest をお届けします。</p>
+<p style="font-size:16px;line-height:1.7">{GREETING}、こんにちは。今週の Chrysanthemum Digest をお届けします。</p>
 <h2 style="font-size:20px"><a href="https://chrysanthemum-digest.example.jp/articles/trump-reelection" style="color:#b5403a">トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?</a></h2>
 <p style="font-size:15px;line-height:1.7">2025年トランプ再選で世界はどう変わる?一国主義と現実主義が交錯する外交・防衛政策、核軍縮への影響、北朝鮮との関係、同盟国への波紋…</p>
 <ul>
@@ -37,7 +38,7 @@ HTML = f"""<!doctype html>
 </html>
 """
 
-TEXT = f"""{NAME} さん、こんにちは。今週の Chrysanthemum Digest をお届けします。
+TEXT = f"""{GREETING}、こんにちは。今週の Chrysanthemum Digest をお届けします。
 
 ■ トランプ再選で変わる世界? 核軍縮、同盟、北朝鮮…私たちの未来はどうなる?
 https://chrysanthemum-digest.example.jp/articles/trump-reelection

@@ -59,14 +59,14 @@ def test_archive_command_publishes_page_index_and_feed(ws: Workspace, run) -> No
 
 def test_archive_page_has_neutral_values_only(ws: Workspace) -> None:
     draft = _compose(ws, "2026-W48")
-    assert "@@name@@" in draft.html and "@@unsubscribe_url@@" in draft.html
+    assert "@@greeting@@" in draft.html and "@@unsubscribe_url@@" in draft.html
     # The email's "view in browser" link is where this page is served.
     assert f'href="{BASE}/2026-W48/"' in draft.html
     assert f"{BASE}/2026-W48/" in draft.text
     page = publish_archive(ws, draft, now=SENT_W48).read_text(encoding="utf-8")
     assert "@@" not in page
     assert "token" not in page
-    assert f"{ws.settings.edition.greeting_fallback} さん" in page
+    assert "読者の皆さま、こんにちは。" in page
     assert '<a href="#"' in page
     assert "このメールは ご登録のメールアドレス 宛にお送りしています。" in page
     assert ws.settings.unsubscribe.base_url not in page
@@ -74,7 +74,7 @@ def test_archive_page_has_neutral_values_only(ws: Workspace) -> None:
     assert '<link rel="alternate" type="application/atom+xml"' in page
     # Everything but the three placeholders is the email as rendered.
     neutral = (
-        draft.html.replace("@@name@@", ws.settings.edition.greeting_fallback)
+        draft.html.replace("@@greeting@@", ws.settings.edition.greeting_fallback)
         .replace("@@email@@", "ご登録のメールアドレス")
         .replace("@@unsubscribe_url@@", "#")
     )
@@ -173,7 +173,7 @@ def test_an_unknown_placeholder_stops_publishing(ws: Workspace, run) -> None:
     assert result.output == (
         "Error: drafts/2026-W48/index.html: placeholder @@phone@@ has no neutral value for "
         "the public archive\n"
-        "Hint: use only @@name@@, @@email@@, @@unsubscribe_url@@ in the templates\n"
+        "Hint: use only @@greeting@@, @@name@@, @@email@@, @@unsubscribe_url@@ in the templates\n"
     )
     assert not ws.archive_dir.exists()
     assert load_draft(ws, "2026-W48").html.count("@@phone@@") == 1

@@ -101,12 +101,12 @@ ERRORS: list[tuple[str, Callable[[Path], None], str]] = [
     ),
     (
         "unknown placeholder",
-        _text("@@name@@", "@@first_name@@"),
-        "error: placeholder: index.txt has unknown placeholders: @@first_name@@ (known: @@name@@, @@email@@, @@unsubscribe_url@@)",
+        _text("@@greeting@@", "@@first_name@@"),
+        "error: placeholder: index.txt has unknown placeholders: @@first_name@@ (known: @@greeting@@, @@name@@, @@email@@, @@unsubscribe_url@@)",
     ),
     (
         "template leftover",
-        _text("@@name@@", "{{ name }}"),
+        _text("@@greeting@@", "{{ name }}"),
         "error: leftover: index.txt has unrendered template or MJML code: {{{{ name }}}}",
     ),
     (

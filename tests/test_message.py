@@ -91,12 +91,24 @@ def test_html_part_escapes_names_text_part_keeps_them() -> None:
     assert "&lt;b&gt;&quot;鈴木&quot; &amp; 佐藤&lt;/b&gt; さん" in markup.get_content()
 
 
-def test_empty_name_uses_the_greeting_fallback() -> None:
+def test_a_nameless_reader_is_greeted_as_all_readers() -> None:
+    # Not 「読者 さん」: the honorific belongs to a name; without one, 「読者の皆さま」.
     msg = parse(reference(SAMPLE_DRAFT, address="a@example.jp", name="").as_bytes())
     assert msg["To"] == "a@example.jp"
     text = msg.get_body(("plain",))
-    assert text is not None
-    assert "読者 さん" in text.get_content()
+    html = msg.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().startswith("読者の皆さま、こんにちは。")
+    assert ">読者の皆さま、こんにちは。" in html.get_content()
+
+
+def test_a_named_reader_is_greeted_by_name() -> None:
+    msg = parse(reference(SAMPLE_DRAFT, address="a@example.jp", name="山田 花子").as_bytes())
+    text = msg.get_body(("plain",))
+    html = msg.get_body(("html",))
+    assert text is not None and html is not None
+    assert text.get_content().startswith("山田 花子 さん、こんにちは。")
+    assert ">山田 花子 さん、こんにちは。" in html.get_content()
 
 
 @pytest.mark.parametrize(

@@ -94,7 +94,7 @@ def test_every_recipient_gets_exactly_one_message_with_own_unsubscribe_link(
         assert f'href="{https}"' in html.get_content()
         assert f"{address} 宛" in text.get_content()
         name = msg["To"].addresses[0].display_name
-        assert f"{name or '読者'} さん" in text.get_content()
+        assert f"{f'{name} さん' if name else '読者の皆さま'}、こんにちは。" in text.get_content()
         assert "\n.a line that starts with a dot" in html.get_content()
     assert len(message_ids) == 60
     assert states(ws, "2026-W48/readers") == {"sent": 60}

@@ -134,6 +134,7 @@ def edition_url(settings: Settings, edition_id: str) -> str:
 def archive_page(draft: Draft, settings: Settings) -> str:
     """The draft's HTML with neutral per-recipient values (pure; no personal data)."""
     neutral = {
+        "greeting": settings.edition.greeting_fallback,
         "name": settings.edition.greeting_fallback,
         # The footer says "このメールは {email} 宛にお送りしています": keep it a sentence.
         "email": "ご登録のメールアドレス",

@@ -36,6 +36,7 @@ try:  # the compose helper owns the token names; these are the pinned values
     PLACEHOLDERS: Mapping[str, str] = _RENDER_PLACEHOLDERS
 except ImportError:  # pragma: no cover - only before render.py exists
     PLACEHOLDERS = {
+        "greeting": "@@greeting@@",
         "name": "@@name@@",
         "email": "@@email@@",
         "unsubscribe_url": "@@unsubscribe_url@@",
@@ -157,8 +158,10 @@ def placeholder_values(
     settings: Settings, to_address: str, to_name: str, unsubscribe_url: str
 ) -> tuple[tuple[str, str], ...]:
     """(token, value) for each placeholder of one recipient, as the text part shows it."""
+    fallback = settings.edition.greeting_fallback
     return (
-        (PLACEHOLDERS["name"], to_name or settings.edition.greeting_fallback),
+        (PLACEHOLDERS["greeting"], f"{to_name} さん" if to_name else fallback),
+        (PLACEHOLDERS["name"], to_name or fallback),
         (PLACEHOLDERS["email"], to_address),
         (PLACEHOLDERS["unsubscribe_url"], unsubscribe_url),
     )

@@ -66,6 +66,7 @@ def sample_values(settings: Settings) -> dict[str, str]:
     """What the placeholders show in a preview: a sample reader, HTML-escaped."""
     address, name = SAMPLE_RECIPIENT
     raw = {
+        "greeting": f"{name} さん",
         "name": name,
         "email": address,
         "unsubscribe_url": f"{settings.unsubscribe.base_url.rstrip('/')}?token=preview",

@@ -41,6 +41,9 @@ __all__ = [
 ]
 
 PLACEHOLDERS: dict[str, str] = {
+    # "山田 花子 さん", or [edition] greeting_fallback (「読者の皆さま」) for a nameless
+    # reader: the honorific belongs to the name, so it is part of the per-reader value.
+    "greeting": "@@greeting@@",
     "name": "@@name@@",
     "email": "@@email@@",
     "unsubscribe_url": "@@unsubscribe_url@@",

@@ -53,8 +53,9 @@ intro = "今週も Chrysanthemum Digest をお読みいただきありがとう�
 preheader = "今週の注目記事を、要点とあわせてお届けします。"
 # compose without ARTICLE arguments takes the articles published within this span.
 since = "7d"
-# The greeting's name when a subscriber has none (and on the public archive page).
-greeting_fallback = "読者"
+# Whom the greeting addresses when a subscriber has no name (and on the public archive
+# page): 「読者の皆さま、こんにちは。」 A reader with a name gets 「山田 花子 さん、…」.
+greeting_fallback = "読者の皆さま"
 # Each article's sources: "cards" (title, publisher and date, ✅ points, link),
 # "links" (one line each) or "none". See docs/articles.md.
 sources = "cards"
