@@ -46,6 +46,25 @@ def copy_workspace(root: Path) -> Path:
     return root
 
 
+# A domain that is not reserved for examples, for tests that need an identity of one's own.
+OWN_DOMAIN = "chrysanthemum-digest.jp"
+
+
+def use_own_identity(root: Path) -> None:
+    """Move the sender, List-Id and unsubscribe links off the reserved example.jp."""
+    path = root / "digest-mail.toml"
+    text = path.read_text(encoding="utf-8")
+    for old, new in (
+        ("<digest@example.jp>", f"<digest@{OWN_DOMAIN}>"),
+        ('"weekly.chrysanthemum-digest.example.jp"', f'"weekly.{OWN_DOMAIN}"'),
+        ('"https://chrysanthemum-digest.example.jp/unsubscribe"', f'"https://{OWN_DOMAIN}/u"'),
+        ('"unsubscribe@example.jp"', f'"unsubscribe@{OWN_DOMAIN}"'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path.write_text(text, encoding="utf-8")
+
+
 @pytest.fixture
 def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh copy of the repository's sample workspace; the current directory is it."""

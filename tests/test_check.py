@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Runner
+from conftest import Runner, use_own_identity
 from digest_mail.check import FillValues, longest_values, sent_html
 from digest_mail.config import load_settings
 from digest_mail.edition import default_edition_id
@@ -20,6 +20,8 @@ EDITION = default_edition_id(dt.date.today())
 
 @pytest.fixture
 def draft(workspace: Path, run: Runner) -> Path:
+    # These tests are about the draft; the sample identity's finding has tests of its own.
+    use_own_identity(workspace)
     result = run(
         "compose", "articles/heatwave-elderly-care.md", "articles/kyoto-crafts-successors.md"
     )

@@ -24,9 +24,10 @@ PLAIN_HTTP = "http://chrysanthemum-digest.example.jp/articles/plain-http"
 
 @pytest.fixture
 def empty_workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with no articles yet (import creates articles/)."""
+    """A workspace with no articles yet (import creates articles/), default settings."""
     root = tmp_path / "ws"
     root.mkdir()
+    (root / "digest-mail.toml").write_text("", encoding="utf-8")
     monkeypatch.chdir(root)
     return root
 

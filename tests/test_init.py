@@ -48,6 +48,9 @@ def test_init_creates_a_workspace(tmp_path: Path, run, monkeypatch: pytest.Monke
         "test-send goes to: Editor@example.jp\n"
         "Next:\n"
         "  cd weekly-news\n"
+        "  edit digest-mail.toml: newsletter.from, newsletter.list_id, unsubscribe.base_url,"
+        " unsubscribe.mailto are the sample's (example.jp); set your own domain before a real"
+        " relay (check warns, send refuses)\n"
         "  digest-mail compose\n"
         "  digest-mail check\n"
         "  digest-mail test-send\n"
@@ -164,3 +167,13 @@ def test_init_then_compose_and_test_send(tmp_path: Path, run) -> None:
     html_part = message.get_body(preferencelist=("html",))
     assert html_part is not None
     assert "ようこそ digest-mail へ" in html_part.get_content()
+
+
+def test_the_cd_step_is_quoted_for_a_folder_with_a_space(
+    tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = run("init", "ws space")
+    assert result.exit_code == 0, result.output
+    assert "\n  cd 'ws space'\n" in result.output
+    assert (tmp_path / "ws space" / "digest-mail.toml").is_file()

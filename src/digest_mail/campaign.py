@@ -1570,6 +1570,10 @@ def _run(
     # Every send (run-due included) hashes the strings its messages are built from: an
     # approval, or a campaign already under way, pins that hash and nothing else.
     verify_content(draft)
+    if not dry_run:
+        from digest_mail.identity import refuse_sample_identity
+
+        refuse_sample_identity(workspace)
     with (
         _lock(workspace, campaign_id),
         Ledger(workspace.ledger_path) as ledger,

@@ -196,6 +196,32 @@ def _bad_url(url: str) -> str | None:
     return "is relative (mail has no base address; use an absolute https URL)"
 
 
+def _check_identity(settings: Settings, add: Callable[[Level, str, str], None]) -> None:
+    """The sample identity of ``init`` is fine for capture and dev-smtp; through a real
+    relay it is an error (send refuses it too)."""
+    from digest_mail.identity import real_relays, sample_identity
+
+    samples = sample_identity(settings)
+    if not samples:
+        return
+    keys = ", ".join(s.key for s in samples)
+    relays = real_relays(settings)
+    if relays:
+        add(
+            "error",
+            "identity",
+            f"{keys} still on a reserved example domain, and [smtp] url sends through "
+            f"{relays[0]}: set them to your own domain (send refuses until then)",
+        )
+    else:
+        add(
+            "warning",
+            "identity",
+            f"{keys} still on a reserved example domain: set them to your own domain "
+            "before configuring a real relay",
+        )
+
+
 def _short(url: str) -> str:
     return url if len(url) <= 80 else url[:77] + "..."
 
@@ -259,6 +285,8 @@ def check_draft(
     upper bounds). ``fetch`` (e.g. :func:`digest_mail.probes.fetch_image`) checks each
     image URL; ``spamassassin`` is the executable that scores the message offline.
     """
+    # The identity is checked when the caller says which settings mail goes out with.
+    identity = settings is not None
     settings = settings or Settings()
     fill = fill or longest_values(settings)
     findings: list[Finding] = []
@@ -388,6 +416,8 @@ def check_draft(
         spam = run_spamassassin(_message(draft, settings), executable=spamassassin)
         if spam.score > 0:
             add("warning", "spamassassin", f"SpamAssassin {spam.describe()}")
+    if identity:
+        _check_identity(settings, add)
     return CheckReport(
         draft_id=draft.id,
         draft_path=str(draft.path),

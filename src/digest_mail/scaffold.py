@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from digest_mail.config import CONFIG_NAME
+from digest_mail.config import CONFIG_NAME, load_settings
 from digest_mail.errors import DigestMailError
+from digest_mail.identity import sample_identity
 from digest_mail.subscribers import normalize_address
 
 __all__ = ["InitReport", "init_workspace", "packaged_templates"]
@@ -169,6 +170,8 @@ class InitReport:
     files: tuple[Path, ...]
     staff: tuple[str, ...]
     next_commands: tuple[str, ...]
+    # Settings still on a reserved example domain: the editor must set their own.
+    sample_identity: tuple[str, ...] = ()
 
 
 def packaged_templates() -> Traversable:
@@ -237,4 +240,7 @@ def init_workspace(root: Path, *, staff: Sequence[str] = (), today: dt.date) -> 
         files=tuple(relative for relative, _ in files),
         staff=staff_addresses,
         next_commands=commands,
+        sample_identity=tuple(
+            s.key for s in sample_identity(load_settings(root / CONFIG_NAME, environ={}))
+        ),
     )

@@ -63,6 +63,7 @@ __all__ = [
     "load_schedules",
     "next_due",
     "overview",
+    "rehearse_due",
     "run_daemon",
     "run_due",
     "systemd_units",
@@ -482,7 +483,7 @@ def _slot_lock(workspace: Workspace, schedule: Schedule) -> Iterator[bool]:
 
 # --- running what is due -------------------------------------------------------------------
 
-Action = Literal["sent", "skipped", "failed", "busy", "done"]
+Action = Literal["sent", "skipped", "failed", "busy", "done", "would send", "would skip"]
 
 
 @dataclass(frozen=True)
@@ -531,6 +532,74 @@ def run_due(workspace: Workspace, *, now: datetime | None = None) -> list[RunOut
     return [
         _run_schedule(workspace, schedule, moment) for schedule in _require_schedules(workspace)
     ]
+
+
+def rehearse_due(workspace: Workspace, *, now: datetime | None = None) -> list[RunOutcome]:
+    """What :func:`run_due` would do now, without doing it: no slot is claimed, nothing is
+    sent, no staff notice goes out (``run-due --dry-run``, with ``--now`` to rehearse)."""
+    from digest_mail.transport import describe_transport
+
+    moment = _aware(now) if now is not None else datetime.now(UTC)
+    schedules = _require_schedules(workspace)
+    via = describe_transport(workspace)
+    with Ledger(workspace.ledger_path) as ledger:
+        return [_rehearse(workspace, ledger, s, moment, via) for s in schedules]
+
+
+def _rehearse(
+    workspace: Workspace, ledger: Ledger, schedule: Schedule, now: datetime, via: str
+) -> RunOutcome:
+    from digest_mail.campaign import count_recipients
+    from digest_mail.edition import load_draft
+
+    slot = schedule.latest_slot(now)
+
+    def outcome(action: Action, state: str, message: str, **extra: Any) -> RunOutcome:
+        return RunOutcome(
+            schedule=schedule.name,
+            list_name=schedule.list_name,
+            slot=slot,
+            zone=schedule.zone_name,
+            action=action,
+            state=state,
+            message=message,
+            **extra,
+        )
+
+    run = get_run(ledger, schedule.name, slot)
+    if run is not None and run.state in ("sent", "skipped"):
+        return _recorded(outcome, run)
+    if run is not None and run.state == "failed" and now - slot > schedule.late_after:
+        return outcome("done", "failed", f"failed earlier and now past late_after: {run.note}")
+    if run is None:
+        late = now - slot
+        if late > schedule.late_after:
+            return outcome(
+                "would skip",
+                "unclaimed",
+                f"missed by {_human(late)} (late_after = {schedule.late_after_text})",
+            )
+        choice = choose_edition(workspace, ledger, schedule)
+        if choice.draft is None:
+            staff = workspace.settings.lists.staff
+            return outcome(
+                "would skip",
+                "unclaimed",
+                f"nothing to send: {choice.reason} (staff list {staff} would get a notice)",
+            )
+        draft = choice.draft
+        verb = ""
+    else:
+        draft = load_draft(workspace, run.edition or "")
+        verb = f"the rest of an interrupted run ({run.state}): "
+    preview = count_recipients(workspace, draft, schedule.list_name)
+    return outcome(
+        "would send",
+        run.state if run is not None else "unclaimed",
+        f"{verb}{draft.id} to {preview.queued + preview.deferred} of list {schedule.list_name}"
+        f" via {via} ({preview.sent} already sent, {preview.suppressed} suppressed)",
+        edition=draft.id,
+    )
 
 
 def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> RunOutcome:
@@ -837,8 +906,10 @@ def _current_note(ledger: Ledger, schedule: Schedule, slot: datetime) -> str:
 async def _deliver(
     workspace: Workspace, envelope_from: str, recipients: list[str], data: bytes
 ) -> None:
+    from digest_mail.identity import refuse_sample_identity
     from digest_mail.transport import open_transport
 
+    refuse_sample_identity(workspace)
     transport = open_transport(workspace)
     try:
         await transport.send(envelope_from, recipients, data)

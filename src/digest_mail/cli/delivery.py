@@ -220,6 +220,11 @@ def send(
     where_lists = lists_phrase(lists)
     again = " ".join(f"--list {name}" for name in lists)
     the_draft = _draft(workspace, draft)
+    if not dry_run:
+        from digest_mail.identity import refuse_sample_identity
+
+        # Before the count and the question: the answer would be refused anyway.
+        refuse_sample_identity(workspace)
     # --yes shows nothing before sending: skip this counting pass over the whole list
     # (seconds at a million rows); the campaign's snapshot counts as it goes.
     preview = count_recipients(workspace, the_draft, lists) if dry_run or not yes else None

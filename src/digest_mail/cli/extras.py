@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -166,7 +167,12 @@ def init(directory: Path, staff: tuple[str, ...]) -> None:
             " before test-send."
         )
     click.echo("Next:")
-    click.echo(f"  cd {display_path(report.root)}")
+    click.echo(f"  cd {shlex.quote(display_path(report.root))}")
+    if report.sample_identity:
+        click.echo(
+            f"  edit digest-mail.toml: {', '.join(report.sample_identity)} are the sample's"
+            " (example.jp); set your own domain before a real relay (check warns, send refuses)"
+        )
     for command in report.next_commands:
         click.echo(f"  {command}")
 

@@ -122,10 +122,28 @@ def list_command(workspace: Workspace, now: str | None, as_json: bool) -> None:
 
 @schedule.command(name="run-due")
 @now_option
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Say what each schedule would send, to how many, through which relay; do nothing.",
+)
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="With --now and a real relay: send for real (readers get the mail).",
+)
 @json_option
 @pass_workspace
 @click.pass_context
-def run_due(ctx: click.Context, workspace: Workspace, now: str | None, as_json: bool) -> None:
+def run_due(
+    ctx: click.Context,
+    workspace: Workspace,
+    now: str | None,
+    dry_run: bool,
+    yes: bool,
+    as_json: bool,
+) -> None:
     """Send each schedule's due slot once (for cron or a systemd timer).
 
     Claims the most recent slot at or before now, sends the newest approved edition
@@ -133,19 +151,47 @@ def run_due(ctx: click.Context, workspace: Workspace, now: str | None, as_json: 
     approved (staff get a notice) or missed by more than late_after. Exit code 1 when
     a send failed.
 
+    --dry-run rehearses: it claims no slot and sends nothing. --now pretends it is
+    another time; through a relay beyond this machine it sends only with --yes (the
+    capture outbox and loopback relays need none).
+
     \b
     Example:
         digest-mail schedule run-due
-        digest-mail schedule run-due --now 2026-11-30T08:00:00+09:00 --json
+        digest-mail schedule run-due --dry-run --now 2026-11-30T08:00:00+09:00
     """
-    outcomes = scheduling.run_due(workspace, now=_now(now))
+    moment = _now(now)
+    if dry_run:
+        outcomes = scheduling.rehearse_due(workspace, now=moment)
+    else:
+        if moment is not None:
+            _guard_pretend_time(workspace, now or "", yes=yes)
+        outcomes = scheduling.run_due(workspace, now=moment)
     if as_json:
         click.echo(json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, indent=2))
     else:
         for outcome in outcomes:
             click.echo(outcome.line())
+        if dry_run:
+            click.echo("Dry run: no slot claimed, nothing sent.")
     if any(o.action == "failed" for o in outcomes):
         ctx.exit(1)
+
+
+def _guard_pretend_time(workspace: Workspace, now: str, *, yes: bool) -> None:
+    """``--now`` is for rehearsing; through a real relay it reaches readers."""
+    from digest_mail.errors import DigestMailError
+    from digest_mail.identity import real_relays
+    from digest_mail.transport import describe_transport
+
+    relays = real_relays(workspace.settings)
+    if relays and not yes:
+        raise DigestMailError(
+            f"--now {now} would send for real through {relays[0]}: readers get the mail",
+            hint="rehearse with --dry-run, or add --yes to send for real",
+        )
+    where = describe_transport(workspace)
+    click.echo(f"--now {now}: pretending it is then; mail goes to {where}", err=True)
 
 
 @schedule.command()
