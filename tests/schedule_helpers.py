@@ -61,7 +61,9 @@ def write_list(root: Path, name: str, rows: list[tuple[str, str]]) -> None:
     (folder / f"{name}.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def compose_draft(root: Path, edition: str, *, title: str, now: dt.datetime | None = None) -> str:
+def compose_draft(
+    root: Path, edition: str, *, title: str, now: dt.datetime | None = None, force: bool = False
+) -> str:
     """Compose ``drafts/<edition>/`` from one article through the real pipeline."""
     from digest_mail.edition import compose
 
@@ -74,6 +76,7 @@ def compose_draft(root: Path, edition: str, *, title: str, now: dt.datetime | No
         edition_id=edition,
         today=dt.date(2026, 11, 23),
         now=now,
+        force=force,
     )
     return draft.id
 

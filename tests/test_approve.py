@@ -48,7 +48,7 @@ def test_recomposing_after_approval_withdraws_it_and_commands_say_so(workspace: 
     listed = run("schedule", "list", "--now", "2026-11-25T21:00:00Z")
     assert "  2026-11-30 Mon 08:00 JST = 2026-11-29 23:00 UTC  sends 2026-W48\n" in listed.output
 
-    compose_draft(workspace, "2026-W48", title="円金利の上昇と家計への影響")
+    compose_draft(workspace, "2026-W48", title="円金利の上昇と家計への影響", force=True)
     listed = run("schedule", "list", "--now", "2026-11-25T21:00:00Z")
     assert (
         "  2026-11-30 Mon 08:00 JST = 2026-11-29 23:00 UTC  sends nothing: no approved edition; "

@@ -33,6 +33,7 @@ def ws(workspace: Path) -> Workspace:
 
 def test_archive_command_publishes_page_index_and_feed(ws: Workspace, run) -> None:
     _compose(ws, "2026-W48")
+    assert run("send", "2026-W48", "--list", "weekly", "--yes").exit_code == 0
     result = run("archive", "2026-W48")
     assert result.exit_code == 0, result.output
     assert result.output == (
@@ -164,16 +165,20 @@ def test_republishing_keeps_dates_unless_the_content_changed(ws: Workspace) -> N
     )
 
 
-def test_an_unknown_placeholder_stops_publishing(ws: Workspace, run) -> None:
+def test_an_unknown_placeholder_stops_publishing(ws: Workspace) -> None:
+    from digest_mail.errors import DigestMailError
+
     draft = _compose(ws, "2026-W48")
     page = draft.path / "index.html"
     page.write_text(draft.html.replace("</body>", "<p>@@phone@@</p></body>"), encoding="utf-8")
-    result = run("archive", "2026-W48")
-    assert result.exit_code == 1
-    assert result.output == (
-        "Error: drafts/2026-W48/index.html: placeholder @@phone@@ has no neutral value for "
-        "the public archive\n"
-        "Hint: use only @@greeting@@, @@name@@, @@email@@, @@unsubscribe_url@@ in the templates\n"
+    with pytest.raises(DigestMailError) as caught:
+        publish_archive(ws, load_draft(ws, "2026-W48"))
+    assert str(caught.value) == (
+        "drafts/2026-W48/index.html: placeholder @@phone@@ has no neutral value for "
+        "the public archive"
+    )
+    assert caught.value.hint == (
+        "use only @@greeting@@, @@name@@, @@email@@, @@unsubscribe_url@@ in the templates"
     )
     assert not ws.archive_dir.exists()
     assert load_draft(ws, "2026-W48").html.count("@@phone@@") == 1

@@ -105,7 +105,6 @@ def test_run_due_refuses_the_sample_identity_through_a_real_relay(
     assert result.exit_code == 1
     toml = workspace / "digest-mail.toml"
     assert result.output == (
-        f"--now 2026-11-30T08:00:30+09:00: pretending it is then; mail goes to SMTP relay {RELAY}\n"
         "weekly: 2026-11-30 08:00 JST (2026-11-29T23:00:00+00:00): failed: 2026-W48 to weekly "
         f"failed: refusing to send through {RELAY} as a reserved example domain: {KEYS} in "
         f"{toml} still carry the sample identity (set {KEYS} to addresses and URLs of your own "

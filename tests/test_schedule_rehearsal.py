@@ -97,13 +97,10 @@ def test_pretending_a_time_through_a_real_relay_needs_yes(workspace: Path, run: 
     assert _runs(workspace) == []
 
 
-def test_pretending_a_time_with_the_capture_outbox_says_where_mail_goes(
+def test_pretending_a_time_with_the_capture_outbox_needs_no_yes(
     workspace: Path, run: Runner
 ) -> None:
     _approved(workspace, run)
     result = run("schedule", "run-due", "--now", NOW)
     assert result.exit_code == 0, result.output
-    assert result.output.startswith(
-        f"--now {NOW}: pretending it is then; mail goes to capture to {workspace / 'outbox'}"
-        " (nothing leaves this machine)\n"
-    )
+    assert result.output.startswith(f"{SLOT}: sent: sent 2026-W48 to weekly: 31 sent")

@@ -106,7 +106,7 @@ def test_no_approved_draft_skips_and_notifies_staff(workspace: Path, run) -> Non
 def test_changed_draft_is_not_sent_and_staff_are_told_why(workspace: Path, run) -> None:
     set_schedules(workspace, weekly())
     approved(workspace, run)
-    compose_draft(workspace, "2026-W48", title="書き直した記事: 京都の伝統工芸")
+    compose_draft(workspace, "2026-W48", title="書き直した記事: 京都の伝統工芸", force=True)
     result = run("schedule", "run-due", "--now", SLOT)
     assert result.output == (
         f"{SLOT_LINE}: skipped: nothing sent: no approved edition; drafts/2026-W48 changed "

@@ -1588,9 +1588,10 @@ def _run(
                 raise CampaignError(
                     f"draft {draft.id} changed after campaign {campaign_id} started "
                     f"({counts['sent']} already sent)",
+                    # Whether or not it was ever approved: what went out is what was sent.
                     hint=(
-                        "send the changed draft as a new edition, or restore the draft that "
-                        "was approved"
+                        "send the changed draft as a new edition (compose --edition NEW), "
+                        "or restore the draft that was sent"
                     ),
                 )
         if row is not None and row["state"] != "snapshotting" and not store.claimed_any():

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from digest_mail.articles import (
     Article,
@@ -33,6 +33,9 @@ from digest_mail.files import new_temp_dir
 from digest_mail.headers import looks_like_encoded_word
 from digest_mail.render import RenderedEdition, render_edition, unshown_fields
 
+if TYPE_CHECKING:
+    from digest_mail.mailed import Replacement
+
 __all__ = [
     "Draft",
     "DraftChangedError",
@@ -40,6 +43,7 @@ __all__ = [
     "build_edition",
     "check_edition_id",
     "compose",
+    "compose_edition",
     "content_hash",
     "default_edition_id",
     "is_edition_id",
@@ -468,8 +472,45 @@ def compose(
     preheader: str | None = None,
     today: dt.date | None = None,
     now: dt.datetime | None = None,
+    force: bool = False,
 ) -> Draft:
     """Choose articles, build the edition, render it once and save the draft."""
+    return compose_edition(
+        workspace,
+        paths,
+        since=since,
+        category=category,
+        edition_id=edition_id,
+        subject=subject,
+        intro=intro,
+        preheader=preheader,
+        today=today,
+        now=now,
+        force=force,
+    )[0]
+
+
+def compose_edition(
+    workspace: Workspace,
+    paths: Sequence[Path | str] = (),
+    *,
+    since: str | None = None,
+    category: str | None = None,
+    edition_id: str | None = None,
+    subject: str | None = None,
+    intro: str | None = None,
+    preheader: str | None = None,
+    today: dt.date | None = None,
+    now: dt.datetime | None = None,
+    force: bool = False,
+) -> tuple[Draft, Replacement]:
+    """:func:`compose`, and what replacing the edition's earlier draft undid.
+
+    A draft that was sent or approved is replaced by different content only with
+    ``force`` (which withdraws the approval): see :func:`digest_mail.mailed.guard_replacement`.
+    """
+    from digest_mail.mailed import guard_replacement
+
     today = today or dt.date.today()
     articles = choose_articles(workspace, paths, since=since, category=category, today=today)
     edition = build_edition(
@@ -484,4 +525,6 @@ def compose(
     rendered = render_edition(
         edition, settings=workspace.settings, templates_dir=workspace.templates_dir
     )
-    return save_draft(workspace, edition, rendered, now=now)
+    digest = content_hash(subject=edition.subject, html=rendered.html, text=rendered.text)
+    replaced = guard_replacement(workspace, edition.id, digest, force=force)
+    return save_draft(workspace, edition, rendered, now=now), replaced

@@ -324,12 +324,15 @@ def choose_edition(workspace: Workspace, ledger: Ledger, schedule: Schedule) -> 
     for state in states:
         if state.ok and state.draft is not None:
             if state.edition in sent:
+                already = (
+                    f"the newest approved edition {state.edition}"
+                    f" was already sent to {schedule.list_name}"
+                )
                 return EditionChoice(
                     draft=None,
-                    reason=(
-                        f"the newest approved edition {state.edition}"
-                        f" was already sent to {schedule.list_name}"
-                    ),
+                    # A newer edition that lost its approval is what the editor must act
+                    # on: say that first, not only that an older one went out.
+                    reason="; ".join([*blockers, already]),
                     blockers=tuple(blockers),
                     reason_ja=" ".join(
                         [

@@ -18,8 +18,7 @@ from digest_mail.check import (
 )
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
-from digest_mail.edition import compose as compose_edition
-from digest_mail.edition import resolve_draft
+from digest_mail.edition import compose_edition, resolve_draft
 from digest_mail.errors import DigestMailError
 from digest_mail.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
 from digest_mail.probes import fetch_image, find_spamassassin
@@ -55,6 +54,11 @@ def _echo_json(data: object) -> None:
 @click.option(
     "--preheader", default=None, help="Inbox preview line (default: [edition] preheader)."
 )
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Replace a draft that was already sent or approved (withdraws the approval).",
+)
 @json_option
 @pass_workspace
 def compose(
@@ -66,6 +70,7 @@ def compose(
     subject: str | None,
     intro: str | None,
     preheader: str | None,
+    force: bool,
     as_json: bool,
 ) -> None:
     """Build a draft edition into drafts/<edition>/ from ARTICLE files or recent articles.
@@ -73,14 +78,15 @@ def compose(
     With ARTICLE files, they appear in the order given; without, every article in
     articles/ published within --since (default [edition] since) appears, newest first.
     Writes index.html, index.txt, index.mjml, edition.json and preview.eml; composing
-    the same edition again replaces its draft.
+    the same edition again replaces its draft, unless that draft was sent or approved
+    and the content differs: then --force is needed, and the approval is withdrawn.
 
     \b
     Example:
         digest-mail compose --since 7d
         digest-mail compose articles/a.md articles/b.md --subject "{edition} 特集号 (菊)"
     """
-    draft = compose_edition(
+    draft, replaced = compose_edition(
         workspace,
         articles,
         since=since,
@@ -89,10 +95,12 @@ def compose(
         subject=subject,
         intro=intro,
         preheader=preheader,
+        force=force,
     )
     # The size a reader gets: placeholders filled with the longest values (check's bounds).
     settings = workspace.settings
     sent = len(sent_html(draft.html, settings, longest_values(settings)).encode("utf-8"))
+    notices = replaced.notices(display_path(draft.path))
     if as_json:
         _echo_json(
             {
@@ -104,6 +112,7 @@ def compose(
                 "html_bytes_as_sent": sent,
                 "text_lines": draft.text_lines,
                 "content_hash": draft.content_hash,
+                "notices": notices,
             }
         )
         return
@@ -116,6 +125,8 @@ def compose(
     )
     if sent > GMAIL_CLIP_BYTES:
         click.echo("  warning: the HTML is over Gmail's 102 KB clip; see 'digest-mail check'")
+    for notice in notices:
+        click.echo(notice)
 
 
 @click.command()

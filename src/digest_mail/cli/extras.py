@@ -184,6 +184,9 @@ def init(directory: Path, staff: tuple[str, ...]) -> None:
 def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
     """Publish DRAFT (default: the newest) as a static page in archive/<edition>/.
 
+    Only what readers received: a draft never sent to a list, or changed since it was
+    sent, is refused.
+
     Per-recipient values become neutral ones (no address, no unsubscribe token);
     archive/index.html and the Atom feed archive/feed.xml are rebuilt. Host the
     archive/ folder at [archive] base_url: the email's "view in browser" link goes
@@ -195,7 +198,10 @@ def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
         digest-mail archive 2026-W48
         rsync -a archive/ www.example.jp:/srv/newsletter/
     """
+    from digest_mail.mailed import check_archivable
+
     chosen = resolve_draft(workspace, draft)
+    check_archivable(workspace, chosen)
     page = publish_archive(workspace, chosen)
     editions = archived_editions(workspace)
     url = edition_url(workspace.settings, chosen.id)

@@ -179,10 +179,10 @@ def run_due(
 
 
 def _guard_pretend_time(workspace: Workspace, now: str, *, yes: bool) -> None:
-    """``--now`` is for rehearsing; through a real relay it reaches readers."""
+    """``--now`` is for rehearsing; through a real relay it reaches readers. The capture
+    outbox and loopback relays (dev-smtp) keep the mail on this machine."""
     from digest_mail.errors import DigestMailError
     from digest_mail.identity import real_relays
-    from digest_mail.transport import describe_transport
 
     relays = real_relays(workspace.settings)
     if relays and not yes:
@@ -190,8 +190,6 @@ def _guard_pretend_time(workspace: Workspace, now: str, *, yes: bool) -> None:
             f"--now {now} would send for real through {relays[0]}: readers get the mail",
             hint="rehearse with --dry-run, or add --yes to send for real",
         )
-    where = describe_transport(workspace)
-    click.echo(f"--now {now}: pretending it is then; mail goes to {where}", err=True)
 
 
 @schedule.command()
