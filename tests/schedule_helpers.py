@@ -96,3 +96,15 @@ def outbox_messages(root: Path) -> list[EmailMessage]:
                 assert isinstance(message, EmailMessage)
                 found.append(message)
     return found
+
+
+def ran_before(
+    root: Path, schedule: str = "weekly", slot: str = "2026-11-23T08:00:00+09:00"
+) -> None:
+    """Record an earlier slot of ``schedule`` as run: the schedule has been running since."""
+    from digest_mail.ledger import Ledger
+    from digest_mail.schedule import claim_slot
+
+    moment = dt.datetime.fromisoformat(slot)
+    with Ledger(find_workspace(root).ledger_path) as ledger:
+        claim_slot(ledger, schedule, moment, state="skipped", edition=None, note="", now=moment)

@@ -3,6 +3,7 @@ end in one line that names the fix (issue 15, items 7 and 8)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,51 @@ def test_the_workspace_is_found_from_a_subfolder_and_through_the_variable(
     # Paths are shown relative to the current directory; the articles are the same.
     assert via_env.output.splitlines()[::2] == result.output.splitlines()[::2]
     assert str(workspace / "articles") in via_env.output
+
+
+def test_plain_status_leaves_test_sends_out(workspace: Path, run) -> None:
+    assert run("compose", "--edition", "2026-W49", "--since", "3650d").exit_code == 0
+    assert run("test-send", "2026-W49").exit_code == 0
+    only_tests = run("status")
+    assert (only_tests.exit_code, only_tests.output) == (
+        1,
+        "Error: no campaigns yet, only 1 test send\n"
+        "Hint: see them with 'digest-mail status --all'\n",
+    )
+    assert run("send", "2026-W49", "--list", "weekly", "--yes").exit_code == 0
+    plain = run("status")
+    assert plain.exit_code == 0
+    assert plain.output.splitlines()[0] == "2026-W49/weekly (campaign, finished): 31 recipients"
+    assert "test" not in plain.output
+    every = run("status", "--all")
+    assert every.exit_code == 0
+    firsts = [line for line in every.output.splitlines() if not line.startswith(" ")]
+    assert len(firsts) == 2
+    assert firsts[0].startswith("2026-W49/test/") and firsts[0].endswith(
+        " (test, finished): 3 recipients"
+    )
+    assert firsts[1] == "2026-W49/weekly (campaign, finished): 31 recipients"
+    by_edition = run("status", "2026-W49", "--all", "--json")
+    assert [c["kind"] for c in json.loads(by_edition.output)] == ["test", "campaign"]
+
+
+def test_edition_json_keeps_japanese_readable(workspace: Path, run) -> None:
+    assert run("compose", "--edition", "2026-W49", "--since", "3650d").exit_code == 0
+    raw = (workspace / "drafts" / "2026-W49" / "edition.json").read_bytes()
+    text = raw.decode("utf-8")
+    assert "今週の注目記事" in text
+    assert "\\u" not in text
+
+
+def test_a_nameless_reader_is_greeted_as_all_readers_in_both_parts(workspace: Path, run) -> None:
+    from schedule_helpers import outbox_messages
+
+    assert run("compose", "--edition", "2026-W49", "--since", "3650d").exit_code == 0
+    assert run("test-send", "2026-W49", "--to", "nameless@example.jp").exit_code == 0
+    (message,) = outbox_messages(workspace)
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and html is not None
+    assert "\r\n読者の皆さま、こんにちは。\r\n" in text.get_content()
+    assert ">読者の皆さま、こんにちは。</p>" in html.get_content()
+    assert "読者 さん" not in text.get_content() + html.get_content()

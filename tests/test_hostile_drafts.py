@@ -128,7 +128,7 @@ def test_ids_that_are_not_strings_or_are_empty_are_refused(workspace: Path, run:
 
 def test_an_archived_edition_with_a_traversing_id_is_refused(workspace: Path, run: Runner) -> None:
     compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界")
-    assert run("archive", "2026-W48").exit_code == 0
+    assert run("send", "2026-W48", "--list", "weekly", "--yes").exit_code == 0  # archives it
     meta_path = workspace / "archive/2026-W48/edition.json"
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     meta["id"] = "../../evil"

@@ -138,7 +138,7 @@ def test_the_templates_own_slots_are_rendered(workspace: Path) -> None:
         [article], settings=ws.settings, today=dt.date(2026, 11, 23), edition_id="px4"
     )
     rendered = render_edition(edition, settings=ws.settings, templates_dir=ws.templates_dir)
-    for token in ("@@name@@", "@@email@@", "@@unsubscribe_url@@"):
+    for token in ("@@greeting@@", "@@email@@", "@@unsubscribe_url@@"):
         assert token in rendered.html and token in rendered.text
 
 

@@ -124,3 +124,27 @@ def test_preview_dark_adds_a_dark_mode_screenshot_per_width(workspace: Path, run
     # The page's prefers-color-scheme: dark rules applied: a light page, a dark one.
     assert _mean_brightness(light) > 180
     assert _mean_brightness(dark) < 90
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not HAS_CHROMIUM, reason="headless Chromium is not installed")
+def test_preview_names_the_images_that_did_not_load(workspace: Path, run: Runner) -> None:
+    # The editor's trap: the screenshot showed an empty box and nothing said why.
+    assert run("compose", "articles/heatwave-elderly-care.md").exit_code == 0
+    result = run("preview", "--width", "375")
+    assert result.exit_code == 0, result.output
+    image = "https://chrysanthemum-digest.example.jp/images/heatwave-elderly-care.jpg"
+    assert result.output.splitlines()[1:] == [
+        f"warning: image did not load in the preview: {image}",
+        "  (the preview fetches nothing over the network: the screenshots show a gap there;"
+        " open each URL in a browser to see that readers will get it)",
+    ]
+
+
+@pytest.mark.chromium
+@pytest.mark.skipif(not HAS_CHROMIUM, reason="headless Chromium is not installed")
+def test_preview_names_no_image_when_none_failed(workspace: Path, run: Runner) -> None:
+    assert run("compose", "articles/kyoto-crafts-successors.md").exit_code == 0
+    result = run("preview", "--width", "375", "--json")
+    assert result.exit_code == 0, result.output
+    assert '"broken_images": []' in result.output

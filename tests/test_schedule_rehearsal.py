@@ -9,7 +9,7 @@ from pathlib import Path
 from conftest import Runner
 from digest_mail.ledger import Ledger
 from digest_mail.schedule import list_runs
-from schedule_helpers import compose_draft, outbox_messages, set_schedules, weekly
+from schedule_helpers import compose_draft, outbox_messages, ran_before, set_schedules, weekly
 
 NOW = "2026-11-30T08:00:30+09:00"
 SLOT = "weekly: 2026-11-30 08:00 JST (2026-11-29T23:00:00+00:00)"
@@ -74,9 +74,10 @@ def test_dry_run_of_a_slot_with_nothing_approved_sends_no_notice(
 
 def test_dry_run_of_a_missed_slot_and_of_one_already_sent(workspace: Path, run: Runner) -> None:
     _approved(workspace, run)
+    ran_before(workspace)
     late = run("schedule", "run-due", "--now", "2026-11-30T20:00:00+09:00", "--dry-run")
     assert late.output == (
-        f"{SLOT}: would skip: missed by 12h (late_after = 6h)\n"
+        f"{SLOT}: would skip: missed by 12h (late_after = 6h); not sent late\n"
         "Dry run: no slot claimed, nothing sent.\n"
     )
     assert run("schedule", "run-due", "--now", NOW).exit_code == 0

@@ -18,7 +18,14 @@ import pytest
 from digest_mail.ledger import Ledger
 from digest_mail.schedule import claim_slot, list_runs
 from digest_mail.subscribers import Recipient, scan_list
-from schedule_helpers import compose_draft, outbox_messages, set_schedules, weekly, workspace_of
+from schedule_helpers import (
+    compose_draft,
+    outbox_messages,
+    ran_before,
+    set_schedules,
+    weekly,
+    workspace_of,
+)
 from smtpserver import SmtpServer
 
 SLOT = "2026-11-29T23:00:00+00:00"  # Monday 2026-11-30 08:00 in Tokyo
@@ -121,6 +128,7 @@ def test_changed_draft_is_not_sent_and_staff_are_told_why(workspace: Path, run) 
 
 def test_slot_missed_by_7h_with_late_after_6h_is_skipped(workspace: Path, run) -> None:
     set_schedules(workspace, weekly(late_after="6h"))
+    ran_before(workspace)
     approved(workspace, run)
     result = run("schedule", "run-due", "--now", "2026-11-30T15:00:00+09:00")
     assert result.exit_code == 0
@@ -128,7 +136,7 @@ def test_slot_missed_by_7h_with_late_after_6h_is_skipped(workspace: Path, run) -
         f"{SLOT_LINE}: skipped: missed by 7h (late_after = 6h); not sent late\n"
     )
     assert outbox_messages(workspace) == []
-    assert runs(workspace) == [(SLOT, "skipped", None)]
+    assert runs(workspace)[1:] == [(SLOT, "skipped", None)]
     # Within late_after it would have gone: 5 h 59 m late on the next Monday.
     on_time = run("schedule", "run-due", "--now", "2026-12-07T13:59:00+09:00")
     assert ": sent: sent 2026-W48 to weekly" in on_time.output
@@ -303,3 +311,21 @@ def test_schedule_with_a_fixed_edition_sends_only_that_one(workspace: Path, run)
     approved(workspace, run, "2026-W47")
     sent = run("schedule", "run-due", "--now", "2026-12-06T23:00:00Z")
     assert ": sent: sent 2026-W47 to weekly: 31 sent," in sent.output
+
+
+def test_the_first_run_due_does_not_report_slots_before_it_as_missed(workspace: Path, run) -> None:
+    # The editor's trap: a schedule added on Tuesday; its first run-due said Monday's
+    # slot was "missed by 1d 2h" although the schedule did not exist then.
+    set_schedules(workspace, weekly(late_after="6h"))
+    approved(workspace, run)
+    first = run("schedule", "run-due", "--now", "2026-12-01T10:00:00+09:00")
+    assert (first.exit_code, first.output) == (
+        0,
+        f"{SLOT_LINE}: skipped: came before this schedule's first run-due, so nothing was due"
+        " yet; the first slot it sends is 2026-12-07 08:00 JST\n",
+    )
+    assert "missed" not in run("schedule", "list", "--now", "2026-12-01T10:00:00+09:00").output
+    assert outbox_messages(workspace) == []
+    # From then on the schedule is running: a slot left late is a missed send.
+    late = run("schedule", "run-due", "--now", "2026-12-07T15:00:00+09:00")
+    assert late.output.endswith(": skipped: missed by 7h (late_after = 6h); not sent late\n")

@@ -195,3 +195,41 @@ def test_serve_on_a_port_in_use_or_out_of_range_is_one_error_line(workspace: Pat
     result = run("serve", "--port", "99999")
     assert result.exit_code == 2
     assert "99999 is not in the range 0<=x<=65535" in result.output
+
+
+async def test_each_request_is_logged_in_one_line_with_its_token_masked(workspace: Path) -> None:
+    # The editor's trap: serve logged nothing, so an unsubscribe left no trace to look at.
+    from aiohttp import web
+
+    from digest_mail.serve import make_app, make_runner
+
+    ws = find_workspace(workspace)
+    lines: list[str] = []
+    runner = make_runner(make_app(ws, log=lines.append))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    token = make_token(signing_key(ws), "weekly", "ito.kenta@example.jp")
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/unsubscribe", params={"t": token}) as response:
+                assert response.status == 200
+            async with http.post(
+                f"{base}/unsubscribe", params={"t": token}, data=ONE_CLICK
+            ) as response:
+                assert response.status == 200
+            async with http.get(f"{base}/unsubscribe", params={"t": token[:-3]}) as response:
+                assert response.status == 400
+            async with http.get(f"{base}/admin\x1b[31m") as response:
+                assert response.status == 404
+    finally:
+        await runner.cleanup()
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00 127\.0\.0\.1"
+    assert [re.sub(stamp, "T", line) for line in lines] == [
+        "T GET /unsubscribe?t=*** 200",
+        "T POST /unsubscribe?t=*** 200",
+        "T GET /unsubscribe?t=*** 400",
+        "T GET /admin%1B%5B31m 404",
+    ]
+    assert not any(token[:20] in line for line in lines)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from digest_mail.errors import InputError
-from digest_mail.ledger import Ledger
+from digest_mail.ledger import Ledger, utcnow
 from digest_mail.subscribers import Recipient, remove_subscriber, scan_list
 
 FIXTURES = Path(__file__).parent / "fixtures" / "subscribers"
@@ -143,7 +143,9 @@ def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
         "bad@@example.jp,誰か,\n",  # invalid: rejected
         encoding="utf-8",
     )
+    day_before = utcnow()[:10]
     result = run("subscribers", "import", str(signups), "--into", "weekly")
+    days = {day_before, utcnow()[:10]}
     shown = str(signups)
     assert result.exit_code == 0
     assert result.output == (
@@ -164,10 +166,10 @@ def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
         "新しい 読者",
         "subscribed",
     )
-    assert (
-        weekly.read_text(encoding="utf-8").splitlines()[-1]
-        == "new.reader@example.jp,新しい 読者,subscribed,,沖縄県"
-    )
+    # A new address gets the day it was imported, as 'add' gives it (issue 15, item 13).
+    assert weekly.read_text(encoding="utf-8").splitlines()[-1] in {
+        f"new.reader@example.jp,新しい 読者,subscribed,{day},沖縄県" for day in days
+    }
 
     again = run(
         "subscribers", "import", str(signups), "--into", "weekly", "--resubscribe", "--json"
@@ -189,11 +191,13 @@ def test_import_adds_new_columns_after_the_existing_ones(
 ) -> None:
     extra = tmp_path / "extra.tsv"
     extra.write_text("email\tplan\nyamada.taro@example.jp\tpremium\n", encoding="utf-8")
+    day_before = utcnow()[:10]
     result = run("subscribers", "import", str(extra), "--into", "staff")
+    days = {day_before, utcnow()[:10]}
     assert result.output.endswith("staff.csv: 1 new, 0 updated, 0 unchanged, 0 rejected\n")
     lines = (workspace / "subscribers" / "staff.csv").read_text(encoding="utf-8").splitlines()
     assert lines[0] == "email,name,status,subscribed_at,plan"
-    assert lines[-1] == "yamada.taro@example.jp,,subscribed,,premium"
+    assert lines[-1] in {f"yamada.taro@example.jp,,subscribed,{day},premium" for day in days}
 
 
 def test_export_writes_utf8_with_normalized_addresses(tmp_path: Path, run, workspace: Path) -> None:

@@ -2022,9 +2022,12 @@ def send_test(
 # --- status ----------------------------------------------------------------------------
 
 
-def campaign_status(workspace: Workspace, ref: str | None = None) -> list[CampaignReport]:
+def campaign_status(
+    workspace: Workspace, ref: str | None = None, *, include_tests: bool = False
+) -> list[CampaignReport]:
     """Reports for ``ref`` (a campaign id like 2026-W48/weekly, or an edition id), or for
-    the most recent campaign when ``ref`` is None."""
+    the most recent campaign when ``ref`` is None. Test sends only by their id, or with
+    ``include_tests`` (then every campaign when ``ref`` is None)."""
     if not workspace.ledger_path.exists():
         raise CampaignError(
             "no campaigns yet (the ledger is empty)",
@@ -2032,15 +2035,26 @@ def campaign_status(workspace: Workspace, ref: str | None = None) -> list[Campai
         )
     with Ledger(workspace.ledger_path) as ledger:
         db = ledger.db
-        if ref is None:
+        if ref is None and include_tests:
+            rows = db.execute("SELECT id FROM campaigns ORDER BY created_at, id").fetchall()
+        elif ref is None:
             rows = db.execute(
                 "SELECT id FROM campaigns WHERE kind = 'campaign' ORDER BY created_at DESC, id "
                 "DESC LIMIT 1"
             ).fetchall()
             if not rows:
-                rows = db.execute(
-                    "SELECT id FROM campaigns ORDER BY created_at DESC LIMIT 1"
-                ).fetchall()
+                # Test sends are not campaigns to readers: never shown as "the" campaign.
+                tests = db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
+                if tests:
+                    raise CampaignError(
+                        f"no campaigns yet, only {tests} test send{'s' if tests != 1 else ''}",
+                        hint="see them with 'digest-mail status --all'",
+                    )
+        elif include_tests:
+            rows = db.execute(
+                "SELECT id FROM campaigns WHERE id = ? OR edition = ? ORDER BY created_at, id",
+                (ref, ref),
+            ).fetchall()
         else:
             edition, slash, tail = ref.partition("/")
             if slash and "+" in tail and not tail.startswith("test/"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import html
+import json
 import re
 import shutil
 import subprocess
@@ -52,6 +53,8 @@ class Screenshot:
     height: int
     path: Path
     dark: bool = False
+    # Images that did not load at this width: the PNG shows a gap where readers see them.
+    broken_images: tuple[str, ...] = ()
 
 
 def find_chromium() -> str:
@@ -115,10 +118,27 @@ def _run(command: list[str], timeout: float) -> subprocess.CompletedProcess[str]
         raise DigestMailError(f"Chromium could not start: {exc}", hint=INSTALL_HINT) from None
 
 
-def measure_heights(
-    browser: str, page: Path, widths: Sequence[int], *, timeout: float
-) -> dict[int, int]:
-    """The page's full height at each width (--screenshot captures the window only).
+@dataclass(frozen=True)
+class Layout:
+    """What one Chromium pass found at each width: the page height, images not loaded."""
+
+    heights: dict[int, int]
+    broken_images: dict[int, tuple[str, ...]]
+
+
+# Run in each width's iframe once it has loaded (images included, loaded or failed).
+_PROBE = (
+    "var d=this.contentDocument,b=document.body;"
+    "b.setAttribute('data-height-{width}',String(d.documentElement.scrollHeight));"
+    "b.setAttribute('data-broken-{width}',JSON.stringify(Array.from(d.images)"
+    ".filter(function(i){{return i.complete&&i.naturalWidth===0}})"
+    ".map(function(i){{return i.getAttribute('src')||''}})))"
+)
+
+
+def measure_layout(browser: str, page: Path, widths: Sequence[int], *, timeout: float) -> Layout:
+    """The page's full height at each width (--screenshot captures the window only), and
+    the images that did not load there (Chromium fetches nothing over the network here).
 
     One Chromium run lays the page out in an iframe per width: headless --dump-dom
     ignores --window-size below 500 px, and srcdoc keeps each iframe same-origin.
@@ -126,8 +146,8 @@ def measure_heights(
     source = html.escape(page.read_text(encoding="utf-8"), quote=True)
     frames = "".join(
         f'<iframe style="width:{width}px;height:50px;border:0;display:block" '
-        f"onload=\"document.body.setAttribute('data-height-{width}', "
-        f'String(this.contentDocument.documentElement.scrollHeight))" srcdoc="{source}"></iframe>'
+        f'onload="{html.escape(_PROBE.format(width=width), quote=True)}" srcdoc="{source}">'
+        "</iframe>"
         for width in widths
     )
     probe_page = f'<!doctype html><html><body style="margin:0">{frames}</body></html>'
@@ -138,13 +158,24 @@ def measure_heights(
             _chromium_command(browser, profile, 800, 800, "--dump-dom", probe.as_uri()), timeout
         )
     heights = {}
+    broken: dict[int, tuple[str, ...]] = {}
     for width in widths:
         match = re.search(rf'data-height-{width}="(\d+)"', result.stdout)
         if not match:
             detail = (result.stderr.strip().splitlines() or ["no output"])[-1]
             raise DigestMailError(f"Chromium could not lay out {page}: {detail}")
         heights[width] = max(200, min(int(match.group(1)), 30000))
-    return heights
+        found = re.search(rf'data-broken-{width}="([^"]*)"', result.stdout)
+        sources = json.loads(html.unescape(found.group(1))) if found else []
+        broken[width] = tuple(dict.fromkeys(str(s) for s in sources))
+    return Layout(heights=heights, broken_images=broken)
+
+
+def measure_heights(
+    browser: str, page: Path, widths: Sequence[int], *, timeout: float
+) -> dict[int, int]:
+    """The page's full height at each width (see :func:`measure_layout`)."""
+    return measure_layout(browser, page, widths, timeout=timeout).heights
 
 
 def screenshot_draft(
@@ -169,11 +200,9 @@ def screenshot_draft(
             )
     browser = chromium or find_chromium()
     page = write_preview_html(draft, settings)
-    heights = (
-        dict.fromkeys(widths, height)
-        if height
-        else measure_heights(browser, page, widths, timeout=timeout)
-    )
+    # Measured even with --height: the same pass tells which images did not load.
+    layout = measure_layout(browser, page, widths, timeout=timeout)
+    heights = dict.fromkeys(widths, height) if height else layout.heights
     modes = [False, True] if dark else [False]
     with contextlib.ExitStack() as stack:
         running = []
@@ -211,7 +240,15 @@ def screenshot_draft(
             if not target.is_file():
                 detail = (stderr.strip().splitlines() or ["no output"])[-1]
                 raise DigestMailError(f"Chromium wrote no screenshot at width {width}: {detail}")
-            shots.append(Screenshot(width=width, height=heights[width], path=target, dark=in_dark))
+            shots.append(
+                Screenshot(
+                    width=width,
+                    height=heights[width],
+                    path=target,
+                    dark=in_dark,
+                    broken_images=layout.broken_images.get(width, ()),
+                )
+            )
     return shots
 
 

@@ -577,11 +577,7 @@ def _rehearse(
     if run is None:
         late = now - slot
         if late > schedule.late_after:
-            return outcome(
-                "would skip",
-                "unclaimed",
-                f"missed by {_human(late)} (late_after = {schedule.late_after_text})",
-            )
+            return outcome("would skip", "unclaimed", _late_note(ledger, schedule, slot, late))
         choice = choose_edition(workspace, ledger, schedule)
         if choice.draft is None:
             staff = workspace.settings.lists.staff
@@ -635,10 +631,7 @@ def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> Ru
             if run is None:
                 late = now - slot
                 if late > schedule.late_after:
-                    note = (
-                        f"missed by {_human(late)} (late_after = {schedule.late_after_text});"
-                        " not sent late"
-                    )
+                    note = _late_note(ledger, schedule, slot, late)
                     if not claim_slot(
                         ledger,
                         schedule.name,
@@ -692,6 +685,18 @@ def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> Ru
                     campaign_id=run.campaign_id,
                 )
             return _send(workspace, ledger, schedule, slot, run, outcome, now)
+
+
+def _late_note(ledger: Ledger, schedule: Schedule, slot: datetime, late: timedelta) -> str:
+    """Why a slot older than late_after is not sent. Before a schedule's first run-due
+    (no run of it recorded yet) the slot was not missed: the schedule was not running."""
+    if not list_runs(ledger, schedule.name):
+        following = schedule.local(next(schedule.slots_after(slot)))
+        return (
+            "came before this schedule's first run-due, so nothing was due yet; the first"
+            f" slot it sends is {following:%Y-%m-%d %H:%M %Z}"
+        )
+    return f"missed by {_human(late)} (late_after = {schedule.late_after_text}); not sent late"
 
 
 def _recorded(outcome: Callable[..., RunOutcome], run: ScheduleRun | None) -> RunOutcome:

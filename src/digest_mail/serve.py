@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
-from digest_mail.ledger import Ledger
+from digest_mail.ledger import Ledger, utcnow
 from digest_mail.unsubscribe import Token, TokenError, read_token, signing_key
 
 __all__ = ["ServerInfo", "make_app", "make_runner", "serve", "unsubscribe_path"]
@@ -90,13 +91,42 @@ def _bad_link(error: TokenError) -> web.Response:
     )
 
 
+def request_line(request: web.Request, status: int) -> str:
+    """One access-log line: time, client, method, path and status. The token in the query
+    is masked (it unsubscribes a reader), and the rest is quoted: it came from outside."""
+    query = "&".join(
+        f"{quote(k, safe='')}={'***' if k == 't' else quote(v, safe='')}"
+        for k, v in request.query.items()
+    )
+    path = quote(request.path, safe="/") + (f"?{query}" if query else "")
+    return f"{utcnow()} {request.remote or '-'} {request.method} {path} {status}"
+
+
 def make_app(
-    workspace: Workspace, *, key: bytes | None = None, body_timeout: float = BODY_TIMEOUT
+    workspace: Workspace,
+    *,
+    key: bytes | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+    log: Callable[[str], None] | None = None,
 ) -> web.Application:
-    """The unsubscribe application; it opens the ledger on startup and closes it on cleanup."""
+    """The unsubscribe application; it opens the ledger on startup and closes it on cleanup.
+    With ``log``, each request is logged in one line (:func:`request_line`)."""
     key = signing_key(workspace) if key is None else key
     newsletter = workspace.settings.newsletter.name
-    app = web.Application(client_max_size=16 * 1024)
+
+    @web.middleware
+    async def access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if log is not None:
+                log(request_line(request, exc.status))
+            raise
+        if log is not None:
+            log(request_line(request, response.status))
+        return response
+
+    app = web.Application(client_max_size=16 * 1024, middlewares=[access_log])
 
     def token_of(request: web.Request, form: dict[str, str] | None = None) -> tuple[str, Token]:
         token = request.query.get("t", "") or (form or {}).get("t", "")
@@ -203,9 +233,13 @@ def make_runner(app: web.Application, *, header_timeout: float = HEADER_TIMEOUT)
 
 
 async def _serve(
-    workspace: Workspace, host: str, port: int, on_ready: Callable[[ServerInfo], None]
+    workspace: Workspace,
+    host: str,
+    port: int,
+    on_ready: Callable[[ServerInfo], None],
+    log: Callable[[str], None] | None,
 ) -> None:
-    runner = make_runner(make_app(workspace))
+    runner = make_runner(make_app(workspace, log=log))
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -229,8 +263,14 @@ async def _serve(
 
 
 def serve(
-    workspace: Workspace, *, host: str, port: int, on_ready: Callable[[ServerInfo], None]
+    workspace: Workspace,
+    *,
+    host: str,
+    port: int,
+    on_ready: Callable[[ServerInfo], None],
+    log: Callable[[str], None] | None = None,
 ) -> None:
-    """Run the endpoint until interrupted; ``on_ready`` is told the address once bound."""
+    """Run the endpoint until interrupted; ``on_ready`` is told the address once bound,
+    ``log`` gets one line per request."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(workspace, host, port, on_ready))
+        asyncio.run(_serve(workspace, host, port, on_ready, log))

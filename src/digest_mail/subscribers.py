@@ -1169,8 +1169,11 @@ def import_list(
     ledger: Ledger | None = None,
     resubscribe: bool = False,
     encoding: str | None = None,
+    today: str = "",
 ) -> ImportReport:
     """Merge the rows of ``source_path`` into the list at ``target_path``.
+
+    A new address without a subscribed_at of its own gets ``today``, as ``add`` does.
 
     Existing addresses take the imported non-empty values (new columns are appended to
     the header, the existing column order is kept); new addresses are appended. An
@@ -1181,7 +1184,12 @@ def import_list(
     """
     with list_lock(target_path):
         return _import_locked(
-            source_path, target_path, ledger=ledger, resubscribe=resubscribe, encoding=encoding
+            source_path,
+            target_path,
+            ledger=ledger,
+            resubscribe=resubscribe,
+            encoding=encoding,
+            today=today,
         )
 
 
@@ -1192,6 +1200,7 @@ def _import_locked(
     ledger: Ledger | None,
     resubscribe: bool,
     encoding: str | None,
+    today: str = "",
 ) -> ImportReport:
     report = ImportReport()
     incoming: dict[str, Recipient] = {}
@@ -1250,6 +1259,9 @@ def _import_locked(
                 _fill(row, header, new)
                 if "status" in header:
                     row[header.index("status")] = new.status
+                since = header.index("subscribed_at") if "subscribed_at" in header else -1
+                if since >= 0 and not row[since] and new.status == "subscribed":
+                    row[since] = today
                 writer.writerow(row)
                 report.new += 1
 

@@ -232,7 +232,12 @@ def import_command(
     target = resolve_list(workspace, list_ref, create=True, allow_similar=new_list)
     with _existing_ledger(workspace) as ledger:
         report = import_list(
-            file, target, ledger=ledger, resubscribe=resubscribe, encoding=encoding
+            file,
+            target,
+            ledger=ledger,
+            resubscribe=resubscribe,
+            encoding=encoding,
+            today=utcnow()[:10],
         )
     if as_json:
         _echo_json({"into": display_path(target), **report.as_dict()})
@@ -416,7 +421,8 @@ def serve_command(workspace: Workspace, host: str | None, port: int | None) -> N
 
     POST /unsubscribe?t=TOKEN with List-Unsubscribe=One-Click suppresses the address;
     GET shows a confirmation page whose button POSTs. Put it behind the https
-    [unsubscribe] base_url with a reverse proxy.
+    [unsubscribe] base_url with a reverse proxy. Each request is logged in one line,
+    its token masked.
 
     \b
     Example:
@@ -429,12 +435,19 @@ def serve_command(workspace: Workspace, host: str | None, port: int | None) -> N
 
     def ready(info: ServerInfo) -> None:
         click.echo(f"Serving one-click unsubscribe on {info.url} (Ctrl-C to stop)")
+        sys.stdout.flush()
+
+    def log(line: str) -> None:
+        # Flushed per line: under systemd or a pipe a request must show when it happens.
+        click.echo(line)
+        sys.stdout.flush()
 
     serve(
         workspace,
         host=host if host is not None else settings.host,
         port=port if port is not None else settings.port,
         on_ready=ready,
+        log=log,
     )
 
 

@@ -266,6 +266,7 @@ def preview(
 
     The placeholders are filled with a sample reader first. PNGs go to
     drafts/<edition>/preview/ (preview-375.png; with --dark also preview-375-dark.png).
+    Images that did not load are named (Chromium fetches nothing over the network here).
     DRAFT is an edition id or a draft folder (default: the latest draft). Needs Chromium
     and Japanese fonts: apt-get install chromium fonts-noto-cjk.
 
@@ -288,7 +289,13 @@ def preview(
             {
                 "edition": chosen.id,
                 "screenshots": [
-                    {"width": s.width, "height": s.height, "dark": s.dark, "path": str(s.path)}
+                    {
+                        "width": s.width,
+                        "height": s.height,
+                        "dark": s.dark,
+                        "path": str(s.path),
+                        "broken_images": list(s.broken_images),
+                    }
                     for s in shots
                 ],
             }
@@ -297,6 +304,14 @@ def preview(
     for shot in shots:
         mode = ", dark" if shot.dark else ""
         click.echo(f"{display_path(shot.path)}  ({shot.width}×{shot.height}{mode})")
+    broken = list(dict.fromkeys(src for shot in shots for src in shot.broken_images))
+    for src in broken:
+        click.echo(f"warning: image did not load in the preview: {src}")
+    if broken:
+        click.echo(
+            "  (the preview fetches nothing over the network: the screenshots show a gap"
+            " there; open each URL in a browser to see that readers will get it)"
+        )
 
 
 COMMANDS = [compose, check, preview]

@@ -344,23 +344,29 @@ def test_send(workspace: Workspace, draft: str | None, to: tuple[str, ...], as_j
 
 @click.command()
 @click.argument("campaign", required=False)
+@click.option(
+    "--all", "show_all", is_flag=True, help="Test sends too (without CAMPAIGN: every campaign)."
+)
 @json_option
 @pass_workspace
-def status(workspace: Workspace, campaign: str | None, as_json: bool) -> None:
+def status(workspace: Workspace, campaign: str | None, show_all: bool, as_json: bool) -> None:
     """What a campaign sent, deferred, failed and suppressed, and how to resume it.
 
     CAMPAIGN is EDITION/LIST (2026-W48/weekly) or an edition id (all its lists);
-    default: the most recent campaign. Right after a crash, the messages that were
-    in flight (no sender holds the campaign any more) show as uncertain.
+    default: the most recent campaign to a list; test sends are left out unless --all.
+    Right after a crash, the messages that were in flight (no sender holds the campaign
+    any more) show as uncertain.
 
     \b
     Example:
         digest-mail status
+        digest-mail status --all
         digest-mail status 2026-W48/weekly --json
     """
-    reports = campaign_status(workspace, campaign)
+    reports = campaign_status(workspace, campaign, include_tests=show_all)
     if as_json:
-        _echo_json([r.as_dict() for r in reports] if campaign else reports[-1].as_dict())
+        several = campaign or show_all
+        _echo_json([r.as_dict() for r in reports] if several else reports[-1].as_dict())
         return
     for report in reports:
         so_far = " so far" if report.state == "snapshotting" else ""
