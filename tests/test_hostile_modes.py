@@ -42,7 +42,8 @@ def test_new_files_follow_umask_077(workspace: Path, run: Runner, umask: None) -
     draft = workspace / "drafts" / "2026-W48"
     assert mode(draft) == 0o700
     assert {mode(p) for p in draft.iterdir()} == {0o600}
-    assert run("archive", "2026-W48").exit_code == 0
+    # send publishes the archive once the campaign is complete (archive takes only that).
+    assert run("send", "2026-W48", "--list", "weekly", "--yes").exit_code == 0
     assert {mode(p) for p in (workspace / "archive").rglob("*") if p.is_file()} == {0o600}
 
 
