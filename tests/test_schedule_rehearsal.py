@@ -9,7 +9,14 @@ from pathlib import Path
 from conftest import Runner
 from digest_mail.ledger import Ledger
 from digest_mail.schedule import list_runs
-from schedule_helpers import compose_draft, outbox_messages, ran_before, set_schedules, weekly
+from schedule_helpers import (
+    compose_draft,
+    outbox_messages,
+    ran_before,
+    set_schedules,
+    weekly,
+    write_list,
+)
 
 NOW = "2026-11-30T08:00:30+09:00"
 SLOT = "weekly: 2026-11-30 08:00 JST (2026-11-29T23:00:00+00:00)"
@@ -105,3 +112,21 @@ def test_pretending_a_time_with_the_capture_outbox_needs_no_yes(
     result = run("schedule", "run-due", "--now", NOW)
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{SLOT}: sent: sent 2026-W48 to weekly: 31 sent")
+
+
+def test_dry_run_to_a_list_with_nobody_says_the_send_would_fail(
+    workspace: Path, run: Runner
+) -> None:
+    write_list(workspace, "empty", [])
+    set_schedules(workspace, weekly(list_name="empty"))
+    compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
+    assert run("approve", "2026-W48").exit_code == 0
+    result = run("schedule", "run-due", "--now", NOW, "--dry-run")
+    assert (result.exit_code, result.output) == (
+        1,
+        f"{SLOT}: failed: 2026-W48 to empty would fail: nothing to send: list empty has no"
+        " subscribed reader (it is empty) (add readers with 'digest-mail subscribers add empty"
+        " ADDRESS', then send again)\n"
+        "Dry run: no slot claimed, nothing sent.\n",
+    )
+    assert _runs(workspace) == []

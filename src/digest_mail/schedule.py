@@ -591,7 +591,14 @@ def _rehearse(
     else:
         draft = load_draft(workspace, run.edition or "")
         verb = f"the rest of an interrupted run ({run.state}): "
-    preview = count_recipients(workspace, draft, schedule.list_name)
+    try:
+        preview = count_recipients(workspace, draft, schedule.list_name)
+    except DigestMailError as exc:
+        # What the real run would record as a failed slot (an empty or unreadable list …).
+        hint = f" ({exc.hint})" if exc.hint else ""
+        return outcome(
+            "failed", "unclaimed", f"{draft.id} to {schedule.list_name} would fail: {exc}{hint}"
+        )
     return outcome(
         "would send",
         run.state if run is not None else "unclaimed",
