@@ -733,6 +733,7 @@ def _send(
     from digest_mail.campaign import CampaignInterrupted, run_campaign
     from digest_mail.check import require_no_errors
     from digest_mail.edition import load_draft
+    from digest_mail.identity import refuse_sample_identity
 
     resumed = run.state != "claimed"
     edition = run.edition or ""
@@ -741,6 +742,8 @@ def _send(
         state = approval_state(workspace, ledger, draft)
         if not state.ok:
             raise DigestMailError(state.describe())
+        # The sample identity is the settings' fault, not the draft's: say that first.
+        refuse_sample_identity(workspace)
         # A scheduled send has no --force: a draft that check fails waits for the editor.
         require_no_errors(
             draft, how_to_override=" and approve it again", settings=workspace.settings
