@@ -16,13 +16,20 @@ from pathlib import Path
 import pytest
 
 from compose_samples import replace_field
-from conftest import Runner
+from conftest import Runner, use_own_identity
 from digest_mail.edition import default_edition_id
 from digest_mail.probes import fetch_image, subject_all_caps
 
 EDITION = default_edition_id(dt.date.today())
 KYOTO = "articles/kyoto-crafts-successors.md"
 HEAT = "articles/heatwave-elderly-care.md"
+
+
+@pytest.fixture(autouse=True)
+def _own_identity(request: pytest.FixtureRequest) -> None:
+    # These tests are about the draft; the sample identity's warning has tests of its own.
+    if "workspace" in request.fixturenames:
+        use_own_identity(request.getfixturevalue("workspace"))
 
 
 def _findings(result_output: str) -> list[str]:
