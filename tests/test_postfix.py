@@ -238,3 +238,37 @@ def cli(workspace: Path, env: dict[str, str], *args: str) -> subprocess.Complete
         text=True,
         timeout=120,
     )
+
+
+def test_a_list_nobody_of_which_exists_trips_the_breaker(
+    workspace: Path, run: Runner, postfix: PostfixInstance
+) -> None:
+    # A relay pointed at the wrong mailbox table refuses everyone as unknown: a relay
+    # problem, not a list to suppress.
+    readers = [f"pf-ghost{i}@example.jp" for i in range(15)]
+    env = {**prepare(workspace, "pf-f@example.jp", readers), **url(postfix)}
+    env["DIGEST_MAIL_SMTP_CONCURRENCY"] = "1"
+    configure(postfix, vmailbox=[])
+    postfix.wait(
+        lambda: not postfix.accepts("open", "pf-f@example.jp", readers[0]), what="took the map"
+    )
+    result = run("send", "2026-W48", "--list", "pf", "--yes", env=env)
+    assert result.exit_code == 3, result.output
+    assert result.output.splitlines()[1].startswith(
+        "Error: circuit breaker: 10 of the first 10 recipients were refused (last: 550 5.1.1 "
+    )
+    assert states(workspace) == ({"queued": len(readers)}, 0)
+
+
+def test_test_send_opens_one_connection(
+    workspace: Path, run: Runner, postfix: PostfixInstance
+) -> None:
+    readers = ["pf-staff1@example.jp"]
+    env = {**prepare(workspace, "pf-g@example.jp", readers), **url(postfix)}
+    configure(postfix, vmailbox=[f"{r} example.jp/{r.partition('@')[0]}/" for r in readers])
+    postfix.wait(lambda: postfix.accepts("open", "pf-g@example.jp", readers[0]), what="maps")
+    before = postfix.log().count("]: connect from localhost")
+    result = run("test-send", "2026-W48", "--to", readers[0], env=env)
+    assert result.exit_code == 0, result.output
+    postfix.wait(lambda: len(postfix.delivered(readers[0])) == 1, what="delivered the test")
+    assert postfix.log().count("]: connect from localhost") - before == 1
