@@ -184,6 +184,9 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
         assert sorted(p.name for p in (workspace / "drafts/2026-W50/preview").glob("*.png"))
     # The approved edition is the one the schedule would send next.
     assert "2026-W51" in shell.output_of("digest-mail schedule list")
+    rehearsal = shell.output_of("digest-mail schedule run-due --dry-run")
+    assert "would send: 2026-W51 to 2 of list weekly" in rehearsal
+    assert len(read_maildir(workspace / "outbox")) == len(captured)
     assert "digest-mail schedule run-due" in shell.output_of("digest-mail schedule install")
     if skipped:
         pytest.skip(f"the rest of the walk passed; not run without chromium: {skipped}")
