@@ -112,6 +112,14 @@ def test_compose_refuses_to_replace_an_approved_draft_and_force_says_what_it_wit
     assert "sends nothing: no approved edition; drafts/2026-W49 changed after approval;" in (
         listed.output
     )
+    # The approval pins content that is gone: composing once more withdraws nothing.
+    third = _compose(run, ("articles/diet-election-reform.md",))
+    assert third.exit_code == 0, third.output
+    assert "Withdrew" not in third.output
+    # Back to the approved content: the approval counts again.
+    back = _compose(run, FIRST)
+    assert back.exit_code == 0, back.output
+    assert "sends 2026-W49\n" in run("schedule", "list", "--now", "2026-11-25T21:00:00Z").output
 
 
 def test_schedule_list_speaks_of_the_newest_edition_that_changed(

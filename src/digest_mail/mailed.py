@@ -60,6 +60,19 @@ def _active_approval(ledger: Ledger, edition: str) -> Approval | None:
     return None
 
 
+def _draft_hash(workspace: Workspace, edition: str) -> str | None:
+    """The content hash of ``drafts/<edition>/`` as its files are now (None without one)."""
+    from digest_mail.edition import content_hash, load_draft
+
+    if not (workspace.drafts_dir / edition / "edition.json").is_file():
+        return None
+    try:
+        draft = load_draft(workspace, edition)
+    except DigestMailError:
+        return None
+    return content_hash(subject=draft.subject, html=draft.html, text=draft.text)
+
+
 def _lists(mailed: list[Mailed]) -> str:
     return ", ".join(f"{m.list_name} ({m.sent} sent)" for m in mailed)
 
@@ -99,7 +112,11 @@ def guard_replacement(
     with Ledger(workspace.ledger_path) as ledger:
         mailed = [m for m in mailed_campaigns(ledger, edition) if m.content_hash != new_hash]
         approval = _active_approval(ledger, edition)
+    # Only an approval of the draft on disk counts: once it was replaced (--force), the
+    # approval pins content that is gone, and composing again withdraws nothing more.
     if approval is not None and approval.content_hash == new_hash:
+        approval = None
+    if approval is not None and approval.content_hash != _draft_hash(workspace, edition):
         approval = None
     if not mailed and approval is None:
         return Replacement()
