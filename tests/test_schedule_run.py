@@ -269,7 +269,7 @@ def test_interrupted_scheduled_send_resumes_without_duplicates(
         server.stop()
 
 
-def test_failed_send_exits_1_and_the_next_run_due_resumes_it(
+def test_a_relay_that_is_down_stops_the_slot_with_3_and_the_next_run_due_resumes_it(
     workspace: Path, run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     set_schedules(workspace, weekly())
@@ -278,7 +278,7 @@ def test_failed_send_exits_1_and_the_next_run_due_resumes_it(
         # Nothing listens on port 1 of the loopback: the relay is down.
         patch.setenv("DIGEST_MAIL_SMTP_URL", "smtp://127.0.0.1:1")
         failed = run("schedule", "run-due", "--now", "2026-11-30T08:00:10+09:00")
-    assert failed.exit_code == 1
+    assert failed.exit_code == 3  # stopped, as 'send' through a relay that is down
     assert failed.output.startswith(f"{SLOT_LINE}: failed: 2026-W48 to weekly failed: ")
     assert failed.output.endswith("; run-due retries until 2026-11-30T05:00:00+00:00\n")
     assert runs(workspace) == [(SLOT, "failed", "2026-W48")]
@@ -329,3 +329,33 @@ def test_the_first_run_due_does_not_report_slots_before_it_as_missed(workspace: 
     # From then on the schedule is running: a slot left late is a missed send.
     late = run("schedule", "run-due", "--now", "2026-12-07T15:00:00+09:00")
     assert late.output.endswith(": skipped: missed by 7h (late_after = 6h); not sent late\n")
+
+
+def test_a_deferred_reader_keeps_the_slot_open_until_a_later_run_due_delivers(
+    workspace: Path, run, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_schedules(workspace, weekly())
+    approved(workspace, run)
+    everyone = subscribed(workspace, "weekly")
+    busy = everyone[3]
+    smtp_server.reply_for(busy, "450 4.2.1 Mailbox busy", times=None)
+    monkeypatch.setenv("DIGEST_MAIL_SMTP_URL", smtp_server.url)
+    monkeypatch.setenv("DIGEST_MAIL_SMTP_RETRY_FOR", "0s")  # deferred at the first 450
+    first = run("schedule", "run-due", "--now", "2026-11-30T08:00:10+09:00")
+    assert first.exit_code == 4, first.output
+    assert first.output.startswith(
+        f"{SLOT_LINE}: incomplete: 2026-W48 to weekly is not finished: "
+        f"{len(everyone) - 1} sent, 1 deferred, 0 failed"
+    )
+    assert first.output.endswith("; the next run-due resumes it\n")
+    # Not 'sent': the slot stays open, so the schedule itself comes back for the reader.
+    assert runs(workspace) == [(SLOT, "sending", "2026-W48")]
+
+    smtp_server.handler.always.clear()
+    second = run("schedule", "run-due", "--now", "2026-11-30T08:05:00+09:00")
+    assert second.exit_code == 0, second.output
+    assert second.output.startswith(f"{SLOT_LINE}: sent: resumed and sent 2026-W48 to weekly")
+    counts = smtp_server.counts()
+    assert set(counts) == {a.lower() for a in everyone}
+    assert set(counts.values()) == {1}
+    assert runs(workspace) == [(SLOT, "sent", "2026-W48")]

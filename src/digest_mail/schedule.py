@@ -46,7 +46,13 @@ from croniter.croniter import CroniterBadDateError
 
 from digest_mail.approval import ApprovalState, list_approvals, stored_state
 from digest_mail.config import EDITION_ID, ScheduleSettings, Workspace, parse_duration
-from digest_mail.errors import ConfigError, DigestMailError
+from digest_mail.errors import (
+    EXIT_COMPLETE,
+    EXIT_ERROR,
+    EXIT_INCOMPLETE,
+    ConfigError,
+    DigestMailError,
+)
 from digest_mail.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -486,7 +492,9 @@ def _slot_lock(workspace: Workspace, schedule: Schedule) -> Iterator[bool]:
 
 # --- running what is due -------------------------------------------------------------------
 
-Action = Literal["sent", "skipped", "failed", "busy", "done", "would send", "would skip"]
+Action = Literal[
+    "sent", "incomplete", "skipped", "failed", "busy", "done", "would send", "would skip"
+]
 
 
 @dataclass(frozen=True)
@@ -504,6 +512,15 @@ class RunOutcome:
     campaign_id: str | None = None
     notice: str | None = None
     report: dict[str, Any] | None = field(default=None, compare=False)
+    # The exit status this outcome asks of run-due (see errors.py); None: 1 for a failed
+    # slot, 0 otherwise.
+    status: int | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.status is not None:
+            return self.status
+        return EXIT_ERROR if self.action == "failed" else EXIT_COMPLETE
 
     def line(self) -> str:
         local = self.slot.astimezone(ZoneInfo(self.zone))
@@ -526,6 +543,7 @@ class RunOutcome:
             "message": self.message,
             "notice": self.notice,
             "report": self.report,
+            "exit_code": self.exit_code,
         }
 
 
@@ -776,10 +794,36 @@ def _send(
             "failed",
             f"{edition} to {schedule.list_name} failed: {message}; {retry}",
             edition=edition,
+            status=exc.exit_code if isinstance(exc, DigestMailError) else EXIT_ERROR,
         )
     summary = f"{report.summary()} of {report.total} ({report.sent_this_run} this run)"
+    if report.exit_code == EXIT_INCOMPLETE:
+        # Readers are still queued or deferred: the slot stays 'sending', so the next
+        # run-due (or the daemon's retry) resumes the campaign instead of calling it sent.
+        summary += "; the next run-due resumes it"
+        _update_run(
+            ledger,
+            schedule.name,
+            slot,
+            state="sending",
+            note=summary,
+            campaign_id=report.campaign_id,
+        )
+        return outcome(
+            "incomplete",
+            "sending",
+            f"{edition} to {schedule.list_name} is not finished: {summary}",
+            edition=edition,
+            campaign_id=report.campaign_id,
+            report=report.as_dict(),
+            status=EXIT_INCOMPLETE,
+        )
     if not report.complete:
+        # Only rows a crashed run left uncertain remain: resending them is the operator's
+        # explicit choice, which no later run-due can make.
         summary += f"; {report.stopped or 'incomplete'}: rerun '{report.resume_command()}'"
+        if report.uncertain:
+            summary += " --resend-uncertain to send those again"
     else:
         from digest_mail.archive import publish_after_campaign
 
@@ -805,6 +849,7 @@ def _send(
         edition=edition,
         campaign_id=report.campaign_id,
         report=report.as_dict(),
+        status=report.exit_code,
     )
 
 
@@ -1090,7 +1135,7 @@ def run_daemon(
         try:
             for item in run_due(workspace, now=now):
                 log(item.line())
-                retry = retry or item.action in ("failed", "busy")
+                retry = retry or item.action in ("failed", "busy", "incomplete")
         except CampaignInterrupted as exc:
             # The campaign took the signal meant for us: stop, the slot resumes next time.
             log(f"stopping: {exc}")

@@ -148,8 +148,10 @@ def run_due(
 
     Claims the most recent slot at or before now, sends the newest approved edition
     not yet sent to the list (resuming an interrupted send), or skips it: nothing
-    approved (staff get a notice) or missed by more than late_after. Exit code 1 when
-    a send failed.
+    approved (staff get a notice) or missed by more than late_after. The exit status is
+    the highest of the schedules' outcomes: 1 a slot failed, 3 the relay refused us, 4
+    readers are still queued or deferred (the next run-due resumes the send), 5 only
+    uncertain rows of a crashed run remain (decide with send --resend-uncertain).
 
     --dry-run rehearses: it claims no slot and sends nothing. --now pretends it is
     another time; through a relay beyond this machine it sends only with --yes (the
@@ -174,8 +176,11 @@ def run_due(
             click.echo(outcome.line())
         if dry_run:
             click.echo("Dry run: no slot claimed, nothing sent.")
-    if any(o.action == "failed" for o in outcomes):
-        ctx.exit(1)
+    # The most severe outcome decides: 1 a slot failed, 3 the relay refused us, 4 readers
+    # are still queued or deferred (the next run-due resumes), 5 only uncertain rows remain.
+    worst = max((o.exit_code for o in outcomes), default=0)
+    if worst:
+        ctx.exit(worst)
 
 
 def _guard_pretend_time(workspace: Workspace, now: str, *, yes: bool) -> None:
