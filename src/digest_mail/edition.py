@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from digest_mail.mailed import Replacement
 
 __all__ = [
+    "ComposeRequest",
     "Draft",
     "DraftChangedError",
     "Edition",
@@ -202,6 +203,62 @@ def content_hash(*, subject: str, html: str, text: str) -> str:
 
 
 @dataclass(frozen=True)
+class ComposeRequest:
+    """What ``compose`` was asked for, kept in edition.json (``"compose"``) so that the
+    draft can be composed again the same way: ``preview --serve`` recomposes on every
+    save with the same article files, window and overrides. The edition id is the
+    draft's own. Article paths inside the workspace are kept relative to it."""
+
+    articles: tuple[str, ...] = ()
+    since: str | None = None
+    category: str | None = None
+    subject: str | None = None
+    intro: str | None = None
+    preheader: str | None = None
+
+    @classmethod
+    def of(
+        cls, workspace: Workspace, paths: Sequence[Path | str], **options: str | None
+    ) -> ComposeRequest:
+        root = workspace.root.resolve()
+        kept = []
+        for given in paths:
+            path = Path(given).absolute()
+            kept.append(
+                path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+            )
+        return cls(articles=tuple(kept), **options)
+
+    @classmethod
+    def from_json(cls, data: object) -> ComposeRequest:
+        """The record of an edition.json; anything malformed reads as "no options"."""
+        if not isinstance(data, dict):
+            return cls()
+        articles = data.get("articles")
+        options = {
+            key: value
+            for key in ("since", "category", "subject", "intro", "preheader")
+            if isinstance(value := data.get(key), str)
+        }
+        if not isinstance(articles, list) or not all(isinstance(a, str) for a in articles):
+            articles = []
+        return cls(articles=tuple(articles), **options)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "articles": list(self.articles),
+            "since": self.since,
+            "category": self.category,
+            "subject": self.subject,
+            "intro": self.intro,
+            "preheader": self.preheader,
+        }
+
+    def paths(self, workspace: Workspace) -> list[Path]:
+        return [workspace.root / article for article in self.articles]
+
+
+@dataclass(frozen=True)
 class Draft:
     """A composed edition on disk (``drafts/<id>/``), placeholders still in place."""
 
@@ -219,6 +276,7 @@ class Draft:
     # Per article, what check needs of its front matter: file, lead, 💡 points, image,
     # the fields no template showed (see render.unshown_fields).
     cards: tuple[dict[str, Any], ...] = ()
+    request: ComposeRequest = ComposeRequest()
 
     @property
     def html_bytes(self) -> int:
@@ -280,6 +338,7 @@ def save_draft(
     rendered: RenderedEdition,
     *,
     now: dt.datetime | None = None,
+    request: ComposeRequest | None = None,
 ) -> Draft:
     """Write ``drafts/<id>/`` atomically (temp folder beside it, then rename)."""
     drafts = workspace.drafts_dir
@@ -298,6 +357,7 @@ def save_draft(
         created_at=created,
         intro=edition.intro,
         mjml=rendered.mjml,
+        request=request or ComposeRequest(),
         cards=tuple(
             _card(article, unshown)
             for article, unshown in zip(
@@ -318,6 +378,7 @@ def save_draft(
         "cards": list(draft.cards),
         "html_bytes": draft.html_bytes,
         "text_lines": draft.text_lines,
+        "compose": draft.request.as_json(),
     }
     staging = new_temp_dir(drafts, prefix=f".{edition.id}.")
     try:
@@ -374,6 +435,7 @@ def _read_draft(path: Path) -> Draft:
         created_at=str(meta.get("created_at", "")),
         intro=str(meta.get("intro", "")),
         cards=tuple(dict(c) for c in meta.get("cards", []) if isinstance(c, dict)),
+        request=ComposeRequest.from_json(meta.get("compose")),
         mjml=mjml_path.read_text(encoding="utf-8") if mjml_path.is_file() else "",
     )
 
@@ -527,4 +589,13 @@ def compose_edition(
     )
     digest = content_hash(subject=edition.subject, html=rendered.html, text=rendered.text)
     replaced = guard_replacement(workspace, edition.id, digest, force=force)
-    return save_draft(workspace, edition, rendered, now=now), replaced
+    request = ComposeRequest.of(
+        workspace,
+        paths,
+        since=since,
+        category=category,
+        subject=subject,
+        intro=intro,
+        preheader=preheader,
+    )
+    return save_draft(workspace, edition, rendered, now=now, request=request), replaced

@@ -251,6 +251,17 @@ def check(
     is_flag=True,
     help="Also screenshot each width in dark mode (prefers-color-scheme: dark).",
 )
+@click.option(
+    "--serve",
+    is_flag=True,
+    help="Serve a live preview page on this machine that recomposes DRAFT on every save.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Port of --serve on 127.0.0.1 (default: 8026; 0: any free port).",
+)
 @json_option
 @pass_workspace
 def preview(
@@ -260,9 +271,11 @@ def preview(
     height: int | None,
     open_browser: bool,
     dark: bool,
+    serve: bool,
+    port: int | None,
     as_json: bool,
 ) -> None:
-    """Screenshot DRAFT at phone and desktop widths with headless Chromium.
+    """Screenshot DRAFT at phone and desktop widths with headless Chromium, or serve it live.
 
     The placeholders are filled with a sample reader first. PNGs go to
     drafts/<edition>/preview/ (preview-375.png; with --dark also preview-375-dark.png).
@@ -270,12 +283,37 @@ def preview(
     DRAFT is an edition id or a draft folder (default: the latest draft). Needs Chromium
     and Japanese fonts: apt-get install chromium fonts-noto-cjk.
 
+    With --serve, a page at http://127.0.0.1:PORT/ (this machine only) shows the edition
+    as sent, at 375 and 600 px side by side, light or dark, its plain-text part, the
+    inbox line and the check results, for a reader of a list you pick (staff by
+    default). Every save in articles/, templates/email/ or digest-mail.toml composes
+    DRAFT again the way it was composed (without drafts: as 'compose' would) and the page
+    updates by itself; a mistake shows as compose's error line above the last good render.
+    Ctrl-C stops it. See docs/editing.md.
+
     \b
     Example:
         digest-mail preview
         digest-mail preview 2026-W48 --width 375 --width 600 --dark
         digest-mail preview --open
+        digest-mail preview --serve
     """
+    if serve:
+        given = [
+            name
+            for name, used in (
+                ("--open", open_browser),
+                ("--width", bool(widths)),
+                ("--height", height is not None),
+                ("--dark", dark),
+                ("--json", as_json),
+            )
+            if used
+        ]
+        if given:
+            raise click.UsageError(f"--serve cannot be combined with {', '.join(given)}")
+        _serve_preview(workspace, draft, port)
+        return
     chosen = resolve_draft(workspace, draft)
     if open_browser:
         page = open_preview(chosen, workspace.settings)
@@ -312,6 +350,42 @@ def preview(
             "  (the preview fetches nothing over the network: the screenshots show a gap"
             " there; open each URL in a browser to see that readers will get it)"
         )
+
+
+def _serve_preview(workspace: Workspace, draft: str | None, port: int | None) -> None:
+    # Imported here: aiohttp and watchfiles would slow every other command's start.
+    from digest_mail.liveserver import DEFAULT_PORT, LiveInfo, serve_live
+    from digest_mail.liveview import Composed
+
+    def ready(info: LiveInfo) -> None:
+        edition = info.edition or "a new draft"
+        click.echo(f"Live preview of {edition}: {info.url}")
+        click.echo(
+            f"  listening on {info.host} only (this machine); "
+            f"watching {', '.join(info.watched)}; Ctrl-C stops"
+        )
+
+    def changed(outcome: Composed | tuple[str, ...], paths: set[str]) -> None:
+        if isinstance(outcome, Composed):
+            draft = outcome.draft
+            count = len(draft.articles)
+            click.echo(
+                f"{outcome.at} composed {draft.id}: {count} article{'' if count == 1 else 's'}, "
+                f"HTML {draft.html_bytes / 1024:.1f} KB, in {outcome.seconds:.2f} s"
+            )
+        else:
+            for line in outcome:
+                click.echo(line)
+
+    serve_live(
+        workspace,
+        draft,
+        port=DEFAULT_PORT if port is None else port,
+        spamassassin=find_spamassassin(),
+        on_ready=ready,
+        on_event=changed,
+    )
+    click.echo("stopped")
 
 
 COMMANDS = [compose, check, preview]
