@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -396,6 +397,34 @@ async def test_the_settings_file_is_watched_too(live: Live) -> None:
     failed = await live.next_outcome()
     assert isinstance(failed, tuple) and failed[0].startswith("Error: ")
     assert live.session.good is not None and live.session.good.draft.subject.endswith("号外")
+
+
+async def test_a_template_saved_recomposes(live: Live) -> None:
+    template = live.workspace / "templates/email/digest.txt.j2"
+    text = template.read_text(encoding="utf-8")
+    template.write_text(text.replace("お問い合わせ:", "ご連絡先:"), encoding="utf-8")
+    outcome = await live.next_outcome()
+    assert isinstance(outcome, Composed) and "ご連絡先: editors@example.jp" in outcome.draft.text
+
+
+async def test_a_templates_folder_that_appears_later_is_watched(
+    workspace: Path, run: Runner, tmp_path: Path
+) -> None:
+    packaged = workspace / "templates"
+    outside = shutil.move(packaged, tmp_path / "templates")
+    assert run("compose", *ARTICLES).exit_code == 0
+    async with start_live(workspace) as live:
+        shutil.move(outside, packaged)
+        assert isinstance(await live.next_outcome(), Composed)
+        # The new folder is watched from now on: a save inside it recomposes.
+        template = packaged / "email/digest.txt.j2"
+        text = template.read_text(encoding="utf-8")
+        template.write_text(text.replace("お問い合わせ:", "ご連絡先:"), encoding="utf-8")
+        while True:
+            outcome = await live.next_outcome()
+            assert isinstance(outcome, Composed)
+            if "ご連絡先:" in outcome.draft.text:
+                break
 
 
 @pytest.mark.slow

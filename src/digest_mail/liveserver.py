@@ -258,6 +258,7 @@ class _Watcher:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Watch until ``stop`` is set (watchfiles notices within a few milliseconds)."""
+        first = True
         while not stop.is_set():
             folders = [p for p in (self.articles, self.root / "templates") if p.is_dir()]
             restart = asyncio.Event()
@@ -265,6 +266,13 @@ class _Watcher:
             if folders:
                 tasks.append(asyncio.create_task(self._deep_changes(folders, restart)))
             waiting = asyncio.create_task(stop.wait())
+            # One step of each task sets its watches up (watchfiles does so before its
+            # first wait); a save in a folder that appeared before that is seen by the
+            # compose asked for here, any later one by the new watch.
+            await asyncio.sleep(0)
+            if not first:
+                self.notify(set())
+            first = False
             try:
                 await asyncio.wait([waiting, *tasks], return_when=asyncio.FIRST_COMPLETED)
             finally:
