@@ -169,6 +169,26 @@ def test_the_reader_picker_fills_the_placeholders_through_the_send_path(
     assert session.state("no-such-list", 0)["list"] == "staff"
 
 
+def test_the_picker_reads_a_list_again_once_it_changed_and_names_a_broken_one(
+    workspace: Path, run: Runner
+) -> None:
+    assert run("compose", *ARTICLES).exit_code == 0
+    session = LiveSession(find_workspace(workspace))
+    assert session.state(None, 0)["readers"][0] == "編集部 <editors@example.jp>"
+    staff = workspace / "subscribers" / "staff.csv"
+    header, *rows = staff.read_text(encoding="utf-8").splitlines()
+    staff.write_text(
+        "\n".join([header, "new.editor@example.jp,新人 編集者,subscribed,2026-12-01", *rows])
+        + "\n",
+        encoding="utf-8",
+    )
+    assert session.state(None, 0)["readers"][0] == "新人 編集者 <new.editor@example.jp>"
+    staff.write_bytes(b"name,status\n\xe6\x96\xb0,subscribed\n")
+    state = session.state(None, 0)
+    assert state["sample_reader"] is True
+    assert state["reader_error"][0].startswith("Error: subscribers/staff.csv")
+
+
 def test_a_workspace_without_lists_previews_with_the_sample_reader(
     workspace: Path, run: Runner
 ) -> None:

@@ -162,6 +162,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self.version = 0
         self._renders = 0
+        self._readers: dict[str, tuple[tuple[str, int, int], tuple[Reader, ...]]] = {}
         self.good: Composed | None = None
         self.error: tuple[str, ...] = ()
         self.workspace = workspace
@@ -250,20 +251,31 @@ class LiveSession:
     def readers(self, list_name: str | None) -> tuple[list[Reader], tuple[str, ...]]:
         """The first :data:`READERS_SHOWN` subscribed readers of the list (the staff list
         by default), or the sample reader when there is none; and why, if the list
-        could not be read."""
+        could not be read. Read again only when the file changed: the page asks on
+        every update, and deciding a big list's encoding reads all of it."""
         workspace = self.workspace
         chosen = list_name or self.default_list()
         found: list[Reader] = []
         problem: tuple[str, ...] = ()
         if chosen is not None:
             try:
-                for row in scan_list(require_list(workspace, chosen)):
-                    if isinstance(row, Recipient) and row.status == "subscribed":
-                        found.append(Reader(chosen, row.email, row.name))
-                        if len(found) >= READERS_SHOWN:
-                            break
-            except DigestMailError as exc:
-                problem = error_lines(exc)
+                path = require_list(workspace, chosen)
+                stat = path.stat()
+                key = (chosen, stat.st_mtime_ns, stat.st_size)
+                cached = self._readers.get(chosen)
+                if cached is not None and cached[0] == key:
+                    found = list(cached[1])
+                else:
+                    for row in scan_list(path):
+                        if isinstance(row, Recipient) and row.status == "subscribed":
+                            found.append(Reader(chosen, row.email, row.name))
+                            if len(found) >= READERS_SHOWN:
+                                break
+                    self._readers[chosen] = (key, tuple(found))
+            except (DigestMailError, OSError) as exc:
+                problem = (
+                    error_lines(exc) if isinstance(exc, DigestMailError) else (f"Error: {exc}",)
+                )
         if not found:
             address, name = SAMPLE_RECIPIENT
             found.append(
