@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any
 
 from digest_mail import eventloop
 from digest_mail.config import Workspace, parse_duration
@@ -51,7 +51,7 @@ from digest_mail.errors import (
     DigestMailError,
 )
 from digest_mail.ledger import Ledger, utcnow
-from digest_mail.message import BodyEncoding, DraftLike, MessageTemplate, new_message_id
+from digest_mail.message import BodyEncoding, MessageTemplate, new_message_id
 from digest_mail.smtpclient import SMTPUTF8_MISSING
 from digest_mail.subscribers import (
     Recipient,
@@ -78,6 +78,10 @@ from digest_mail.transport import (
 )
 from digest_mail.unsubscribe import TokenSigner, signing_key, unsubscribe_mailto, unsubscribe_url
 
+if TYPE_CHECKING:
+    # Only a type: importing edition at start would load rendering for every send.
+    from digest_mail.edition import HashedDraft
+
 SNAPSHOT_BATCH = 1000
 # While this process sends, the snapshot writer commits smaller batches: the claims
 # wait for the ledger's write lock no longer than one of them takes.
@@ -100,11 +104,6 @@ BREAKER_MIN_REJECTED = 10
 BREAKER_SHARE = 0.5
 
 STATES = ("queued", "sending", "sent", "deferred", "failed", "suppressed", "skipped", "uncertain")
-
-
-class CampaignDraft(DraftLike, Protocol):
-    @property
-    def content_hash(self) -> str: ...
 
 
 class CampaignError(DigestMailError):
@@ -1464,7 +1463,7 @@ async def _deliver(
     *,
     workspace: Workspace,
     store: _Store,
-    draft: CampaignDraft,
+    draft: HashedDraft,
     list_name: str,
     report: CampaignReport,
     options: _Options,
@@ -1544,7 +1543,7 @@ async def _deliver(
 
 def _run(
     workspace: Workspace,
-    draft: CampaignDraft,
+    draft: HashedDraft,
     list_name: str,
     *,
     campaign_id: str,
@@ -1755,7 +1754,7 @@ def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport)
 
 def _dry_run_report(
     store: _Store,
-    draft: CampaignDraft,
+    draft: HashedDraft,
     lists: Sequence[str],
     kind: str,
     items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
@@ -1883,7 +1882,7 @@ def smtputf8_warning(workspace: Workspace, count: int, examples: Sequence[str]) 
 
 
 def count_recipients(
-    workspace: Workspace, draft: CampaignDraft, list_name: str | Sequence[str]
+    workspace: Workspace, draft: HashedDraft, list_name: str | Sequence[str]
 ) -> CampaignReport:
     """How many a send would reach now (for the confirmation prompt); changes nothing."""
     return run_campaign(workspace, draft, list_name, dry_run=True)
@@ -1891,7 +1890,7 @@ def count_recipients(
 
 def run_campaign(
     workspace: Workspace,
-    draft: CampaignDraft,
+    draft: HashedDraft,
     list_name: str | Sequence[str],
     *,
     concurrency: int | None = None,
@@ -1953,7 +1952,7 @@ def _is_list(workspace: Workspace, name: str) -> bool:
 
 def send_test(
     workspace: Workspace,
-    draft: CampaignDraft,
+    draft: HashedDraft,
     *,
     to: Sequence[str] | None = None,
     clock: Clock | None = None,

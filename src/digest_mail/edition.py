@@ -31,6 +31,7 @@ from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_dir
 from digest_mail.headers import looks_like_encoded_word
+from digest_mail.message import DraftLike
 from digest_mail.render import RenderedEdition, render_edition, unshown_fields
 
 if TYPE_CHECKING:
@@ -86,17 +87,9 @@ class DraftChangedError(DigestMailError):
     """A draft's files no longer hold the content its edition.json (and any approval) pins."""
 
 
-class HashedDraft(Protocol):
+class HashedDraft(DraftLike, Protocol):
     """What :func:`verify_content` reads: the strings messages are built from, and the pin."""
 
-    @property
-    def id(self) -> str: ...
-    @property
-    def subject(self) -> str: ...
-    @property
-    def html(self) -> str: ...
-    @property
-    def text(self) -> str: ...
     @property
     def content_hash(self) -> str: ...
 
