@@ -37,6 +37,7 @@ from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -567,6 +568,27 @@ def rehearse_due(workspace: Workspace, *, now: datetime | None = None) -> list[R
         return [_rehearse(workspace, ledger, s, moment, via) for s in schedules]
 
 
+def _outcome(
+    schedule: Schedule,
+    slot: datetime,
+    action: Action,
+    state: str,
+    message: str,
+    **extra: Any,
+) -> RunOutcome:
+    """What happened to ``schedule``'s ``slot``: a dry run and a real run say it alike."""
+    return RunOutcome(
+        schedule=schedule.name,
+        list_name=schedule.list_name,
+        slot=slot,
+        zone=schedule.zone_name,
+        action=action,
+        state=state,
+        message=message,
+        **extra,
+    )
+
+
 def _rehearse(
     workspace: Workspace, ledger: Ledger, schedule: Schedule, now: datetime, via: str
 ) -> RunOutcome:
@@ -574,19 +596,7 @@ def _rehearse(
     from digest_mail.edition import load_draft
 
     slot = schedule.latest_slot(now)
-
-    def outcome(action: Action, state: str, message: str, **extra: Any) -> RunOutcome:
-        return RunOutcome(
-            schedule=schedule.name,
-            list_name=schedule.list_name,
-            slot=slot,
-            zone=schedule.zone_name,
-            action=action,
-            state=state,
-            message=message,
-            **extra,
-        )
-
+    outcome = partial(_outcome, schedule, slot)
     run = get_run(ledger, schedule.name, slot)
     if run is not None and run.state in ("sent", "skipped"):
         return _recorded(outcome, run)
@@ -628,19 +638,7 @@ def _rehearse(
 
 def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> RunOutcome:
     slot = schedule.latest_slot(now)
-
-    def outcome(action: Action, state: str, message: str, **extra: Any) -> RunOutcome:
-        return RunOutcome(
-            schedule=schedule.name,
-            list_name=schedule.list_name,
-            slot=slot,
-            zone=schedule.zone_name,
-            action=action,
-            state=state,
-            message=message,
-            **extra,
-        )
-
+    outcome = partial(_outcome, schedule, slot)
     with _slot_lock(workspace, schedule) as locked:
         if not locked:
             with Ledger(workspace.ledger_path) as ledger:
