@@ -269,6 +269,19 @@ def _where_placeholder(edition: Edition) -> str:
     return ""
 
 
+def _render_counting_slots(
+    env: jinja2.Environment, name: str, context: Mapping[str, Any]
+) -> tuple[str, str, Counter[str]]:
+    """:func:`_render_template`, and the fill slots the template itself wrote."""
+    written: Counter[str] = Counter()
+    reset = _written.set(written)
+    try:
+        output, shown = _render_template(env, name, context)
+    finally:
+        _written.reset(reset)
+    return output, shown, written
+
+
 def _refuse_foreign_slots(output: str, written: Counter[str], edition: Edition, part: str) -> None:
     """Every fill slot in ``output`` must be one a template wrote: delivery fills each one
     with the reader's address or unsubscribe link, so an article must never make one."""
@@ -354,20 +367,10 @@ def render_edition(
     """Render ``edition`` once into HTML (inlined CSS) and text with placeholders kept."""
     env = environment(templates_dir)
     context = template_context(edition, settings)
-    html_slots: Counter[str] = Counter()
-    reset = _written.set(html_slots)
-    try:
-        mjml, html_template = _render_template(env, HTML_TEMPLATE, context)
-    finally:
-        _written.reset(reset)
+    mjml, html_template, html_slots = _render_counting_slots(env, HTML_TEMPLATE, context)
     html = inline_css(mjml_to_html(mjml, template=html_template))
     _refuse_foreign_slots(html, html_slots, edition, "HTML")
-    text_slots: Counter[str] = Counter()
-    reset = _written.set(text_slots)
-    try:
-        text, _ = _render_template(env, TEXT_TEMPLATE, context)
-    finally:
-        _written.reset(reset)
+    text, _, text_slots = _render_counting_slots(env, TEXT_TEMPLATE, context)
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n") + "\n"
     _refuse_foreign_slots(text, text_slots, edition, "text")
     return RenderedEdition(html=html, text=text, mjml=mjml)
