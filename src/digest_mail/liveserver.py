@@ -34,7 +34,7 @@ from digest_mail.config import CONFIG_NAME, Workspace
 from digest_mail.edition import Draft
 from digest_mail.errors import DigestMailError
 from digest_mail.liveview import Composed, LiveSession, error_lines
-from digest_mail.serve import BODY_TIMEOUT, HEADER_TIMEOUT
+from digest_mail.serve import BODY_TIMEOUT, HEADER_TIMEOUT, start_site
 
 __all__ = [
     "DEFAULT_PORT",
@@ -360,15 +360,9 @@ async def run_live(
     paths_changed: set[str] = set()
     tasks: list[asyncio.Task[None]] = []
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise DigestMailError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                hint="choose another --port (--port 0 picks a free one)",
-            ) from None
-        bound = int(runner.addresses[0][1]) if runner.addresses else port
+        bound = await start_site(
+            runner, host, port, hint="choose another --port (--port 0 picks a free one)"
+        )
         shown = f"[{host}]" if ":" in host else host
         app[_HOSTS].update({f"{shown}:{bound}", f"localhost:{bound}"})
 

@@ -27,7 +27,7 @@ from digest_mail.errors import DigestMailError
 from digest_mail.ledger import Ledger, utcnow
 from digest_mail.unsubscribe import Token, TokenError, read_token, signing_key
 
-__all__ = ["ServerInfo", "make_app", "make_runner", "serve", "unsubscribe_path"]
+__all__ = ["ServerInfo", "make_app", "make_runner", "serve", "start_site", "unsubscribe_path"]
 
 ONE_CLICK = "One-Click"
 # A client gets this long to send a request's headers (and, idle, to start the next one),
@@ -232,6 +232,19 @@ def make_runner(app: web.Application, *, header_timeout: float = HEADER_TIMEOUT)
     )
 
 
+async def start_site(runner: web.AppRunner, host: str, port: int, *, hint: str) -> int:
+    """Listen on ``host``:``port`` (0: any free port) and return the bound port; a port
+    that cannot be had is a :class:`DigestMailError` carrying ``hint``."""
+    site = web.TCPSite(runner, host, port)
+    try:
+        await site.start()
+    except OSError as exc:
+        raise DigestMailError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}", hint=hint
+        ) from None
+    return int(runner.addresses[0][1]) if runner.addresses else port
+
+
 async def _serve(
     workspace: Workspace,
     host: str,
@@ -242,21 +255,15 @@ async def _serve(
     runner = make_runner(make_app(workspace, log=log))
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        try:
-            await site.start()
-        except OSError as exc:
-            raise DigestMailError(
-                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                hint="choose another --port, or stop what is using it",
-            ) from None
-        bound = runner.addresses[0][1] if runner.addresses else port
+        bound = await start_site(
+            runner, host, port, hint="choose another --port, or stop what is using it"
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         # SIGTERM (systemd, a test) stops cleanly: the ledger is closed on the way out.
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        on_ready(ServerInfo(host, int(bound), unsubscribe_path(workspace)))
+        on_ready(ServerInfo(host, bound, unsubscribe_path(workspace)))
         await stop.wait()
     finally:
         await runner.cleanup()
