@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from digest_mail.config import Settings
-from digest_mail.edition import SAMPLE_RECIPIENT, Draft
+from digest_mail.edition import SAMPLE_RECIPIENT, Draft, sample_message
 from digest_mail.errors import DigestMailError
 from digest_mail.plaintext import display_width, is_url_line
 from digest_mail.probes import (
@@ -431,22 +431,19 @@ def check_draft(
 
 
 def _message(draft: Draft, settings: Settings) -> bytes:
-    """The message the sample reader gets (as preview.eml), for SpamAssassin."""
-    from digest_mail.message import POLICY, build_message
+    """The message the sample reader of the default list gets, with links shaped as a
+    real send's (preview.eml's name the staff list and a placeholder token), for
+    SpamAssassin."""
     from digest_mail.unsubscribe import make_token, unsubscribe_mailto, unsubscribe_url
 
-    address, name = SAMPLE_RECIPIENT
-    token = make_token(b"\0" * 32, settings.lists.default, address)
-    message = build_message(
+    token = make_token(b"\0" * 32, settings.lists.default, SAMPLE_RECIPIENT[0])
+    return sample_message(
         draft,
-        settings=settings,
-        to_address=address,
-        to_name=name,
+        settings,
         list_name=settings.lists.default,
         unsubscribe_url=unsubscribe_url(settings, token),
         unsubscribe_mailto=unsubscribe_mailto(settings, token),
     )
-    return message.as_bytes(policy=POLICY)
 
 
 class DraftCheckError(DigestMailError):

@@ -51,6 +51,7 @@ __all__ = [
     "is_edition_id",
     "latest_draft",
     "load_draft",
+    "sample_message",
     "save_draft",
     "verify_content",
 ]
@@ -308,21 +309,39 @@ def _write(path: Path, data: str | bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _preview_message(draft: Draft, settings: Settings) -> bytes:
+def sample_message(
+    draft: DraftLike,
+    settings: Settings,
+    *,
+    list_name: str,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str,
+) -> bytes:
+    """The message :data:`SAMPLE_RECIPIENT` gets through ``list_name`` with these links."""
     from digest_mail.message import POLICY, build_message
 
     address, name = SAMPLE_RECIPIENT
-    base = settings.unsubscribe.base_url.rstrip("/")
     message = build_message(
         draft,
         settings=settings,
         to_address=address,
         to_name=name,
+        list_name=list_name,
+        unsubscribe_url=unsubscribe_url,
+        unsubscribe_mailto=unsubscribe_mailto,
+    )
+    return message.as_bytes(policy=POLICY)
+
+
+def _preview_message(draft: Draft, settings: Settings) -> bytes:
+    base = settings.unsubscribe.base_url.rstrip("/")
+    return sample_message(
+        draft,
+        settings,
         list_name=settings.lists.staff,
         unsubscribe_url=f"{base}?token=preview",
         unsubscribe_mailto=f"mailto:{settings.unsubscribe.mailto}?subject=unsubscribe-preview",
     )
-    return message.as_bytes(policy=POLICY)
 
 
 def save_draft(
