@@ -17,7 +17,7 @@ $(VENV)/.runtime: pyproject.toml
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime
-	@echo "==> Adding the development tools: pytest, hypothesis, mypy, ruff, py-spy"
+	@echo "==> Adding the development tools (the [dev] extra: pytest, hypothesis, mypy, ruff, py-spy, playwright)"
 	$(PY) -m pip install -e '.[dev]'
 	@touch $@
 
