@@ -281,3 +281,22 @@ def test_a_misspelt_staff_list_in_the_config_is_named(workspace: Path, run: Runn
         "Error: no list 'stafff': subscribers/stafff.csv does not exist (lists: staff, weekly)\n"
         "Hint: Did you mean 'staff'?\n",
     )
+
+
+def test_two_empty_lists_are_named_together(
+    tmp_path: Path, run: Runner, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert run("init", "news", "--staff", "editor@example.jp").exit_code == 0
+    monkeypatch.chdir(tmp_path / "news")
+    (tmp_path / "news" / "subscribers" / "partners.csv").write_text(
+        "email,name,status\n", encoding="utf-8"
+    )
+    env = _env(smtp_server)
+    assert run("compose", env=env).exit_code == 0
+    sent = run("send", "--list", "weekly", "--list", "partners", "--yes", env=env)
+    assert sent.exit_code == 1
+    assert sent.output.splitlines()[0] == (
+        "Error: nothing to send: lists partners, weekly have no subscribed reader "
+        "(they are empty)"
+    )

@@ -165,9 +165,9 @@ def _nobody(
     check = f"'digest-mail subscribers check {list_name}'"
     where = lists_phrase(lists)
     if total == 0 and invalid == 0:
-        empty = "it is empty" if len(lists) == 1 else "they are empty"
+        has, empty = ("has", "it is empty") if len(lists) == 1 else ("have", "they are empty")
         return NothingToSend(
-            f"nothing to send: {where} has no subscribed reader ({empty})",
+            f"nothing to send: {where} {has} no subscribed reader ({empty})",
             hint=f"add readers with {add}, then send again",
         )
     if invalid == 0:
