@@ -297,6 +297,5 @@ def test_two_empty_lists_are_named_together(
     sent = run("send", "--list", "weekly", "--list", "partners", "--yes", env=env)
     assert sent.exit_code == 1
     assert sent.output.splitlines()[0] == (
-        "Error: nothing to send: lists partners, weekly have no subscribed reader "
-        "(they are empty)"
+        "Error: nothing to send: lists partners, weekly have no subscribed reader (they are empty)"
     )
