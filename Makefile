@@ -65,6 +65,7 @@ system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  need=""; \
 	  command -v chromium >/dev/null 2>&1 || need="$$need chromium fonts-noto-cjk"; \
+	  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need="$$need fonts-noto-color-emoji"; \
 	  [ -x /usr/sbin/smtp-sink ] || need="$$need postfix"; \
 	  command -v spamassassin >/dev/null 2>&1 || need="$$need spamassassin"; \
 	  if [ -n "$$need" ]; then \
