@@ -45,7 +45,7 @@ demo: $(VENV)/.runtime
 	@echo "  The mail (a Maildir):          ls outbox/new/    (envelopes: outbox/envelopes.jsonl)"
 	@echo "  Read one message:              less outbox/new/$$(ls outbox/new | head -n 1)"
 	@echo "  The draft in a browser:        drafts/$$(ls drafts | tail -n 1)/index.html"
-	@echo "  Phone and desktop screenshots: digest-mail preview   (needs chromium, fonts-noto-cjk)"
+	@echo "  Phone and desktop screenshots: digest-mail preview   (needs chromium and Noto CJK + emoji fonts: make system-deps)"
 	@echo "  Test-send over real SMTP:      digest-mail dev-smtp &    (a local server, port 1025)"
 	@echo "                                 DIGEST_MAIL_SMTP_URL=smtp://127.0.0.1:1025 digest-mail test-send"
 	@echo "                                 ls outbox/dev-smtp/new/; kill %1"
