@@ -234,6 +234,6 @@ def _load(module_name: str) -> None:
 
 
 def load_all() -> None:
-    """Import every command module (for the README reference and the tests)."""
+    """Import every command module (for docs/commands.md and the tests)."""
     for module_name in sorted(set(LAZY_COMMANDS.values())):
         _load(module_name)
