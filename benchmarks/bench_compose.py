@@ -18,10 +18,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from digest_mail.articles import load_articles
 from digest_mail.config import find_workspace
-from digest_mail.edition import build_edition, compose
-from digest_mail.render import (
+from digest_mail.content.articles import load_articles
+from digest_mail.render.draft import build_edition, compose
+from digest_mail.render.renderer import (
     HTML_TEMPLATE,
     TEXT_TEMPLATE,
     inline_css,

@@ -20,11 +20,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from digest_mail.articles import Article, load_articles
-from digest_mail.check import longest_values, sent_html
 from digest_mail.config import Settings, load_settings
-from digest_mail.edition import Edition, build_edition
-from digest_mail.render import render_edition
+from digest_mail.content.articles import Article, load_articles
+from digest_mail.render.draft import Edition, build_edition
+from digest_mail.render.renderer import render_edition
+from digest_mail.review.check import longest_values, sent_html
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))

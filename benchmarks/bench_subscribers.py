@@ -57,7 +57,7 @@ def write_list(path: Path, rows: int) -> None:
 
 def suppress_some(root: Path) -> None:
     """A ledger with 1,000 suppressions, so that count consults it for every row."""
-    from digest_mail.ledger import Ledger
+    from digest_mail.ledger.db import Ledger
 
     with Ledger(root / "var" / "ledger.sqlite3") as ledger, ledger.transaction():
         for n in range(0, 1_000_000, 1_000):

@@ -196,8 +196,8 @@ def write_list(path: Path, count: int) -> None:
 def sample_message(root: Path) -> bytes:
     """One recipient's message exactly as the send path builds it."""
     from digest_mail.config import find_workspace
-    from digest_mail.edition import latest_draft
-    from digest_mail.message import MessageTemplate
+    from digest_mail.mail.message import MessageTemplate
+    from digest_mail.render.draft import latest_draft
 
     workspace = find_workspace(root)
     template = MessageTemplate(
@@ -325,17 +325,17 @@ def send_phase_seconds(root: Path) -> float:
 
 def bench_build(root: Path, count: int) -> dict[str, float]:
     """Per-recipient build cost in-process: what the send loop does before the socket."""
+    from digest_mail.audience.unsubscribe import make_token, unsubscribe_mailto, unsubscribe_url
     from digest_mail.config import find_workspace
-    from digest_mail.edition import latest_draft
-    from digest_mail.message import MessageTemplate, build_message
-    from digest_mail.smtpclient import prepare_data
-    from digest_mail.unsubscribe import make_token, unsubscribe_mailto, unsubscribe_url
+    from digest_mail.mail.message import MessageTemplate, build_message
+    from digest_mail.render.draft import latest_draft
+    from digest_mail.transport.smtpclient import prepare_data
 
     os.environ["DIGEST_MAIL_SECRET"] = "bench-only-unsubscribe-signing-key-0123456789"
     workspace = find_workspace(root)
     settings = workspace.settings
     draft = latest_draft(workspace)
-    from digest_mail.unsubscribe import signing_key
+    from digest_mail.audience.unsubscribe import signing_key
 
     key = signing_key(workspace)
     template = MessageTemplate(draft, settings=settings, list_name="bench")

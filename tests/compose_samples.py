@@ -77,7 +77,7 @@ def write_budget_articles(
     """The size budget's edition: ``count`` copies of the real-shape sample article (long
     title and lead, three 💡 points), each with its first ``sources`` sources (three ✅
     points each) and an image, under distinct URLs and dates (newest first by name)."""
-    from digest_mail.articles import load_article
+    from digest_mail.content.articles import load_article
 
     sample = load_article(REAL_SHAPE)
     assert len(sample.sources) >= sources

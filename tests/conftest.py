@@ -101,7 +101,7 @@ async def unsubscribe_endpoint(workspace: Path) -> AsyncIterator[tuple[str, Work
     """The one-click endpoint served for real on 127.0.0.1: (its URL, the workspace)."""
     from aiohttp import web
 
-    from digest_mail.serve import make_app
+    from digest_mail.audience.serve import make_app
 
     ws = find_workspace(workspace)
     runner = web.AppRunner(make_app(ws))

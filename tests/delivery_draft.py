@@ -1,7 +1,7 @@
 # ruff: noqa: E501  (HTML sample data is long lines on purpose)
 """A small rendered edition for delivery tests.
 
-A real ``digest_mail.edition.Draft`` with content in the form compose produces: an HTML
+A real ``digest_mail.render.draft.Draft`` with content in the form compose produces: an HTML
 part and a text part carrying the per-recipient tokens.
 Delivery tests use it so they do not depend on the renderer; tests that go through
 compose use the real draft.
@@ -13,8 +13,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from digest_mail.edition import Draft, content_hash
-from digest_mail.message import PLACEHOLDERS
+from digest_mail.mail.message import PLACEHOLDERS
+from digest_mail.render.draft import Draft, content_hash
 
 NAME, EMAIL, UNSUB = PLACEHOLDERS["name"], PLACEHOLDERS["email"], PLACEHOLDERS["unsubscribe_url"]
 GREETING = PLACEHOLDERS["greeting"]

@@ -65,7 +65,7 @@ def compose_draft(
     root: Path, edition: str, *, title: str, now: dt.datetime | None = None, force: bool = False
 ) -> str:
     """Compose ``drafts/<edition>/`` from one article through the real pipeline."""
-    from digest_mail.edition import compose
+    from digest_mail.render.draft import compose
 
     article = root / "scratch" / f"{edition}.md"
     article.parent.mkdir(exist_ok=True)
@@ -102,8 +102,8 @@ def ran_before(
     root: Path, schedule: str = "weekly", slot: str = "2026-11-23T08:00:00+09:00"
 ) -> None:
     """Record an earlier slot of ``schedule`` as run: the schedule has been running since."""
-    from digest_mail.ledger import Ledger
-    from digest_mail.schedule import claim_slot
+    from digest_mail.ledger.db import Ledger
+    from digest_mail.schedule.rundue import claim_slot
 
     moment = dt.datetime.fromisoformat(slot)
     with Ledger(find_workspace(root).ledger_path) as ledger:

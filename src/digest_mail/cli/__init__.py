@@ -29,7 +29,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 # Which module of this package defines each command. A command's module is imported only
 # when that command runs (or help lists them all): ``send`` then never loads the feed,
 # bounce, schedule or archive code, a tenth of a second at every start.
-# tests/test_cli_lazy.py checks this table against every module's COMMANDS.
+# tests/cli/test_cli_lazy.py checks this table against every module's COMMANDS.
 LAZY_COMMANDS = {
     "approve": "schedule",
     "archive": "extras",

@@ -12,12 +12,8 @@ from pathlib import Path
 
 import click
 
-from digest_mail.bounces import import_bounces
-from digest_mail.cli import json_option, pass_workspace, printable
-from digest_mail.config import Workspace
-from digest_mail.errors import DigestMailError, InputError
-from digest_mail.ledger import SUPPRESSION_REASONS, Ledger, utcnow
-from digest_mail.subscribers import (
+from digest_mail.audience.bounces import import_bounces
+from digest_mail.audience.lists import (
     ENCODINGS,
     RowProblem,
     add_subscriber,
@@ -31,7 +27,11 @@ from digest_mail.subscribers import (
     resolve_list,
     tally_list,
 )
-from digest_mail.unsubscribe import read_token, signing_key
+from digest_mail.audience.unsubscribe import read_token, signing_key
+from digest_mail.cli import json_option, pass_workspace, printable
+from digest_mail.config import Workspace
+from digest_mail.errors import DigestMailError, InputError
+from digest_mail.ledger.db import SUPPRESSION_REASONS, Ledger, utcnow
 
 
 def _echo_json(data: object) -> None:
@@ -429,7 +429,7 @@ def serve_command(workspace: Workspace, host: str | None, port: int | None) -> N
         digest-mail serve --port 8025
     """
     # aiohttp is imported only by the command that needs it.
-    from digest_mail.serve import ServerInfo, serve
+    from digest_mail.audience.serve import ServerInfo, serve
 
     settings = workspace.settings.serve
 

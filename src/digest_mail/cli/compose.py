@@ -8,20 +8,20 @@ from pathlib import Path
 
 import click
 
-from digest_mail.articles import display_path
-from digest_mail.check import (
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.config import Workspace
+from digest_mail.content.articles import display_path
+from digest_mail.errors import DigestMailError
+from digest_mail.render.draft import compose_edition, resolve_draft
+from digest_mail.review.check import (
     GMAIL_CLIP_BYTES,
     Finding,
     check_draft,
     longest_values,
     sent_html,
 )
-from digest_mail.cli import json_option, pass_workspace
-from digest_mail.config import Workspace
-from digest_mail.edition import compose_edition, resolve_draft
-from digest_mail.errors import DigestMailError
-from digest_mail.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
-from digest_mail.probes import fetch_image, find_spamassassin
+from digest_mail.review.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
+from digest_mail.review.probes import fetch_image, find_spamassassin
 
 
 def _echo_json(data: object) -> None:
@@ -178,7 +178,7 @@ def check(
         digest-mail check
         digest-mail check 2026-W48 --list weekly --fetch-images --json
     """
-    from digest_mail.subscribers import resolve_list
+    from digest_mail.audience.lists import resolve_list
 
     chosen = resolve_draft(workspace, draft)
     settings = workspace.settings
@@ -201,7 +201,7 @@ def check(
     )
     if list_name is not None:
         # Addresses the configured relay cannot take: asks it (one EHLO) if there are any.
-        from digest_mail.campaign import list_smtputf8_warning
+        from digest_mail.delivery.campaign import list_smtputf8_warning
 
         gap = list_smtputf8_warning(workspace, resolve_list(workspace, list_name))
         if gap:
@@ -354,8 +354,8 @@ def preview(
 
 def _serve_preview(workspace: Workspace, draft: str | None, port: int | None) -> None:
     # Imported here: aiohttp and watchfiles would slow every other command's start.
-    from digest_mail.liveserver import DEFAULT_PORT, LiveInfo, serve_live
-    from digest_mail.liveview import Composed
+    from digest_mail.review.liveserver import DEFAULT_PORT, LiveInfo, serve_live
+    from digest_mail.review.liveview import Composed
 
     def ready(info: LiveInfo) -> None:
         edition = info.edition or "a new draft"

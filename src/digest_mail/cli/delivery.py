@@ -13,7 +13,9 @@ from typing import Any
 
 import click
 
-from digest_mail.campaign import (
+from digest_mail.cli import json_option, pass_workspace, printable, unwrapped
+from digest_mail.config import Workspace
+from digest_mail.delivery.campaign import (
     CampaignError,
     CampaignReport,
     campaign_status,
@@ -24,14 +26,12 @@ from digest_mail.campaign import (
     send_test,
     warn_before_sending,
 )
-from digest_mail.cli import json_option, pass_workspace, printable, unwrapped
-from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
-from digest_mail.transport import describe_transport
+from digest_mail.transport.smtp import describe_transport
 
 
 def _draft(workspace: Workspace, ref: str | None) -> Any:
-    from digest_mail.edition import latest_draft, load_draft
+    from digest_mail.render.draft import latest_draft, load_draft
 
     return load_draft(workspace, ref) if ref else latest_draft(workspace)
 
@@ -221,7 +221,7 @@ def send(
     again = " ".join(f"--list {name}" for name in lists)
     the_draft = _draft(workspace, draft)
     if not dry_run:
-        from digest_mail.identity import refuse_sample_identity
+        from digest_mail.delivery.identity import refuse_sample_identity
 
         # Before the count and the question: the answer would be refused anyway.
         refuse_sample_identity(workspace)
@@ -288,7 +288,7 @@ def send(
 
 def _require_checked(workspace: Workspace, draft: Any, *, force: bool) -> None:
     """The check's errors stop a send before its first message; --force says so loudly."""
-    from digest_mail.check import DraftCheckError, error_lines, require_no_errors
+    from digest_mail.review.check import DraftCheckError, error_lines, require_no_errors
 
     try:
         require_no_errors(
@@ -428,7 +428,7 @@ def dev_smtp(workspace: Workspace, port: int, maildir: Path | None) -> None:
         digest-mail dev-smtp --port 1025 &
         DIGEST_MAIL_SMTP_URL=smtp://127.0.0.1:1025 digest-mail test-send
     """
-    from digest_mail.devsmtp import serve_capture
+    from digest_mail.transport.devsmtp import serve_capture
 
     directory = maildir or workspace.outbox_dir / "dev-smtp"
 

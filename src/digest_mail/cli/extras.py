@@ -9,20 +9,20 @@ from pathlib import Path
 
 import click
 
-from digest_mail.archive import (
+from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli.scaffold import init_workspace
+from digest_mail.config import Workspace, parse_duration
+from digest_mail.content.articles import display_path, select_articles
+from digest_mail.content.feed import import_feed
+from digest_mail.errors import DigestMailError
+from digest_mail.render.archive import (
     FinishedCampaign,
     archived_editions,
     edition_url,
     publish_after_campaign,
     publish_archive,
 )
-from digest_mail.articles import display_path, select_articles
-from digest_mail.cli import json_option, pass_workspace
-from digest_mail.config import Workspace, parse_duration
-from digest_mail.edition import Draft, resolve_draft
-from digest_mail.errors import DigestMailError
-from digest_mail.feed import import_feed
-from digest_mail.scaffold import init_workspace
+from digest_mail.render.draft import Draft, resolve_draft
 
 
 def _echo_json(data: object) -> None:
@@ -198,7 +198,7 @@ def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
         digest-mail archive 2026-W48
         rsync -a archive/ www.example.jp:/srv/newsletter/
     """
-    from digest_mail.mailed import check_archivable
+    from digest_mail.render.mailed import check_archivable
 
     chosen = resolve_draft(workspace, draft)
     check_archivable(workspace, chosen)

@@ -12,11 +12,11 @@ from typing import Any
 
 import click
 
-from digest_mail import approval as approvals
-from digest_mail import schedule as scheduling
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
-from digest_mail.ledger import utcnow
+from digest_mail.ledger.db import utcnow
+from digest_mail.schedule import approval as approvals
+from digest_mail.schedule import rundue as scheduling
 
 
 def _state_dict(state: approvals.ApprovalState) -> dict[str, Any]:
@@ -186,8 +186,8 @@ def run_due(
 def _guard_pretend_time(workspace: Workspace, now: str, *, yes: bool) -> None:
     """``--now`` is for rehearsing; through a real relay it reaches readers. The capture
     outbox and loopback relays (dev-smtp) keep the mail on this machine."""
+    from digest_mail.delivery.identity import real_relays
     from digest_mail.errors import DigestMailError
-    from digest_mail.identity import real_relays
 
     relays = real_relays(workspace.settings)
     if relays and not yes:

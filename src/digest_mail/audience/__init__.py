@@ -1,0 +1,1 @@
+"""Who receives it: addresses, subscriber lists and their editing, unsubscribe and bounces."""

@@ -1,0 +1,558 @@
+"""Bounce import: delivery status notifications (RFC 3464) into ledger suppressions.
+
+A bounce mailbox (mbox file or Maildir folder) is read with the stdlib ``mailbox``
+module. Each ``multipart/report; report-type=delivery-status`` message carries a
+``message/delivery-status`` part with one block per recipient (Final-Recipient, Action,
+Status, Diagnostic-Code). A permanent failure (Action: failed, Status 5.x.x) suppresses
+the address at once; a soft bounce (Action: failed, Status 4.x.x: the relay gave up
+after retrying) is recorded once per message we sent (its Message-ID), and the third
+within 30 days suppresses it, whatever order the reports arrive in. A delay warning
+(Action: delayed) is counted but is no bounce: the message is still being retried. An
+abuse report (RFC 5965 ARF, ``report-type=feedback-report``) suppresses the complaining
+address as ``complained``. Anything else in the mailbox is counted and left alone.
+"""
+
+from __future__ import annotations
+
+import email.policy
+import hashlib
+import mailbox
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage, Message
+from email.parser import BytesParser, HeaderParser
+from email.utils import getaddresses, parsedate_to_datetime
+from pathlib import Path
+from typing import Literal
+
+from digest_mail.audience.lists import address_key, display_path
+from digest_mail.errors import InputError
+from digest_mail.ledger.db import Ledger
+
+__all__ = [
+    "SOFT_LIMIT",
+    "SOFT_WINDOW",
+    "BounceEvent",
+    "BounceImport",
+    "RecipientStatus",
+    "UnreadableMessage",
+    "import_bounces",
+    "parse_report",
+]
+
+SOFT_LIMIT = 3
+SOFT_WINDOW = timedelta(days=30)
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_BASIC_CODE = re.compile(r"\b([245])\d\d\b")
+
+
+@dataclass(frozen=True)
+class RecipientStatus:
+    """One per-recipient block of a delivery status notification."""
+
+    address: str
+    action: str
+    status: str
+    diagnostic: str
+    when: datetime | None = None
+
+
+@dataclass(frozen=True)
+class BounceEvent:
+    """What the import did for one recipient of one report."""
+
+    address: str
+    kind: Literal["hard", "soft", "complaint", "delay"]
+    status: str
+    detail: str
+    outcome: Literal[
+        "suppressed", "already-suppressed", "recorded", "seen-before", "unmatched", "noted"
+    ]
+    soft_count: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "hard":
+            what = f"hard bounce {self.status}"
+        elif self.kind == "complaint":
+            what = "spam complaint"
+        elif self.kind == "delay":
+            what = f"delay warning {self.status}"
+        else:
+            what = f"soft bounce {self.status} ({self.soft_count} in {SOFT_WINDOW.days} days)"
+        outcome = {
+            "suppressed": "suppressed",
+            "already-suppressed": "already suppressed",
+            "recorded": "recorded",
+            "seen-before": "already imported",
+            "unmatched": "ignored, not about a message this ledger sent",
+            "noted": "still being retried, not a bounce",
+        }[self.outcome]
+        return f"{self.address}: {what}: {outcome}" + (f" — {self.detail}" if self.detail else "")
+
+
+@dataclass(frozen=True)
+class UnreadableMessage:
+    """A message of the mailbox the parser could not read; it was skipped."""
+
+    position: str  # "message 3" in an mbox, the file name in a Maildir
+    message_id: str
+    reason: str
+
+    def __str__(self) -> str:
+        ident = f" {self.message_id}" if self.message_id else ""
+        return f"unreadable: {self.position}{ident} skipped: {self.reason}"
+
+
+@dataclass
+class BounceImport:
+    """Counts of a bounce import, and one event per bounced recipient."""
+
+    source: str
+    messages: int = 0
+    reports: int = 0
+    ignored: int = 0
+    hard: int = 0
+    soft: int = 0
+    delayed: int = 0
+    other: int = 0
+    complaints: int = 0
+    suppressed: int = 0
+    unmatched: int = 0
+    events: list[BounceEvent] = field(default_factory=list)
+    unreadable: list[UnreadableMessage] = field(default_factory=list)
+
+    def summary(self) -> str:
+        skipped = (
+            f"; {len(self.unreadable)} unreadable message"
+            f"{'s' if len(self.unreadable) != 1 else ''} skipped"
+            if self.unreadable
+            else ""
+        )
+        return (
+            f"{self.source}: {self.messages} messages, {self.reports} delivery reports, "
+            f"{self.ignored} other messages ignored; {self.hard} hard bounces, "
+            f"{self.soft} soft bounces, "
+            + (f"{self.delayed} delay warnings, " if self.delayed else "")
+            + f"{self.other} other statuses"
+            + (f", {self.complaints} complaints" if self.complaints else "")
+            + "; "
+            f"{self.suppressed} addresses newly suppressed"
+            + (
+                f"; {self.unmatched} reports about mail this ledger did not send, ignored "
+                "(--trust-unmatched to act on them)"
+                if self.unmatched
+                else ""
+            )
+            + skipped
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "source": self.source,
+            "messages": self.messages,
+            "reports": self.reports,
+            "ignored": self.ignored,
+            "hard": self.hard,
+            "soft": self.soft,
+            "delayed": self.delayed,
+            "other": self.other,
+            "complaints": self.complaints,
+            "suppressed": self.suppressed,
+            "unmatched": self.unmatched,
+            "unreadable": [
+                {"position": u.position, "message_id": u.message_id, "reason": u.reason}
+                for u in self.unreadable
+            ],
+            "events": [
+                {
+                    "address": e.address,
+                    "kind": e.kind,
+                    "status": e.status,
+                    "detail": e.detail,
+                    "outcome": e.outcome,
+                    "soft_count": e.soft_count,
+                }
+                for e in self.events
+            ],
+        }
+
+
+def _field(block: Message, name: str) -> str:
+    value = block.get(name)
+    # Unfold: diagnostic codes are often folded over several lines.
+    return " ".join(str(value).split()) if value is not None else ""
+
+
+def _address(value: str) -> str:
+    """``rfc822; <taro@example.jp>`` -> ``taro@example.jp``."""
+    _kind, semicolon, rest = value.partition(";")
+    address = (rest if semicolon else value).strip().strip("<>").strip()
+    return address if "@" in address else ""
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    if ";" in value:  # "Arrival-Date" never has one, but some MTAs prefix a type
+        value = value.rsplit(";", 1)[-1]
+    try:
+        parsed = parsedate_to_datetime(value.strip())
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _status_blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks = [b for b in payload if isinstance(b, Message)]
+        if blocks:
+            return blocks
+    # Some reports arrive with the status part encoded: parse its text ourselves.
+    raw = part.get_payload(decode=True)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+    chunks = re.split(r"\r?\n[ \t]*\r?\n", text.strip())
+    return [HeaderParser().parsestr(chunk) for chunk in chunks if chunk.strip()]
+
+
+def parse_complaint(message: Message) -> str | None:
+    """The complaining recipient of an abuse report (RFC 5965 ARF), or None.
+
+    Providers often redact the address from the report fields; then the To of the
+    returned original message names it.
+    """
+    if message.get_content_type() != "multipart/report":
+        return None
+    if message.get_param("report-type", "").lower() != "feedback-report":  # type: ignore[union-attr]
+        return None
+    parts = list(message.walk())
+    report = next((p for p in parts if p.get_content_type() == "message/feedback-report"), None)
+    if report is None:
+        return None
+    blocks = _status_blocks(report)
+    fields = blocks[0] if blocks else Message()
+    if _field(fields, "Feedback-Type").lower() not in ("abuse", ""):
+        return None
+    address = _address(_field(fields, "Original-Rcpt-To"))
+    if address:
+        return address
+    original = returned_original(message)
+    if original is not None:
+        return _address(_first_address(str(original.get("To", "")))) or None
+    return None
+
+
+def returned_original(message: Message) -> Message | None:
+    """The headers of the message a report is about (message/rfc822 or text/rfc822-headers)."""
+    for part in message.walk():
+        if part.get_content_type() == "message/rfc822":
+            inner = part.get_payload()
+            original = inner[0] if isinstance(inner, list) and inner else None
+        elif part.get_content_type() == "text/rfc822-headers":
+            raw = part.get_payload(decode=True)
+            text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else ""
+            original = HeaderParser().parsestr(text)
+        else:
+            continue
+        if isinstance(original, Message):
+            return original
+    return None
+
+
+def _original_message_id(message: Message) -> str:
+    original = returned_original(message)
+    return str(original.get("Message-ID", "")).strip() if original is not None else ""
+
+
+def _first_address(value: str) -> str:
+    pairs = getaddresses([value])
+    return pairs[0][1] if pairs else ""
+
+
+def parse_report(message: Message) -> list[RecipientStatus] | None:
+    """The per-recipient statuses of a delivery status notification; None if it is not one."""
+    if message.get_content_type() != "multipart/report":
+        return None
+    if message.get_param("report-type", "").lower() != "delivery-status":  # type: ignore[union-attr]
+        return None
+    status_part = next(
+        (p for p in message.walk() if p.get_content_type() == "message/delivery-status"), None
+    )
+    if status_part is None:
+        return None
+    blocks = _status_blocks(status_part)
+    if not blocks:
+        return None
+    per_message, recipients = blocks[0], blocks[1:]
+    if per_message.get("Final-Recipient") is not None:
+        # No per-message block at all (seen from some gateways): every block is a recipient.
+        per_message, recipients = Message(), blocks
+    # When it bounced: the last attempt if told, else when the report was written.
+    reported = _date(str(message.get("Date", ""))) or _date(_field(per_message, "Arrival-Date"))
+    statuses: list[RecipientStatus] = []
+    for block in recipients:
+        address = _address(_field(block, "Original-Recipient")) or _address(
+            _field(block, "Final-Recipient")
+        )
+        if not address:
+            continue
+        diagnostic = _field(block, "Diagnostic-Code")
+        found = _STATUS.search(_field(block, "Status")) or _STATUS.search(diagnostic)
+        if found:
+            status = found.group(0)
+        else:
+            basic = _BASIC_CODE.search(diagnostic)
+            status = f"{basic.group(1)}.0.0" if basic else ""
+        statuses.append(
+            RecipientStatus(
+                address=address,
+                action=_field(block, "Action").lower(),
+                status=status,
+                diagnostic=diagnostic,
+                when=_date(_field(block, "Last-Attempt-Date")) or reported,
+            )
+        )
+    return statuses
+
+
+def _messages(path: Path) -> Iterator[tuple[str, bytes]]:
+    shown = display_path(path)
+    box: mailbox.Mailbox[mailbox.Message]
+    if path.is_dir():
+        if not (path / "cur").is_dir() or not (path / "new").is_dir():
+            raise InputError(
+                "is a folder but not a Maildir (no cur/ and new/)",
+                path=shown,
+                hint="give an mbox file or a Maildir folder",
+            )
+        box = mailbox.Maildir(path, factory=None, create=False)
+    elif path.is_file():
+        box = mailbox.mbox(path, create=False)
+    else:
+        raise InputError("no such mbox file or Maildir folder", path=shown)
+    try:
+        for number, key in enumerate(box.iterkeys(), start=1):
+            yield (
+                (f"message {number}" if isinstance(box, mailbox.mbox) else key),
+                box.get_bytes(key),
+            )
+    finally:
+        box.close()
+
+
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S{1,200})", re.IGNORECASE | re.MULTILINE)
+
+
+def _raw_message_id(data: bytes) -> str:
+    """The Message-ID read from the raw header block, for naming a message the parser
+    could not read (it must not need the parser)."""
+    head = re.split(rb"\r?\n\r?\n", data, maxsplit=1)[0]
+    found = _MESSAGE_ID.search(head)
+    return found.group(1).decode("ascii", "replace") if found else ""
+
+
+@dataclass(frozen=True)
+class _Read:
+    statuses: list[RecipientStatus] | None
+    complainer: str | None
+    original_id: str
+    own_id: str
+
+
+def _read(parser: BytesParser[EmailMessage], data: bytes) -> _Read:
+    message = parser.parsebytes(data)
+    assert isinstance(message, EmailMessage)
+    statuses = parse_report(message)
+    return _Read(
+        statuses=statuses,
+        complainer=parse_complaint(message) if statuses is None else None,
+        original_id=_original_message_id(message),
+        own_id=str(message.get("Message-ID", "")).strip(),
+    )
+
+
+def import_bounces(
+    path: Path,
+    ledger: Ledger,
+    *,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    soft_limit: int = SOFT_LIMIT,
+    soft_window: timedelta = SOFT_WINDOW,
+    trust_unmatched: bool = False,
+) -> BounceImport:
+    """Suppress the hard bounces of a mailbox, record its soft bounces; importing twice is safe.
+
+    A soft bounce is dated by the report (Last-Attempt-Date, Arrival-Date, Date), else
+    by ``clock``; the address is suppressed when ``soft_limit`` of them fall within
+    ``soft_window`` ending at the latest one.
+
+    A report counts only if the message it returns carries the Message-ID this ledger
+    sent to that address: anyone can mail a forged bounce to the bounce mailbox, and it
+    must not unsubscribe a reader. ``trust_unmatched`` acts on every report (bounces of
+    mail sent by another tool, or reports that quote no headers).
+    """
+
+    def unmatched(
+        kind: Literal["hard", "soft", "complaint", "delay"], address: str, status: str
+    ) -> bool:
+        if trust_unmatched or ledger.sent_message(address_key(address), original_id):
+            return False
+        result.unmatched += 1
+        result.events.append(BounceEvent(address_key(address), kind, status, "", "unmatched"))
+        return True
+
+    result = BounceImport(source=display_path(path))
+    parser = BytesParser(policy=email.policy.default)
+    source = path.name
+    for position, data in _messages(path):
+        result.messages += 1
+        try:
+            read = _read(parser, data)
+        except Exception as exc:
+            # A message the parser chokes on (1,000 nested multiparts: RecursionError) is
+            # named and skipped; it must not stop every report after it, run after run.
+            reason = f"{type(exc).__name__}: {exc}"[:200]
+            result.unreadable.append(UnreadableMessage(position, _raw_message_id(data), reason))
+            continue
+        statuses = read.statuses
+        original_id = read.original_id
+        if statuses is None:
+            complainer = read.complainer
+            if complainer is None:
+                result.ignored += 1
+                continue
+            result.complaints += 1
+            if unmatched("complaint", complainer, ""):
+                continue
+            new = ledger.suppress(
+                complainer, reason="complained", source=source, detail="abuse report"
+            )
+            result.suppressed += new
+            result.events.append(
+                BounceEvent(
+                    address_key(complainer),
+                    "complaint",
+                    "",
+                    "",
+                    "suppressed" if new else "already-suppressed",
+                )
+            )
+            continue
+        result.reports += 1
+        # A soft bounce counts once per message we sent: the delay warnings and the final
+        # report about one message are one bounce. The report's own id stands in only
+        # when it quotes no Message-ID.
+        message_id = original_id or read.own_id
+        if not message_id:
+            message_id = "sha256:" + hashlib.sha256(data).hexdigest()
+        for status in statuses:
+            permanent = status.status.startswith("5") and status.action == "failed"
+            transient = status.status.startswith("4") and status.action == "failed"
+            detail = " ".join(x for x in (status.status, status.diagnostic) if x)
+            if status.action == "delayed":
+                result.delayed += 1
+                if unmatched("delay", status.address, status.status):
+                    continue
+                result.events.append(
+                    BounceEvent(
+                        address_key(status.address),
+                        "delay",
+                        status.status,
+                        status.diagnostic,
+                        "noted",
+                    )
+                )
+            elif permanent:
+                result.hard += 1
+                if unmatched("hard", status.address, status.status):
+                    continue
+                new = ledger.suppress(
+                    status.address, reason="bounced", source=source, detail=detail
+                )
+                result.suppressed += new
+                result.events.append(
+                    BounceEvent(
+                        address_key(status.address),
+                        "hard",
+                        status.status,
+                        status.diagnostic,
+                        "suppressed" if new else "already-suppressed",
+                    )
+                )
+            elif transient:
+                result.soft += 1
+                if unmatched("soft", status.address, status.status):
+                    continue
+                result.events.append(
+                    _soft_bounce(
+                        ledger,
+                        status,
+                        message_id=message_id,
+                        when=status.when or clock().astimezone(UTC),
+                        source=source,
+                        detail=detail,
+                        limit=soft_limit,
+                        window=soft_window,
+                        result=result,
+                    )
+                )
+            else:
+                result.other += 1
+    return result
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _most_in_window(times: list[str], window: timedelta) -> int:
+    """The most soft bounces within any ``window``: the same figure whatever order the
+    reports were imported in."""
+    moments = sorted(datetime.fromisoformat(t) for t in times)
+    most = start = 0
+    for end, moment in enumerate(moments):
+        while moment - moments[start] > window:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def _soft_bounce(
+    ledger: Ledger,
+    status: RecipientStatus,
+    *,
+    message_id: str,
+    when: datetime,
+    source: str,
+    detail: str,
+    limit: int,
+    window: timedelta,
+    result: BounceImport,
+) -> BounceEvent:
+    key = address_key(status.address)
+    with ledger.transaction():
+        recorded = ledger.record_soft_bounce(
+            key,
+            message_id=message_id,
+            status=status.status,
+            detail=status.diagnostic,
+            source=source,
+            at=_iso(when),
+        )
+        count = _most_in_window(ledger.soft_bounce_times(key), window)
+        outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
+        outcome = "recorded" if recorded else "seen-before"
+        if count >= limit:
+            new = ledger.suppress(
+                key,
+                reason="bounced",
+                source=source,
+                detail=f"{count} soft bounces in {window.days} days, last: {detail}",
+            )
+            result.suppressed += new
+            outcome = "suppressed" if new else "already-suppressed"
+    return BounceEvent(key, "soft", status.status, status.diagnostic, outcome, soft_count=count)

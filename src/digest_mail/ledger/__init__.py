@@ -1,0 +1,1 @@
+"""The ledger: the database, its migrations and the only place SQL lives."""

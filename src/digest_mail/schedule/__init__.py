@@ -1,0 +1,1 @@
+"""Scheduled sends: slots, run-due, approval and the daemon."""
