@@ -18,14 +18,13 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from digest_mail.audience.addresses import AddressError, normalize_address
 from digest_mail.audience.lists import (
-    AddressError,
     ListCounts,
     Recipient,
     RowProblem,
     _SeenKeys,
     iter_recipients,
-    normalize_address,
     scan_list,
 )
 from digest_mail.config import find_workspace

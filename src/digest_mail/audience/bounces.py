@@ -27,7 +27,8 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Literal
 
-from digest_mail.audience.lists import address_key, display_path
+from digest_mail.audience.addresses import address_key
+from digest_mail.audience.lists import display_path
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger
 

@@ -24,11 +24,12 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property, lru_cache
+from functools import cached_property
 from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
+from digest_mail.audience.addresses import AddressError, address_key, normalize_address
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import keep_mode, new_temp_file
 from digest_mail.mail.headers import MAX_NAME, looks_like_encoded_word
@@ -54,7 +55,6 @@ __all__ = [
     "import_list",
     "iter_recipients",
     "neutralize_cell",
-    "normalize_address",
     "remove_subscriber",
     "require_list",
     "resolve_list",
@@ -71,9 +71,6 @@ ProblemKind = Literal["invalid", "duplicate", "control-chars", "status", "column
 # C0 and C1 controls (CR, LF, NUL, TAB, ESC …) plus the Unicode line and paragraph
 # separators: any of them in a name could end a header line and start another.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-# A plain ASCII dot-atom local part: email-validator accepts every such local part of at
-# most 64 characters, so only the domain needs the (cached) full check.
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
 _CHUNK = 1 << 20
 
 
@@ -251,56 +248,6 @@ def check_new_list(workspace: Workspace, name: str, *, allow_similar: bool = Fal
             hint=f"Did you mean {near!r}? To start a new list {name!r}, add --new-list",
         )
     return path
-
-
-# --- addresses ---------------------------------------------------------------------
-
-
-class AddressError(DigestMailError):
-    """An address that email-validator rejects (syntax only, no DNS)."""
-
-
-@lru_cache(maxsize=4096)
-def _check_domain(domain: str) -> tuple[str, str] | str:
-    """(normalized domain, ASCII domain) or the validator's reason; lists share few domains."""
-    # Imported here: compiling its patterns is 40 ms, and a send's own process never
-    # checks an address (its snapshot writer does).
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        result = validate_email("a@" + domain, check_deliverability=False)
-    except EmailNotValidError as exc:
-        return str(exc)
-    return result.domain, result.ascii_domain
-
-
-def normalize_address(value: str) -> tuple[str, str]:
-    """(address with its domain normalized, casefolded key); raises :class:`AddressError`."""
-    local, at, domain = value.rpartition("@")
-    if at and len(local) <= 64 and _DOT_ATOM.fullmatch(local):
-        checked = _check_domain(domain)
-        if isinstance(checked, tuple) and len(local) + 1 + len(checked[1]) <= 254:
-            email = f"{local}@{checked[0]}"
-            return email, email.casefold()
-    from email_validator import EmailNotValidError, validate_email
-
-    try:
-        result = validate_email(value, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise AddressError(f"{value!r} is not a valid address ({exc})") from None
-    email = f"{result.local_part}@{result.domain}"
-    return email, email.casefold()
-
-
-def address_key(value: str) -> str:
-    """The comparison key of an address that may not validate (e.g. from a bounce)."""
-    local, at, domain = value.strip().rpartition("@")
-    if not at:
-        return value.strip().casefold()
-    checked = _check_domain(domain)
-    if isinstance(checked, tuple):
-        domain = checked[0]
-    return f"{local}@{domain}".casefold()
 
 
 # --- duplicate detection in flat memory -------------------------------------------

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from digest_mail.audience.addresses import normalize_address
 from digest_mail.audience.bounces import import_bounces
 from digest_mail.audience.lists import (
     ENCODINGS,
@@ -21,7 +22,6 @@ from digest_mail.audience.lists import (
     export_list,
     export_list_file,
     import_list,
-    normalize_address,
     remove_subscriber,
     require_list,
     resolve_list,

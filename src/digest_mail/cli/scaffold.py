@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from digest_mail.audience.lists import normalize_address
+from digest_mail.audience.addresses import normalize_address
 from digest_mail.config import CONFIG_NAME, load_settings
 from digest_mail.delivery.identity import sample_identity
 from digest_mail.errors import DigestMailError

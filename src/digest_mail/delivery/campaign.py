@@ -41,13 +41,13 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from digest_mail import eventloop
+from digest_mail.audience.addresses import normalize_address
 from digest_mail.audience.lists import (
     Recipient,
     RowProblem,
     _SeenKeys,
     check_readable,
     iter_recipients,
-    normalize_address,
     require_list,
     scan_list,
     similar_list,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from digest_mail.audience.lists import address_key
+from digest_mail.audience.addresses import address_key
 from digest_mail.errors import DigestMailError
 
 MIGRATIONS: list[str] = [
