@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from digest_mail.errors import ConfigError
-from digest_mail.mail.headers import CONTROL, looks_like_encoded_word
+from digest_mail.text import CONTROL, looks_like_encoded_word
 
 CONFIG_NAME = "digest-mail.toml"
 ENV_PREFIX = "DIGEST_MAIL_"

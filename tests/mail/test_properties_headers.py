@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from delivery_draft import SAMPLE_DRAFT
 from digest_mail.config import NewsletterSettings, Settings
-from digest_mail.mail.headers import MAX_NAME
 from digest_mail.mail.message import HeaderValueError, MessageTemplate, build_message
+from digest_mail.text import MAX_NAME
 from header_limits import HEADERS, check_limits
 
 SETTINGS = Settings()

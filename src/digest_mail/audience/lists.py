@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from digest_mail.audience.addresses import AddressError, address_key, normalize_address
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import keep_mode, new_temp_file
-from digest_mail.mail.headers import MAX_NAME, looks_like_encoded_word
+from digest_mail.text import MAX_NAME, looks_like_encoded_word
 
 if TYPE_CHECKING:
     from digest_mail.config import Workspace

@@ -19,15 +19,13 @@ import re
 from collections.abc import Iterable
 
 from digest_mail.errors import DigestMailError
+from digest_mail.text import CONTROL
 
 MAX_LINE = 998
 FOLD_AT = 78
 FOLD_ENCODED_AT = 76  # RFC 2047: a line that holds an encoded word
 MAX_ENCODED_WORD = 75
 _EW_OVERHEAD = len("=?utf-8?b??=")
-# Names longer than this are refused by the list loader: nobody is called that, and
-# such a name is an attack on line limits or a column mix-up.
-MAX_NAME = 200
 
 
 class HeaderValueError(DigestMailError):
@@ -44,18 +42,8 @@ class HeaderValueError(DigestMailError):
         self.value = value
 
 
-# C0 controls, DEL, C1 controls, the Unicode line/paragraph separators (any of them could
-# end a line or confuse a parser) and lone surrogates (no UTF-8 form).
-CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-# RFC 2047 syntax as leniently as the parsers that decode it: spaces inside included.
-ENCODED_WORD = re.compile(r"=\?[^?]*\?[bq]\?[^?]*\?=", re.IGNORECASE)
 _ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*")
 _PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
-
-
-def looks_like_encoded_word(value: str) -> bool:
-    """True if ``value`` holds RFC 2047 encoded-word syntax (what input checks refuse)."""
-    return ENCODED_WORD.search(value) is not None
 
 
 def check_value(field: str, value: str) -> str:

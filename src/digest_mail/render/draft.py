@@ -30,9 +30,9 @@ from digest_mail.content.articles import (
 )
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import new_temp_dir
-from digest_mail.mail.headers import looks_like_encoded_word
 from digest_mail.mail.message import DraftLike
 from digest_mail.render.renderer import RenderedEdition, render_edition, unshown_fields
+from digest_mail.text import looks_like_encoded_word
 
 if TYPE_CHECKING:
     from digest_mail.render.mailed import Replacement
