@@ -1,4 +1,6 @@
-"""Files digest-mail writes: created the way the operator's umask says, replaced in place.
+"""Files digest-mail writes, and how it names files in what it prints.
+
+Written files are created the way the operator's umask says, and replaced in place.
 
 ``tempfile.mkstemp`` and ``mkdtemp`` create 0600 files and 0700 folders whatever the
 umask is, and fixing that with a ``chmod`` to a constant (0644) overrode ``umask 077``
@@ -13,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["keep_mode", "new_temp_dir", "new_temp_file"]
+__all__ = ["display_path", "keep_mode", "new_temp_dir", "new_temp_file"]
 
 _ATTEMPTS = 100
 
@@ -52,3 +54,14 @@ def keep_mode(temporary: Path, target: Path) -> None:
     except FileNotFoundError:
         return
     os.chmod(temporary, mode)
+
+
+def display_path(path: Path) -> str:
+    """``path`` relative to the current directory when the file is inside it
+    (``subscribers/weekly.csv``: shorter errors and output), else as given."""
+    try:
+        return (
+            os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
+        )
+    except (OSError, ValueError):
+        return str(path)

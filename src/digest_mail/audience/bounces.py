@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Literal
 
 from digest_mail.audience.addresses import address_key
-from digest_mail.audience.lists import display_path
 from digest_mail.errors import InputError
+from digest_mail.files import display_path
 from digest_mail.ledger.db import Ledger
 
 __all__ = [

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from digest_mail.audience.addresses import AddressError, address_key, normalize_address
 from digest_mail.errors import DigestMailError, InputError
-from digest_mail.files import keep_mode, new_temp_file
+from digest_mail.files import display_path, keep_mode, new_temp_file
 from digest_mail.text import MAX_NAME, looks_like_encoded_word
 
 if TYPE_CHECKING:
@@ -154,14 +154,6 @@ class ListCounts:
         if self.kinds:
             text += " (" + ", ".join(f"{n} {k}" for k, n in sorted(self.kinds.items())) + ")"
         return text
-
-
-def display_path(path: Path) -> str:
-    """``subscribers/weekly.csv`` when under the current directory, else the full path."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
 
 
 def _is_path(ref: str) -> bool:

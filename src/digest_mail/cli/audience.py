@@ -18,7 +18,6 @@ from digest_mail.audience.lists import (
     ENCODINGS,
     RowProblem,
     add_subscriber,
-    display_path,
     export_list,
     export_list_file,
     import_list,
@@ -31,6 +30,7 @@ from digest_mail.audience.unsubscribe import read_token, signing_key
 from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
+from digest_mail.files import display_path
 from digest_mail.ledger.db import SUPPRESSION_REASONS, Ledger, utcnow
 
 

@@ -10,8 +10,8 @@ import click
 
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
-from digest_mail.content.articles import display_path
 from digest_mail.errors import DigestMailError
+from digest_mail.files import display_path
 from digest_mail.render.draft import compose_edition, resolve_draft
 from digest_mail.review.check import (
     GMAIL_CLIP_BYTES,

@@ -12,9 +12,10 @@ import click
 from digest_mail.cli import json_option, pass_workspace
 from digest_mail.cli.scaffold import init_workspace
 from digest_mail.config import Workspace, parse_duration
-from digest_mail.content.articles import display_path, select_articles
+from digest_mail.content.articles import select_articles
 from digest_mail.content.feed import import_feed
 from digest_mail.errors import DigestMailError
+from digest_mail.files import display_path
 from digest_mail.render.archive import (
     FinishedCampaign,
     archived_editions,

@@ -7,7 +7,6 @@ is an :class:`InputError` naming the file, the line of the field when known, and
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 import unicodedata
 from collections.abc import Iterable, Mapping
@@ -20,12 +19,12 @@ import yaml
 
 from digest_mail.config import Workspace
 from digest_mail.errors import InputError
+from digest_mail.files import display_path
 
 __all__ = [
     "PLACEHOLDER_SYNTAX",
     "Article",
     "Source",
-    "display_path",
     "excerpt",
     "load_article",
     "load_articles",
@@ -116,16 +115,6 @@ class Article:
 
 # Control characters other than TAB, LF and CR (layout): ESC, BEL, NUL, DEL, C1 …
 CONTROL_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
-
-
-def display_path(path: Path) -> str:
-    """``path`` relative to the current directory when it is inside it (shorter errors)."""
-    try:
-        return (
-            os.path.relpath(path) if Path(path).resolve().is_relative_to(Path.cwd()) else str(path)
-        )
-    except (OSError, ValueError):
-        return str(path)
 
 
 class _Fields:

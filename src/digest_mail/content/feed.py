@@ -33,11 +33,10 @@ from digest_mail.config import Workspace, mask_url
 from digest_mail.content.articles import (
     CONTROL_CHARACTER,
     PLACEHOLDER_SYNTAX,
-    display_path,
     load_article,
 )
 from digest_mail.errors import DigestMailError, InputError
-from digest_mail.files import new_temp_file
+from digest_mail.files import display_path, new_temp_file
 
 __all__ = [
     "FeedEntryProblem",

@@ -30,9 +30,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from digest_mail.config import Settings, Workspace
-from digest_mail.content.articles import display_path
 from digest_mail.errors import DigestMailError
-from digest_mail.files import keep_mode, new_temp_file
+from digest_mail.files import display_path, keep_mode, new_temp_file
 from digest_mail.render.draft import Draft, check_edition_id
 from digest_mail.render.renderer import PLACEHOLDERS, japanese_date
 

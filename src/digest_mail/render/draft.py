@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
 from digest_mail.content.articles import (
     Article,
-    display_path,
     filter_articles,
     load_articles,
     select_articles,
 )
 from digest_mail.errors import DigestMailError, InputError
-from digest_mail.files import new_temp_dir
+from digest_mail.files import display_path, new_temp_dir
 from digest_mail.mail.message import DraftLike
 from digest_mail.render.renderer import RenderedEdition, render_edition, unshown_fields
 from digest_mail.text import looks_like_encoded_word

@@ -24,8 +24,9 @@ import jinja2
 from mjml import mjml2html
 
 from digest_mail.config import Settings
-from digest_mail.content.articles import Article, display_path, excerpt
+from digest_mail.content.articles import Article, excerpt
 from digest_mail.errors import InputError
+from digest_mail.files import display_path
 from digest_mail.render.plaintext import wrap_text
 
 if TYPE_CHECKING:
