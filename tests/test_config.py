@@ -7,7 +7,8 @@ import pytest
 
 from digest_mail.config import load_settings, parse_duration, read_secret
 from digest_mail.errors import ConfigError
-from digest_mail.ledger.db import MIGRATIONS, Ledger
+from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.migrations import MIGRATIONS
 
 
 def test_defaults_without_a_file() -> None:

@@ -14,6 +14,7 @@ import pytest
 from digest_mail.audience.bounces import import_bounces
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import get_suppression, is_suppressed, list_suppressions
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "bounces"
 ALL = (
@@ -95,7 +96,7 @@ def test_mbox_of_postfix_and_exchange_reports(workspace: Path, run) -> None:
         "0 soft bounces, 2 delay warnings, 1 other statuses; 3 addresses newly suppressed\n"
     )
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        rows = {s.address: (s.reason, s.source, s.detail) for s in ledger.suppressions()}
+        rows = {s.address: (s.reason, s.source, s.detail) for s in list_suppressions(ledger)}
     assert rows == {
         "ghost.user@example.com": (
             "bounced",
@@ -142,7 +143,7 @@ def test_maildir_folder(workspace: Path) -> None:
             workspace / "Maildir", ledger, clock=lambda: NOW, trust_unmatched=True
         )
         assert (result.messages, result.reports, result.ignored, result.suppressed) == (2, 1, 1, 1)
-        assert ledger.is_suppressed("Kaigai.Tantou@example.net")
+        assert is_suppressed(ledger, "Kaigai.Tantou@example.net")
 
 
 def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
@@ -155,7 +156,7 @@ def test_three_soft_bounces_within_30_days_suppress(tmp_path: Path) -> None:
             (2, "recorded"),
             (3, "suppressed"),
         ]
-        suppression = ledger.suppression("mailbox.full@example.jp")
+        suppression = get_suppression(ledger, "mailbox.full@example.jp")
     assert suppression is not None
     assert suppression.detail == (
         "3 soft bounces in 30 days, last: 4.2.2 smtp; 452 4.2.2 <mailbox.full@example.jp>: "
@@ -170,7 +171,7 @@ def test_soft_bounces_spread_over_more_than_30_days_do_not(tmp_path: Path) -> No
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         assert [e.soft_count for e in result.events] == [1, 2, 2, 2]
-        assert not ledger.is_suppressed("mailbox.full@example.jp")
+        assert not is_suppressed(ledger, "mailbox.full@example.jp")
 
 
 def test_delay_warnings_are_no_bounce_and_a_message_bounces_softly_once(tmp_path: Path) -> None:
@@ -187,7 +188,7 @@ def test_delay_warnings_are_no_bounce_and_a_message_bounces_softly_once(tmp_path
             ("delay", 0, "noted"),
             ("soft", 2, "recorded"),
         ]
-        assert not ledger.is_suppressed("mailbox.full@example.jp")
+        assert not is_suppressed(ledger, "mailbox.full@example.jp")
         # A second expiry report about an edition already counted counts nothing more.
         again = import_bounces(
             make_mbox(
@@ -199,7 +200,7 @@ def test_delay_warnings_are_no_bounce_and_a_message_bounces_softly_once(tmp_path
             trust_unmatched=True,
         )
         assert [(e.soft_count, e.outcome) for e in again.events] == [(2, "seen-before")]
-        assert not ledger.is_suppressed("mailbox.full@example.jp")
+        assert not is_suppressed(ledger, "mailbox.full@example.jp")
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2), (2, 0, 1), (1, 2, 0), (2, 1, 0)])
@@ -213,7 +214,7 @@ def test_the_third_soft_bounce_in_30_days_suppresses_in_any_order(
         result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         assert [e.soft_count for e in result.events] == [1, 2, 3]
         assert [e.outcome for e in result.events][-1] == "suppressed"
-        assert ledger.is_suppressed("mailbox.full@example.jp")
+        assert is_suppressed(ledger, "mailbox.full@example.jp")
 
 
 def test_two_soft_bounces_in_30_days_and_a_third_later_do_not_suppress(tmp_path: Path) -> None:
@@ -223,7 +224,7 @@ def test_two_soft_bounces_in_30_days_and_a_third_later_do_not_suppress(tmp_path:
         result = import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
         # 20 and 40 are within 30 days too: at most two in any window.
         assert [e.soft_count for e in result.events] == [1, 1, 2]
-        assert not ledger.is_suppressed("mailbox.full@example.jp")
+        assert not is_suppressed(ledger, "mailbox.full@example.jp")
 
 
 def test_report_without_date_uses_the_injected_clock(tmp_path: Path) -> None:
@@ -262,7 +263,7 @@ def test_abuse_report_suppresses_the_complaining_reader(workspace: Path, run) ->
         "0 soft bounces, 0 other statuses, 1 complaints; 1 addresses newly suppressed\n"
     )
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        suppression = ledger.suppression("kobayashi.daiki@example.com")
+        suppression = get_suppression(ledger, "kobayashi.daiki@example.com")
     assert suppression is not None
     assert (suppression.reason, suppression.source) == ("complained", "fbl.mbox")
 
@@ -303,9 +304,9 @@ def test_only_a_bounce_of_a_message_we_sent_suppresses(workspace: Path, run) -> 
     make_mbox(workspace / "crossed.mbox", [_bounce_of(reader, other)])
     assert "ignored, not about" in run("bounces", "import", "crossed.mbox").output
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        assert not ledger.is_suppressed(reader)
+        assert not is_suppressed(ledger, reader)
     make_mbox(workspace / "real.mbox", [_bounce_of(reader, sent[reader])])
     result = run("bounces", "import", "real.mbox")
     assert result.output.splitlines()[0].startswith(f"{reader}: hard bounce 5.1.1: suppressed")
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        assert ledger.is_suppressed(reader)
+        assert is_suppressed(ledger, reader)

@@ -14,13 +14,14 @@ import aiohttp
 from digest_mail.audience.unsubscribe import make_token, signing_key
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import list_suppressions
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 def _suppressed(ws: Workspace) -> list[str]:
     with Ledger(ws.ledger_path) as ledger:
-        return [s.address for s in ledger.suppressions()]
+        return [s.address for s in list_suppressions(ledger)]
 
 
 async def test_hostile_requests_change_nothing(unsubscribe_endpoint: tuple[str, Workspace]) -> None:

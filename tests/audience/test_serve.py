@@ -18,13 +18,14 @@ import pytest
 from digest_mail.audience.unsubscribe import make_token, signing_key
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import list_suppressions
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 def suppressions(ws: Workspace) -> list[tuple[str, str, str, str]]:
     with Ledger(ws.ledger_path) as ledger:
-        return [(s.address, s.reason, s.source, s.detail) for s in ledger.suppressions()]
+        return [(s.address, s.reason, s.source, s.detail) for s in list_suppressions(ledger)]
 
 
 async def test_one_click_post_suppresses_and_repeating_is_harmless(unsubscribe_endpoint) -> None:

@@ -30,6 +30,7 @@ from digest_mail.audience.lists import (
 from digest_mail.config import find_workspace
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import suppress
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "subscribers"
 
@@ -229,7 +230,7 @@ def test_fast_path_agrees_with_email_validator(local: str, domain: str) -> None:
 def test_suppressed_address_is_excluded_from_the_recipients(workspace: Path) -> None:
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.suppress("Suzuki.Hanako@example.com", reason="unsubscribed", source="weekly")
+        assert suppress(ledger, "Suzuki.Hanako@example.com", reason="unsubscribed", source="weekly")
         counts = ListCounts()
         excluded: list[tuple[str, str]] = []
         items = list(
@@ -259,7 +260,7 @@ def test_suppressed_address_is_excluded_from_the_recipients(workspace: Path) -> 
 
 def test_count_json_and_text(workspace: Path, run) -> None:
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        ledger.suppress("yamada.taro@example.jp", reason="bounced", source="test")
+        suppress(ledger, "yamada.taro@example.jp", reason="bounced", source="test")
     result = run("subscribers", "count", "weekly", "--json")
     assert result.exit_code == 0
     assert json.loads(result.output) == {

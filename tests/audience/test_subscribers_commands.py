@@ -12,6 +12,7 @@ import pytest
 from digest_mail.audience.lists import Recipient, remove_subscriber, scan_list
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.suppressions import is_suppressed, suppress
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "subscribers"
 
@@ -56,7 +57,7 @@ def test_add_refuses_invalid_address_and_header_breaking_name(workspace: Path, r
 
 def test_add_never_resubscribes_a_suppressed_address_without_the_flag(workspace: Path, run) -> None:
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        ledger.suppress("ghost@example.jp", reason="bounced", source="bounces.mbox")
+        suppress(ledger, "ghost@example.jp", reason="bounced", source="bounces.mbox")
     refused = run("subscribers", "add", "weekly", "ghost@example.jp")
     assert refused.exit_code == 1
     assert refused.output == (
@@ -69,7 +70,7 @@ def test_add_never_resubscribes_a_suppressed_address_without_the_flag(workspace:
     ok = run("subscribers", "add", "weekly", "ghost@example.jp", "--resubscribe")
     assert ok.output == "added ghost@example.jp on subscribers/weekly.csv\n"
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        assert not ledger.is_suppressed("ghost@example.jp")
+        assert not is_suppressed(ledger, "ghost@example.jp")
 
 
 def test_add_creates_a_missing_list(workspace: Path, run) -> None:
@@ -131,7 +132,7 @@ def test_rewrite_keeps_problem_rows_columns_and_converts_cp932_to_utf8(tmp_path:
 
 def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        ledger.suppress("ikeda.riku@example.com", reason="unsubscribed", source="weekly")
+        suppress(ledger, "ikeda.riku@example.com", reason="unsubscribed", source="weekly")
     signups = tmp_path / "signups.csv"
     signups.write_text(
         "email,name,region\n"
@@ -182,7 +183,7 @@ def test_import_merges_and_counts(workspace: Path, run, tmp_path: Path) -> None:
         "rejected": 1,
     }
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        assert not ledger.is_suppressed("ikeda.riku@example.com")
+        assert not is_suppressed(ledger, "ikeda.riku@example.com")
     assert {r[0]: r[2] for r in rows(weekly)}["abe.miyu@example.jp"] == "subscribed"
 
 

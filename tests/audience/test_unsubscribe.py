@@ -20,6 +20,7 @@ from digest_mail.audience.unsubscribe import (
 from digest_mail.config import find_workspace
 from digest_mail.errors import ConfigError
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import list_suppressions, suppress
 
 KEY = b"test-key-0123456789abcdef-0123456789"
 
@@ -118,7 +119,7 @@ def test_unsubscribe_command_and_repeat(workspace: Path, run) -> None:
         "suzuki.hanako@example.com was already suppressed (unsubscribed since "
     )
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        [row] = ledger.suppressions()
+        [row] = list_suppressions(ledger)
     assert (row.address, row.reason, row.source) == (
         "suzuki.hanako@example.com",
         "unsubscribed",
@@ -145,15 +146,16 @@ def test_unsubscribe_by_mailto_token(workspace: Path, run) -> None:
 
 def test_suppressions_list_and_remove(workspace: Path, run) -> None:
     with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
-        ledger.suppress(
+        suppress(
+            ledger,
             "a@example.jp",
             reason="bounced",
             source="b.mbox",
             detail="5.1.1",
             at="2026-11-01T00:00:00+00:00",
         )
-        ledger.suppress(
-            "b@example.jp", reason="manual", source="cli", at="2026-11-02T00:00:00+00:00"
+        suppress(
+            ledger, "b@example.jp", reason="manual", source="cli", at="2026-11-02T00:00:00+00:00"
         )
     listed = run("suppressions", "list")
     assert listed.output == (

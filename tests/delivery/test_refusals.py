@@ -14,6 +14,7 @@ from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import BREAKER_MIN_REJECTED, BREAKER_SAME_REPLY
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import is_suppressed
 from digest_mail.transport.smtp import (
     PermanentFailure,
     RelayError,
@@ -169,7 +170,7 @@ def test_a_mailbox_refusal_fails_and_suppresses_only_that_reader(
     assert (states, suppressed) == ({"sent": len(addresses) - 2, "failed": 2}, 1)
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.is_suppressed(addresses[3]) and not ledger.is_suppressed(addresses[4])
+        assert is_suppressed(ledger, addresses[3]) and not is_suppressed(ledger, addresses[4])
 
 
 def test_the_same_unclassifiable_reply_trips_the_breaker(

@@ -13,7 +13,9 @@ from delivery_draft import SAMPLE_DRAFT
 from digest_mail.audience.unsubscribe import signing_key, verify_token
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.delivery.campaign import CampaignError, campaign_status, run_campaign, send_test
-from digest_mail.ledger.db import MIGRATIONS, Ledger
+from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.migrations import MIGRATIONS
+from digest_mail.ledger.suppressions import get_suppression, is_suppressed, suppress
 from smtpserver import SmtpServer
 
 SURNAMES = ["山田", "佐藤", "鈴木", "高橋", "田中", "渡辺", "伊藤", "中村", "小林", "加藤"]
@@ -179,9 +181,9 @@ def test_permanent_failures_fail_and_bounces_are_suppressed(
     assert failures[addresses[1]] == (550, "5.1.1 No such user")
     assert failures[addresses[3]] == (552, "5.2.2 Mailbox full, over quota")
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.is_suppressed(addresses[1]) and ledger.is_suppressed(addresses[2])
-        assert not ledger.is_suppressed(addresses[3])
-        suppression = ledger.suppression(addresses[1])
+        assert is_suppressed(ledger, addresses[1]) and is_suppressed(ledger, addresses[2])
+        assert not is_suppressed(ledger, addresses[3])
+        suppression = get_suppression(ledger, addresses[1])
         assert suppression is not None and suppression.reason == "bounced"
         assert suppression.detail == "550 5.1.1 No such user"
     # The failures stay failed; a new campaign to the list skips the bounced addresses.
@@ -213,7 +215,7 @@ def test_suppressed_and_invalid_rows_are_recorded_not_sent(
     )
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
     with Ledger(ws.ledger_path) as ledger:
-        ledger.suppress(addresses[4], reason="unsubscribed", source="test")
+        suppress(ledger, addresses[4], reason="unsubscribed", source="test")
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert (report.total, report.sent, report.suppressed, report.skipped_invalid) == (8, 7, 1, 2)
     assert addresses[4] not in smtp_server.counts()
@@ -389,7 +391,7 @@ def test_an_unsubscribe_during_the_send_is_honoured(
     def unsubscribe_late_reader(_: object) -> None:
         if len(smtp_server.handler.received) == 1:
             with Ledger(ws.ledger_path) as ledger:
-                ledger.suppress(late, reason="unsubscribed", source="one-click")
+                suppress(ledger, late, reason="unsubscribed", source="one-click")
 
     smtp_server.handler.on_message = unsubscribe_late_reader
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())

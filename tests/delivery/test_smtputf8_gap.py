@@ -14,6 +14,7 @@ from delivery_draft import make_draft, write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import run_campaign
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import list_suppressions
 from faultserver import FaultServer
 
 ROWS = "yamada@example.jp,山田\n太郎@example.jp,太郎\n花子@example.jp,花子\n"
@@ -38,7 +39,7 @@ def test_a_japanese_local_part_fails_naming_smtputf8_and_is_not_suppressed(
         "花子@example.jp": ("failed", None, reason),
     }
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.suppressions() == []
+        assert list_suppressions(ledger) == []
 
 
 def test_dry_run_warns_when_the_relay_lacks_smtputf8(

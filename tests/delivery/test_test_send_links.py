@@ -18,13 +18,14 @@ from delivery_draft import write_draft_folder
 from digest_mail.audience.unsubscribe import make_token, read_token, signing_key, verify_token
 from digest_mail.config import Workspace
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import list_suppressions
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 def _suppressed(ws: Workspace) -> list[str]:
     with Ledger(ws.ledger_path) as ledger:
-        return [s.address for s in ledger.suppressions()]
+        return [s.address for s in list_suppressions(ledger)]
 
 
 def _captured(ws: Workspace) -> list[EmailMessage]:

@@ -23,6 +23,7 @@ from conftest import Runner
 from delivery_draft import SAMPLE_DRAFT, write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import is_suppressed, list_suppressions
 from postfix import PostfixInstance
 
 pytestmark = pytest.mark.postfix
@@ -89,7 +90,7 @@ def test_virtual_mailboxes_get_one_copy_and_an_unknown_user_fails_alone(
     assert (by_state, suppressed) == ({"sent": len(readers), "failed": 1}, 1)
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.is_suppressed(unknown)
+        assert is_suppressed(ledger, unknown)
 
 
 def url(postfix: PostfixInstance, service: str = "open") -> dict[str, str]:
@@ -193,7 +194,7 @@ def test_failures_after_acceptance_come_back_as_postfix_dsns_and_import(
     assert events[2].startswith("pf-gone@example.jp: hard bounce 5.1.1: suppressed")
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
-        assert [s.address for s in ledger.suppressions()] == ["pf-gone@example.jp"]
+        assert [s.address for s in list_suppressions(ledger)] == ["pf-gone@example.jp"]
     again = run("bounces", "import", str(dsns), "--json", env=env)
     assert json.loads(again.output)["suppressed"] == 0
 

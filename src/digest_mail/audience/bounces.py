@@ -30,7 +30,9 @@ from typing import Literal
 from digest_mail.audience.addresses import address_key
 from digest_mail.errors import InputError
 from digest_mail.files import display_path
+from digest_mail.ledger.campaigns import sent_message
 from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.suppressions import record_soft_bounce, soft_bounce_times, suppress
 
 __all__ = [
     "SOFT_LIMIT",
@@ -400,7 +402,7 @@ def import_bounces(
     def unmatched(
         kind: Literal["hard", "soft", "complaint", "delay"], address: str, status: str
     ) -> bool:
-        if trust_unmatched or ledger.sent_message(address_key(address), original_id):
+        if trust_unmatched or sent_message(ledger, address_key(address), original_id):
             return False
         result.unmatched += 1
         result.events.append(BounceEvent(address_key(address), kind, status, "", "unmatched"))
@@ -429,8 +431,8 @@ def import_bounces(
             result.complaints += 1
             if unmatched("complaint", complainer, ""):
                 continue
-            new = ledger.suppress(
-                complainer, reason="complained", source=source, detail="abuse report"
+            new = suppress(
+                ledger, complainer, reason="complained", source=source, detail="abuse report"
             )
             result.suppressed += new
             result.events.append(
@@ -471,8 +473,8 @@ def import_bounces(
                 result.hard += 1
                 if unmatched("hard", status.address, status.status):
                     continue
-                new = ledger.suppress(
-                    status.address, reason="bounced", source=source, detail=detail
+                new = suppress(
+                    ledger, status.address, reason="bounced", source=source, detail=detail
                 )
                 result.suppressed += new
                 result.events.append(
@@ -536,7 +538,8 @@ def _soft_bounce(
 ) -> BounceEvent:
     key = address_key(status.address)
     with ledger.transaction():
-        recorded = ledger.record_soft_bounce(
+        recorded = record_soft_bounce(
+            ledger,
             key,
             message_id=message_id,
             status=status.status,
@@ -544,11 +547,12 @@ def _soft_bounce(
             source=source,
             at=_iso(when),
         )
-        count = _most_in_window(ledger.soft_bounce_times(key), window)
+        count = _most_in_window(soft_bounce_times(ledger, key), window)
         outcome: Literal["suppressed", "already-suppressed", "recorded", "seen-before"]
         outcome = "recorded" if recorded else "seen-before"
         if count >= limit:
-            new = ledger.suppress(
+            new = suppress(
+                ledger,
                 key,
                 reason="bounced",
                 source=source,

@@ -32,6 +32,12 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 from digest_mail.audience.addresses import AddressError, address_key, normalize_address
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path, keep_mode, new_temp_file
+from digest_mail.ledger.suppressions import (
+    count_suppressions,
+    is_suppressed,
+    suppressed_keys,
+    unsuppress,
+)
 from digest_mail.text import MAX_NAME, looks_like_encoded_word
 
 if TYPE_CHECKING:
@@ -772,13 +778,13 @@ def tally_list(
 def _suppression_filter(ledger: Ledger) -> Callable[[str], bool]:
     """A fast ``is_suppressed`` for counting: the ledger's keys as 64-bit hashes in memory
     (12 bytes each), each hit confirmed by the ledger, so the answer stays exact."""
-    seen = _SeenKeys(ledger.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0])
-    for (address,) in ledger.db.execute("SELECT address FROM suppressions"):
+    seen = _SeenKeys(count_suppressions(ledger))
+    for address in suppressed_keys(ledger):
         seen.add(address, 0)
 
     def suppressed(key: str) -> bool:
         key = address_key(key)
-        return seen.contains(key) and ledger.is_suppressed(key)
+        return seen.contains(key) and is_suppressed(ledger, key)
 
     return suppressed
 
@@ -961,7 +967,7 @@ def _add_locked(
     resubscribe: bool,
     today: str,
 ) -> AddResult:
-    suppressed = ledger is not None and ledger.is_suppressed(key)
+    suppressed = ledger is not None and is_suppressed(ledger, key)
     if suppressed and not resubscribe:
         raise DigestMailError(
             f"{email} is suppressed in the ledger (it unsubscribed or bounced)",
@@ -978,7 +984,7 @@ def _add_locked(
 
         write_atomic(path, create)
         if suppressed and ledger is not None:
-            ledger.unsuppress(key)
+            unsuppress(ledger, key)
         return AddResult("added", email)
 
     outcome: list[Literal["added", "updated", "unchanged"]] = ["added"]
@@ -1020,7 +1026,7 @@ def _add_locked(
 
         write_atomic(path, rewrite, bom=_keeps_bom(source))
     if suppressed and ledger is not None:
-        ledger.unsuppress(key)
+        unsuppress(ledger, key)
     return AddResult(outcome[0], email)
 
 
@@ -1155,7 +1161,7 @@ def _import_locked(
     def allowed(new: Recipient, old_status: str | None) -> bool:
         if new.status != "subscribed":
             return True
-        suppressed = ledger is not None and ledger.is_suppressed(new.key)
+        suppressed = ledger is not None and is_suppressed(ledger, new.key)
         if old_status != "unsubscribed" and not suppressed:
             return True
         if resubscribe:
@@ -1211,7 +1217,7 @@ def _import_locked(
         write_atomic(target_path, lambda out: merge(None, out))
     if ledger is not None:
         for key in lifted:
-            ledger.unsuppress(key)
+            unsuppress(ledger, key)
     return report
 
 

@@ -26,6 +26,7 @@ from digest_mail.audience.unsubscribe import Token, TokenError, read_token, sign
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.suppressions import suppress
 
 __all__ = ["ServerInfo", "make_app", "make_runner", "serve", "start_site", "unsubscribe_path"]
 
@@ -185,8 +186,12 @@ def make_app(
                 "<p>List-Unsubscribe=One-Click がありません。</p>",
                 status=400,
             )
-        request.app[_LEDGER].suppress(
-            address, reason="unsubscribed", source=list_name, detail="one-click"
+        suppress(
+            request.app[_LEDGER],
+            address,
+            reason="unsubscribed",
+            source=list_name,
+            detail="one-click",
         )
         return _page(
             "配信を停止しました",

@@ -31,7 +31,14 @@ from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path
-from digest_mail.ledger.db import SUPPRESSION_REASONS, Ledger, utcnow
+from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.suppressions import (
+    SUPPRESSION_REASONS,
+    get_suppression,
+    list_suppressions,
+    suppress,
+    unsuppress,
+)
 
 
 def _echo_json(data: object) -> None:
@@ -344,10 +351,10 @@ def unsubscribe_command(
         if "@" not in email:
             raise
     with Ledger(workspace.ledger_path) as ledger:
-        if ledger.suppress(email, reason=reason, source=list_name or "cli", detail="cli"):
+        if suppress(ledger, email, reason=reason, source=list_name or "cli", detail="cli"):
             click.echo(f"suppressed {email} ({reason}, source {list_name or 'cli'})")
         else:
-            existing = ledger.suppression(email)
+            existing = get_suppression(ledger, email)
             assert existing is not None
             click.echo(
                 f"{email} was already suppressed ({existing.reason} since {existing.created_at})"
@@ -376,7 +383,7 @@ def suppressions_list(workspace: Workspace, reason: str | None, as_json: bool) -
         digest-mail suppressions list --json
     """
     with _existing_ledger(workspace) as ledger:
-        rows = ledger.suppressions(reason=reason) if ledger else []
+        rows = list_suppressions(ledger, reason=reason) if ledger else []
     if as_json:
         _echo_json([vars(row) for row in rows])
         return
@@ -399,8 +406,8 @@ def suppressions_remove(workspace: Workspace, address: str) -> None:
         digest-mail suppressions remove hanako@example.jp
     """
     with Ledger(workspace.ledger_path) as ledger:
-        existing = ledger.suppression(address)
-        if existing is None or not ledger.unsuppress(address):
+        existing = get_suppression(ledger, address)
+        if existing is None or not unsuppress(ledger, address):
             raise DigestMailError(
                 f"{address} is not suppressed", hint="see 'digest-mail suppressions list'"
             )

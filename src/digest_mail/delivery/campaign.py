@@ -68,6 +68,7 @@ from digest_mail.errors import (
     DigestMailError,
 )
 from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.suppressions import is_suppressed, suppress
 from digest_mail.mail.message import BodyEncoding, MessageTemplate, new_message_id
 from digest_mail.transport.smtp import (
     Clock,
@@ -697,8 +698,12 @@ class _Store:
                 )
         for state, job, code, reply in results:
             if state == "bounced":
-                self.ledger.suppress(
-                    job.address, reason="bounced", source=source, detail=f"{code} {reply}"
+                suppress(
+                    self.ledger,
+                    job.address,
+                    reason="bounced",
+                    source=source,
+                    detail=f"{code} {reply}",
                 )
 
     def finish(self, state: str, note: str = "") -> None:
@@ -2003,7 +2008,7 @@ def send_test(
         if lists:
             yield from _recipients_snapshot(workspace, staff, ledger)
         for recipient in checked:
-            yield (recipient, "suppressed") if ledger.is_suppressed(recipient.key) else recipient
+            yield (recipient, "suppressed") if is_suppressed(ledger, recipient.key) else recipient
 
     report = _run(
         workspace,
