@@ -11,12 +11,13 @@ way refuses a changed draft), so "what was mailed" is a fact, not a guess:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
+from digest_mail.ledger.approvals import Approval, list_approvals
 from digest_mail.ledger.db import Ledger
-from digest_mail.schedule.approval import Approval, draft_label, list_approvals
 
 if TYPE_CHECKING:
     from digest_mail.render.draft import Draft
@@ -25,6 +26,7 @@ __all__ = [
     "Mailed",
     "Replacement",
     "check_archivable",
+    "draft_label",
     "guard_replacement",
     "mailed_campaigns",
 ]
@@ -51,6 +53,15 @@ def mailed_campaigns(ledger: Ledger, edition: str) -> list[Mailed]:
         (edition,),
     ).fetchall()
     return [Mailed(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+def draft_label(workspace: Workspace, draft: Draft | None, edition: str) -> str:
+    """``drafts/2026-W48`` (relative to the workspace where possible)."""
+    path = draft.path if draft is not None else workspace.drafts_dir / edition
+    try:
+        return Path(path).resolve().relative_to(workspace.root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def _active_approval(ledger: Ledger, edition: str) -> Approval | None:

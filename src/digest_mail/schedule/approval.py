@@ -15,33 +15,26 @@ from typing import TYPE_CHECKING, Literal
 
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
+from digest_mail.ledger.approvals import (
+    Approval,
+    get_approval,
+    record_approval,
+    withdraw_approval,
+)
 from digest_mail.ledger.db import Ledger
+from digest_mail.render.mailed import draft_label
 
 if TYPE_CHECKING:
     from digest_mail.render.draft import Draft
 
 __all__ = [
-    "Approval",
     "ApprovalState",
     "approval_state",
     "approve",
-    "draft_label",
-    "list_approvals",
     "withdraw",
 ]
 
 Status = Literal["approved", "changed", "withdrawn", "missing", "none"]
-
-
-@dataclass(frozen=True)
-class Approval:
-    """One row of the ``approvals`` table."""
-
-    edition: str
-    content_hash: str
-    approved_at: str
-    approved_by: str
-    withdrawn_at: str | None
 
 
 @dataclass(frozen=True)
@@ -97,43 +90,6 @@ class ApprovalState:
         return f"{self.label} は承認されていません。"
 
 
-def draft_label(workspace: Workspace, draft: Draft | None, edition: str) -> str:
-    """``drafts/2026-W48`` (relative to the workspace where possible)."""
-    path = draft.path if draft is not None else workspace.drafts_dir / edition
-    try:
-        return Path(path).resolve().relative_to(workspace.root.resolve()).as_posix()
-    except ValueError:
-        return str(path)
-
-
-def _row(row: object) -> Approval:
-    return Approval(
-        edition=row["edition"],  # type: ignore[index]
-        content_hash=row["content_hash"],  # type: ignore[index]
-        approved_at=row["approved_at"],  # type: ignore[index]
-        approved_by=row["approved_by"],  # type: ignore[index]
-        withdrawn_at=row["withdrawn_at"],  # type: ignore[index]
-    )
-
-
-def _get(ledger: Ledger, edition: str) -> Approval | None:
-    row = ledger.db.execute(
-        "SELECT edition, content_hash, approved_at, approved_by, withdrawn_at"
-        " FROM approvals WHERE edition = ?",
-        (edition,),
-    ).fetchone()
-    return None if row is None else _row(row)
-
-
-def list_approvals(ledger: Ledger) -> list[Approval]:
-    """Every approval ever recorded (withdrawn ones too), newest approval first."""
-    rows = ledger.db.execute(
-        "SELECT edition, content_hash, approved_at, approved_by, withdrawn_at"
-        " FROM approvals ORDER BY approved_at DESC, edition DESC"
-    ).fetchall()
-    return [_row(r) for r in rows]
-
-
 def _judge(
     workspace: Workspace, approval: Approval | None, draft: Draft | None, edition: str
 ) -> ApprovalState:
@@ -169,7 +125,7 @@ def _matches(draft: Draft, pinned: str) -> bool:
 
 def approval_state(workspace: Workspace, ledger: Ledger, draft: Draft) -> ApprovalState:
     """The approval of ``draft`` as it is on disk now."""
-    return _judge(workspace, _get(ledger, draft.id), draft, draft.id)
+    return _judge(workspace, get_approval(ledger, draft.id), draft, draft.id)
 
 
 def stored_state(workspace: Workspace, ledger: Ledger, approval: Approval) -> ApprovalState:
@@ -207,18 +163,12 @@ def approve(
     who = user if user is not None else _current_user()
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     with Ledger(workspace.ledger_path) as ledger:
-        with ledger.transaction() as db:
+        with ledger.transaction():
             previous = approval_state(workspace, ledger, draft)
             if previous.ok:
                 return ApproveResult(state=previous, previous=previous)
-            db.execute(
-                "INSERT INTO approvals"
-                " (edition, content_hash, approved_at, approved_by, withdrawn_at)"
-                " VALUES (?, ?, ?, ?, NULL)"
-                " ON CONFLICT (edition) DO UPDATE SET content_hash = excluded.content_hash,"
-                " approved_at = excluded.approved_at, approved_by = excluded.approved_by,"
-                " withdrawn_at = NULL",
-                (draft.id, draft.content_hash, when, who),
+            record_approval(
+                ledger, draft.id, content_hash=draft.content_hash, approved_at=when, approved_by=who
             )
         return ApproveResult(state=approval_state(workspace, ledger, draft), previous=previous)
 
@@ -228,16 +178,16 @@ def withdraw(workspace: Workspace, ref: str, *, now: datetime | None = None) -> 
     edition = _edition_of(workspace, ref)
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
     with Ledger(workspace.ledger_path) as ledger:
-        with ledger.transaction() as db:
-            approval = _get(ledger, edition)
+        with ledger.transaction():
+            approval = get_approval(ledger, edition)
             label = draft_label(workspace, None, edition)
             if approval is None or approval.withdrawn_at is not None:
                 raise DigestMailError(
                     f"{label} is not approved, so there is nothing to withdraw",
                     hint="see 'digest-mail schedule list' for what the schedules would send",
                 )
-            db.execute("UPDATE approvals SET withdrawn_at = ? WHERE edition = ?", (when, edition))
-        approval = _get(ledger, edition)
+            withdraw_approval(ledger, edition, at=when)
+        approval = get_approval(ledger, edition)
         return _judge(workspace, approval, None, edition)
 
 

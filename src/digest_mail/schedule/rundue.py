@@ -53,8 +53,9 @@ from digest_mail.errors import (
     ConfigError,
     DigestMailError,
 )
+from digest_mail.ledger.approvals import list_approvals
 from digest_mail.ledger.db import Ledger
-from digest_mail.schedule.approval import ApprovalState, list_approvals, stored_state
+from digest_mail.schedule.approval import ApprovalState, stored_state
 
 if TYPE_CHECKING:
     from digest_mail.render.draft import Draft
