@@ -103,7 +103,7 @@ def ran_before(
 ) -> None:
     """Record an earlier slot of ``schedule`` as run: the schedule has been running since."""
     from digest_mail.ledger.db import Ledger
-    from digest_mail.schedule.rundue import claim_slot
+    from digest_mail.ledger.schedule_runs import claim_slot
 
     moment = dt.datetime.fromisoformat(slot)
     with Ledger(find_workspace(root).ledger_path) as ledger:

@@ -67,18 +67,15 @@ KNOWN_SQL_OUTSIDE_LEDGER: set[str] = {
     "digest_mail.audience.lists",
     "digest_mail.delivery.campaign",
     "digest_mail.render.mailed",
-    "digest_mail.schedule.rundue",
 }
 KNOWN_LONG_MODULES: set[str] = {
     "digest_mail.audience.bounces",
     "digest_mail.audience.lists",
     "digest_mail.cli.audience",
-    "digest_mail.config",
     "digest_mail.content.feed",
     "digest_mail.delivery.campaign",
     "digest_mail.mail.message",
     "digest_mail.render.draft",
-    "digest_mail.schedule.rundue",
     "digest_mail.transport.smtp",
     "digest_mail.transport.smtpclient",
 }

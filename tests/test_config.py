@@ -7,8 +7,6 @@ import pytest
 
 from digest_mail.config import load_settings, parse_duration, read_secret
 from digest_mail.errors import ConfigError
-from digest_mail.ledger.db import Ledger
-from digest_mail.ledger.migrations import MIGRATIONS
 
 
 def test_defaults_without_a_file() -> None:
@@ -75,15 +73,3 @@ def test_parse_duration() -> None:
     assert parse_duration("90s") == 90
     with pytest.raises(ConfigError):
         parse_duration("soon")
-
-
-def test_ledger_migrates_once(tmp_path: Path) -> None:
-    path = tmp_path / "var" / "ledger.sqlite3"
-    with Ledger(path) as ledger:
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    with Ledger(path) as ledger:
-        tables = {
-            r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        assert "suppressions" in tables

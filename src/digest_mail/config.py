@@ -1,7 +1,15 @@
 """Settings: digest-mail.toml, overridden by ``DIGEST_MAIL_<SECTION>_<KEY>`` variables.
 
 Settings are validated once into frozen dataclasses. Secrets (SMTP password, unsubscribe
-signing key, DKIM key) are never settings: see :func:`read_secret`.
+signing key, DKIM key) are never settings: see :func:`read_secret`. The ``[[schedule]]``
+tables are checked when a command needs them (:func:`check_schedules`), so that a
+broken schedule stops only the scheduler.
+
+Long on purpose: this is the one settings schema. Every section, how a file and the
+environment fill it, and every check of a value live here, so that a setting is
+looked up in one place and a bad one is reported the same way (file, key, hint)
+whichever section it is in; split, the sections would each need the coercion and the
+error reporting.
 """
 
 from __future__ import annotations
@@ -16,9 +24,11 @@ import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from email.utils import getaddresses
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from digest_mail.errors import ConfigError
 from digest_mail.text import CONTROL, looks_like_encoded_word
@@ -562,3 +572,127 @@ def parse_duration(text: str, *, key: str = "duration") -> float:
             if number >= 0:
                 return number * units[text[-1]]
     raise ConfigError(f"{text!r} is not a duration like 90s, 15m, 6h, 7d or 2w", key=key)
+
+
+# --- schedules: [[schedule]] tables checked into values the scheduler can trust ----------
+
+_CRON_FIELDS = "minute hour day-of-month month day-of-week"
+
+
+@dataclass(frozen=True)
+class CheckedSchedule:
+    """A ``[[schedule]]`` once checked: what to send, to which lists, when.
+
+    ``lists`` is sorted and ``list_name`` joins them (``partners+weekly``, the
+    campaign's name for its lists); ``cron`` has five fields that match some date;
+    ``zone`` is an IANA zone; ``late_after`` is longer than zero; ``edition`` is
+    ``approved`` or an edition id.
+    """
+
+    name: str
+    list_name: str  # the campaign's name for its lists: 'weekly', or 'partners+weekly'
+    cron: str
+    zone: ZoneInfo
+    edition: str
+    late_after: timedelta
+    late_after_text: str = "6h"
+    lists: tuple[str, ...] = ()  # sorted; () means (list_name,)
+
+    @property
+    def list_names(self) -> tuple[str, ...]:
+        return self.lists or (self.list_name,)
+
+    @property
+    def zone_name(self) -> str:
+        return self.zone.key
+
+
+def check_schedules(workspace: Workspace) -> tuple[CheckedSchedule, ...]:
+    """The workspace's schedules, checked (errors name the schedule and the field).
+
+    Checked when a command needs the schedules, not when the settings load: a broken
+    schedule must not stop ``send`` or ``compose``, and cron parsing is not loaded then.
+    """
+    schedules = tuple(_check_schedule(raw, workspace) for raw in workspace.settings.schedules)
+    seen: set[str] = set()
+    for schedule in schedules:
+        if schedule.name in seen:
+            raise ConfigError(
+                "two [[schedule]] tables have this name",
+                path=workspace.config_path,
+                key=f"schedule {schedule.name!r}.name",
+                hint="give each schedule its own name",
+            )
+        seen.add(schedule.name)
+    return schedules
+
+
+def _check_schedule(raw: ScheduleSettings, workspace: Workspace) -> CheckedSchedule:
+    from croniter import croniter
+    from croniter.croniter import CroniterBadDateError
+
+    path = workspace.config_path
+    label = f"schedule {raw.name!r}"
+
+    def fail(key: str, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, path=path, key=f"{label}.{key}", hint=hint)
+
+    if not raw.name.strip():
+        raise ConfigError("name is empty", path=path, key=f"{label}.name")
+    lists = tuple(sorted(set(raw.list)))
+    try:
+        for name in lists:
+            workspace.list_path(name)
+    except ConfigError as exc:
+        raise fail(
+            "list",
+            str(exc),
+            'name a CSV under subscribers/ without .csv, e.g. list = "weekly" '
+            '(several: list = ["weekly", "partners"])',
+        ) from None
+    cron = " ".join(raw.cron.split())
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise fail(
+            "cron",
+            f"{raw.cron!r} is not a five-field cron expression ({_CRON_FIELDS})",
+            'e.g. cron = "0 8 * * MON" for Mondays at 08:00',
+        )
+    try:
+        zone = ZoneInfo(raw.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise fail(
+            "timezone", f"{raw.timezone!r} is not an IANA time zone", 'e.g. timezone = "Asia/Tokyo"'
+        ) from None
+    try:
+        seconds = parse_duration(raw.late_after, key="late_after")
+    except ConfigError:
+        raise fail(
+            "late_after",
+            f"{raw.late_after!r} is not a duration like 90s, 15m, 6h, 7d or 2w",
+            'e.g. late_after = "6h"',
+        ) from None
+    if seconds <= 0:
+        raise fail("late_after", "must be longer than 0", 'e.g. late_after = "6h"')
+    edition = raw.edition.strip()
+    if not EDITION_ID.fullmatch(edition):
+        raise fail(
+            "edition",
+            f'{raw.edition!r} is neither "approved" nor an edition id',
+            'use edition = "approved" (the newest approved draft) or an id like "2026-W48"',
+        )
+    try:
+        croniter(cron, datetime.now(zone)).get_next(datetime)
+    except CroniterBadDateError:
+        raise fail(
+            "cron", f"{raw.cron!r} never matches a date", "check the day-of-month and month fields"
+        ) from None
+    return CheckedSchedule(
+        name=raw.name,
+        list_name="+".join(lists),
+        lists=lists,
+        cron=cron,
+        zone=zone,
+        edition=edition,
+        late_after=timedelta(seconds=seconds),
+        late_after_text=raw.late_after,
+    )

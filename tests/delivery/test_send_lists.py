@@ -15,10 +15,10 @@ from conftest import FakeClock, Runner
 from delivery_draft import SAMPLE_DRAFT, write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import run_campaign
+from digest_mail.ledger.campaigns import sent_editions
 from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.migrations import MIGRATIONS
 from digest_mail.ledger.suppressions import suppress
-from digest_mail.schedule.rundue import sent_editions
 from schedule_helpers import compose_draft, outbox_messages, set_schedules, write_list
 from smtpserver import SmtpServer
 

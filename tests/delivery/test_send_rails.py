@@ -12,8 +12,8 @@ from conftest import Runner
 from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import campaign_id_for
+from digest_mail.ledger.campaigns import sent_editions
 from digest_mail.ledger.db import Ledger, utcnow
-from digest_mail.schedule.rundue import sent_editions
 from schedule_helpers import set_schedules, weekly
 from smtpserver import SmtpServer
 

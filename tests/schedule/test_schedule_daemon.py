@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from digest_mail.ledger.db import Ledger
-from digest_mail.schedule.rundue import list_runs, run_daemon
+from digest_mail.ledger.schedule_runs import list_runs
+from digest_mail.schedule.timers import run_daemon
 from schedule_helpers import compose_draft, outbox_messages, set_schedules, weekly, workspace_of
 
 SLOT = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # Monday 08:00 in Tokyo

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import Runner
 from digest_mail.ledger.db import Ledger
-from digest_mail.schedule.rundue import list_runs
+from digest_mail.ledger.schedule_runs import list_runs
 from schedule_helpers import (
     compose_draft,
     outbox_messages,

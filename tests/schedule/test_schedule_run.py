@@ -17,7 +17,7 @@ import pytest
 
 from digest_mail.audience.lists import Recipient, scan_list
 from digest_mail.ledger.db import Ledger
-from digest_mail.schedule.rundue import claim_slot, list_runs
+from digest_mail.ledger.schedule_runs import claim_slot, list_runs
 from schedule_helpers import (
     compose_draft,
     outbox_messages,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.schedule.rundue import load_schedules
+from digest_mail.schedule.slots import load_schedules
 from schedule_helpers import set_schedules, weekly, workspace_of
 
 

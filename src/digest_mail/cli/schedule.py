@@ -16,7 +16,10 @@ from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.ledger.db import utcnow
 from digest_mail.schedule import approval as approvals
-from digest_mail.schedule import rundue as scheduling
+from digest_mail.schedule import rundue
+from digest_mail.schedule.overview import format_view, next_sends, overview
+from digest_mail.schedule.slots import parse_now
+from digest_mail.schedule.timers import cron_line, run_daemon, systemd_units
 
 
 def _state_dict(state: approvals.ApprovalState) -> dict[str, Any]:
@@ -54,7 +57,7 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
             click.echo(json.dumps(_state_dict(state), ensure_ascii=False, indent=2))
         else:
             click.echo(f"Withdrew the approval of {state.label}; no schedule will send it.")
-            for line in scheduling.next_sends(workspace):
+            for line in next_sends(workspace):
                 click.echo(line)
         return
     result = approvals.approve(workspace, draft)
@@ -69,7 +72,7 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
     if result.previous.status == "changed":
         click.echo(f"{state.label} changed after its earlier approval; approved the new version.")
     click.echo(f"Approved {state.label} (content {short}).")
-    for line in scheduling.next_sends(workspace):
+    for line in next_sends(workspace):
         click.echo(line)
 
 
@@ -88,7 +91,7 @@ def schedule() -> None:
 
 
 def _now(value: str | None) -> datetime | None:
-    return None if value is None else scheduling.parse_now(value)
+    return None if value is None else parse_now(value)
 
 
 now_option = click.option(
@@ -111,12 +114,12 @@ def list_command(workspace: Workspace, now: str | None, as_json: bool) -> None:
         digest-mail schedule list
         digest-mail schedule list --now 2026-11-29T12:00:00Z --json
     """
-    views = scheduling.overview(workspace, now=_now(now))
+    views = overview(workspace, now=_now(now))
     if as_json:
         click.echo(json.dumps([v.as_dict() for v in views], ensure_ascii=False, indent=2))
         return
     for view in views:
-        for line in scheduling.format_view(view):
+        for line in format_view(view):
             click.echo(line)
 
 
@@ -164,11 +167,11 @@ def run_due(
     """
     moment = _now(now)
     if dry_run:
-        outcomes = scheduling.rehearse_due(workspace, now=moment)
+        outcomes = rundue.rehearse_due(workspace, now=moment)
     else:
         if moment is not None:
             _guard_pretend_time(workspace, now or "", yes=yes)
-        outcomes = scheduling.run_due(workspace, now=moment)
+        outcomes = rundue.run_due(workspace, now=moment)
     if as_json:
         click.echo(json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, indent=2))
     else:
@@ -228,7 +231,7 @@ def daemon(workspace: Workspace) -> None:
 
     take_signals()
     log(f"digest-mail schedule daemon started in {workspace.root}")
-    scheduling.run_daemon(
+    run_daemon(
         workspace,
         clock=lambda: datetime.now(UTC),
         wait=stop.wait,
@@ -255,9 +258,9 @@ def install(workspace: Workspace, systemd: bool, cron: bool) -> None:
     """
     parts = []
     if systemd or not cron:
-        parts.append(scheduling.systemd_units(workspace))
+        parts.append(systemd_units(workspace))
     if cron:
-        parts.append(scheduling.cron_line(workspace))
+        parts.append(cron_line(workspace))
     if len(parts) > 1:
         parts.insert(0, "# Both kinds, as asked: install ONE of them, or every slot runs twice.\n")
     click.echo("\n".join(parts), nl=False)

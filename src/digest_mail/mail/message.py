@@ -16,7 +16,7 @@ import binascii
 import html
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy as email_policy
@@ -267,6 +267,32 @@ def build_message(
     # The stdlib's Content-Type would be one unfolded line: write ours, boundary too.
     del msg["Content-Type"]
     _set_fields(msg, [headers.structured("Content-Type", _multipart(_new_boundary(draft)))])
+    return msg
+
+
+def build_text_message(
+    *,
+    settings: Settings,
+    to_addresses: Sequence[str],
+    subject: str,
+    text: str,
+) -> EmailMessage:
+    """A short plain-text message from the newsletter's sender, not list mail (the staff
+    notice of the scheduler): no List-* fields, ``Auto-Submitted: auto-generated`` so
+    that no responder answers it, and the other fields written as every message's are."""
+    for address in to_addresses:
+        check_address("recipient address", address)
+    msg = EmailMessage(policy=POLICY)
+    fields = [
+        sender_field("From", settings, settings.newsletter.sender),
+        headers.structured("To", ", ".join(ascii_address(a) for a in to_addresses)),
+        headers.unstructured("Subject", check_header_value("subject", subject)),
+        headers.structured("Date", format_datetime(datetime.now(UTC))),
+        headers.structured("Message-ID", new_message_id(sender_domain(settings))),
+        headers.structured("Auto-Submitted", "auto-generated"),
+    ]
+    _set_fields(msg, fields)
+    msg.set_content(text, charset="utf-8", cte="8bit")
     return msg
 
 
