@@ -64,13 +64,11 @@ KNOWN_CIRCLES: set[frozenset[str]] = {
     frozenset({"digest_mail.transport.pool", "digest_mail.transport.smtp"}),
 }
 KNOWN_SQL_OUTSIDE_LEDGER: set[str] = {
-    "digest_mail.audience.lists",
     "digest_mail.delivery.campaign",
     "digest_mail.render.mailed",
 }
 KNOWN_LONG_MODULES: set[str] = {
     "digest_mail.audience.bounces",
-    "digest_mail.audience.lists",
     "digest_mail.cli.audience",
     "digest_mail.content.feed",
     "digest_mail.delivery.campaign",

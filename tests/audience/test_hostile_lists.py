@@ -20,7 +20,8 @@ from chaos_helpers import deliveries, env_for
 from conftest import Runner
 from delivery_draft import make_draft
 from digest_mail.audience.addresses import address_key
-from digest_mail.audience.lists import Recipient, RowProblem, scan_list
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import NothingToSend, run_campaign
 from digest_mail.errors import DigestMailError

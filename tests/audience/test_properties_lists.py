@@ -17,7 +17,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from digest_mail.audience.lists import Recipient, RowProblem, scan_list
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.errors import InputError
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

@@ -154,7 +154,8 @@ async def test_link_from_a_sent_message_unsubscribes_its_reader(unsubscribe_endp
     import email
     import email.policy
 
-    from digest_mail.audience.lists import Recipient, iter_recipients
+    from digest_mail.audience.lists import iter_recipients
+    from digest_mail.audience.rows import Recipient
 
     url, ws = unsubscribe_endpoint
     articles = sorted(str(p) for p in ws.articles_dir.glob("*.md"))

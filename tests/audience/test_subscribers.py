@@ -19,14 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from digest_mail.audience.addresses import AddressError, normalize_address
-from digest_mail.audience.lists import (
-    ListCounts,
-    Recipient,
-    RowProblem,
-    _SeenKeys,
-    iter_recipients,
-    scan_list,
-)
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.keyset import SeenKeys
+from digest_mail.audience.lists import iter_recipients
+from digest_mail.audience.rows import ListCounts, Recipient, RowProblem
 from digest_mail.config import find_workspace
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger
@@ -185,7 +181,7 @@ def test_empty_file_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_duplicate_detector_keeps_first_lines_across_growth() -> None:
-    seen = _SeenKeys()
+    seen = SeenKeys()
     for n in range(5000):
         assert seen.add(f"user{n}@example.jp", n + 2) is None
     assert seen.add("user0@example.jp", 9999) == 2

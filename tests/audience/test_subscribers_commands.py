@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.audience.lists import Recipient, remove_subscriber, scan_list
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.editing import remove_subscriber
+from digest_mail.audience.rows import Recipient
 from digest_mail.errors import InputError
 from digest_mail.ledger.db import Ledger, utcnow
 from digest_mail.ledger.suppressions import is_suppressed, suppress
@@ -224,7 +226,7 @@ def test_export_writes_utf8_with_normalized_addresses(tmp_path: Path, run, works
 def test_concurrent_adds_lose_nobody(tmp_path: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from digest_mail.audience.lists import add_subscriber
+    from digest_mail.audience.editing import add_subscriber
 
     path = tmp_path / "list.csv"
     addresses = [f"reader{n}@example.jp" for n in range(24)]

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.audience import lists as subscribers
-from digest_mail.audience.lists import Recipient, RowProblem, scan_list
+from digest_mail.audience import keyset
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.rows import Recipient, RowProblem
 
 
 def scan(path: Path) -> list[tuple[str, int, str]]:
@@ -33,9 +34,9 @@ def test_on_disk_duplicates_match_in_memory(
     rows.append("taro@@example.jp,壊れた行,subscribed")
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
 
-    monkeypatch.setattr(subscribers, "SEEN_IN_MEMORY_ROWS", 10**9)
+    monkeypatch.setattr(keyset, "SEEN_IN_MEMORY_ROWS", 10**9)
     in_memory = scan(path)
-    monkeypatch.setattr(subscribers, "SEEN_IN_MEMORY_ROWS", 0)
+    monkeypatch.setattr(keyset, "SEEN_IN_MEMORY_ROWS", 0)
     on_disk = scan(path)
 
     assert on_disk == in_memory

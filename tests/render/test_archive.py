@@ -193,7 +193,8 @@ def test_archive_without_drafts_says_what_to_do(ws: Workspace, run) -> None:
 def test_archive_after_a_real_campaign_holds_no_recipient_data(ws: Workspace) -> None:
     """Send the edition to the sample list through the capture transport, publish as the
     send command does, and look for every recipient's address, name and token."""
-    from digest_mail.audience.lists import Recipient, scan_list
+    from digest_mail.audience.csvfiles import scan_list
+    from digest_mail.audience.rows import Recipient
     from digest_mail.delivery.campaign import run_campaign, send_test
     from digest_mail.render.archive import publish_after_campaign
 

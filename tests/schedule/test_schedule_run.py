@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.audience.lists import Recipient, scan_list
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.rows import Recipient
 from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.schedule_runs import claim_slot, list_runs
 from schedule_helpers import (

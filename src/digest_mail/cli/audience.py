@@ -14,18 +14,11 @@ import click
 
 from digest_mail.audience.addresses import normalize_address
 from digest_mail.audience.bounces import import_bounces
-from digest_mail.audience.lists import (
-    ENCODINGS,
-    RowProblem,
-    add_subscriber,
-    export_list,
-    export_list_file,
-    import_list,
-    remove_subscriber,
-    require_list,
-    resolve_list,
-    tally_list,
-)
+from digest_mail.audience.editing import add_subscriber, import_list, remove_subscriber
+from digest_mail.audience.encodings import ENCODINGS
+from digest_mail.audience.export import export_list, export_list_file
+from digest_mail.audience.lists import require_list, resolve_list, tally_list
+from digest_mail.audience.rows import RowProblem
 from digest_mail.audience.unsubscribe import read_token, signing_key
 from digest_mail.cli import json_option, pass_workspace, printable
 from digest_mail.config import Workspace

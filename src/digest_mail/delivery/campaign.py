@@ -42,16 +42,10 @@ from typing import IO, TYPE_CHECKING, Any
 
 from digest_mail import eventloop
 from digest_mail.audience.addresses import normalize_address
-from digest_mail.audience.lists import (
-    Recipient,
-    RowProblem,
-    _SeenKeys,
-    check_readable,
-    iter_recipients,
-    require_list,
-    scan_list,
-    similar_list,
-)
+from digest_mail.audience.csvfiles import check_readable, scan_list
+from digest_mail.audience.keyset import SeenKeys
+from digest_mail.audience.lists import iter_recipients, require_list, similar_list
+from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.audience.unsubscribe import (
     TokenSigner,
     signing_key,
@@ -479,7 +473,7 @@ class _Store:
         )
         skipped_received = 0
         # An address on two lists: the second row is dropped here, before it is counted.
-        seen = _SeenKeys() if several else None
+        seen = SeenKeys() if several else None
 
         def flush() -> None:
             with self.ledger.transaction():
@@ -1795,7 +1789,7 @@ def _dry_run_report(
         dry_run=True,
     )
     received = _AlreadyReceived(store.db, store.id, draft.id if kind == "campaign" else None)
-    seen = _SeenKeys() if len(lists) > 1 else None
+    seen = SeenKeys() if len(lists) > 1 else None
     suppressed_emails: list[str] = []
     for item in items:
         if isinstance(item, RowProblem):

@@ -71,7 +71,8 @@ class FillValues:
 
 def longest_values(settings: Settings, *, list_path: Path | None = None) -> FillValues:
     """The list's longest name, address and unsubscribe link, or the documented bounds."""
-    from digest_mail.audience.lists import Recipient, scan_list
+    from digest_mail.audience.csvfiles import scan_list
+    from digest_mail.audience.rows import Recipient
     from digest_mail.audience.unsubscribe import make_token, unsubscribe_url
 
     list_name = settings.lists.default if list_path is None else list_path.stem

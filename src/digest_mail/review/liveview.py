@@ -27,7 +27,9 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
-from digest_mail.audience.lists import Recipient, existing_lists, require_list, scan_list
+from digest_mail.audience.csvfiles import scan_list
+from digest_mail.audience.lists import existing_lists, require_list
+from digest_mail.audience.rows import Recipient
 from digest_mail.audience.unsubscribe import (
     make_token,
     signing_key,

@@ -97,7 +97,8 @@ def build_notice(
 
 
 def _staff_addresses(workspace: Workspace) -> list[str]:
-    from digest_mail.audience.lists import Recipient, scan_list
+    from digest_mail.audience.csvfiles import scan_list
+    from digest_mail.audience.rows import Recipient
 
     path = workspace.list_path(workspace.settings.lists.staff)
     if not path.is_file():

@@ -76,7 +76,8 @@ def _audience_warnings(workspace: Workspace, schedule: Schedule) -> tuple[str, .
     """What will make the next run fail for want of readers: a list that does not exist,
     or lists with no rows at all (the empty list init writes). Cheap: reads up to the
     first row of each list."""
-    from digest_mail.audience.lists import existing_lists, has_readers_rows, similar_list
+    from digest_mail.audience.csvfiles import has_readers_rows
+    from digest_mail.audience.lists import existing_lists, similar_list
 
     missing = [n for n in schedule.list_names if not workspace.list_path(n).is_file()]
     warnings = []
