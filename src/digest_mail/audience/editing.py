@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from digest_mail.audience.addresses import AddressError, address_key, normalize_address
 from digest_mail.audience.csvfiles import ListSource, open_list, scan_list, scan_source
-from digest_mail.audience.rows import Recipient, RowProblem, check_name
+from digest_mail.audience.rows import KNOWN_COLUMNS, Recipient, RowProblem, check_name
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path, keep_mode, new_temp_file
 from digest_mail.ledger.suppressions import is_suppressed, unsuppress
@@ -103,11 +103,14 @@ def _keeps_bom(source: ListSource) -> bool:
     return source.encoding in ("utf-8-sig", "cp932", "utf-16")
 
 
+Action = Literal["added", "updated", "unchanged"]
+
+
 @dataclass(frozen=True)
 class AddResult:
     """What ``add`` did: ``added``, ``updated`` (name or status) or ``unchanged``."""
 
-    action: Literal["added", "updated", "unchanged"]
+    action: Action
     email: str
 
 
@@ -153,21 +156,35 @@ def _add_locked(
             f"{email} is suppressed in the ledger (it unsubscribed or bounced)",
             hint="add --resubscribe only if the person asked to subscribe again",
         )
-    if not path.exists():
-        header = ["email", "name", "status", "subscribed_at"]
-        row = [email, name or "", "subscribed", today]
+    if path.exists():
+        action = _add_to_list(path, email, key, name=name, resubscribe=resubscribe, today=today)
+    else:
+        _start_list(path, email, name=name, today=today)
+        action = "added"
+    if suppressed and ledger is not None:
+        unsuppress(ledger, key)
+    return AddResult(action, email)
 
-        def create(out: TextIO) -> None:
-            writer = _writer(out, ",")
-            writer.writerow(header)
-            writer.writerow(row)
 
-        write_atomic(path, create)
-        if suppressed and ledger is not None:
-            unsuppress(ledger, key)
-        return AddResult("added", email)
+def _start_list(path: Path, email: str, *, name: str | None, today: str) -> None:
+    """Write a new list whose one row is ``email``."""
+    header = list(KNOWN_COLUMNS)
+    row = [email, name or "", "subscribed", today]
 
-    outcome: list[Literal["added", "updated", "unchanged"]] = ["added"]
+    def create(out: TextIO) -> None:
+        writer = _writer(out, ",")
+        writer.writerow(header)
+        writer.writerow(row)
+
+    write_atomic(path, create)
+
+
+def _add_to_list(
+    path: Path, email: str, key: str, *, name: str | None, resubscribe: bool, today: str
+) -> Action:
+    """Rewrite the list at ``path`` with ``email`` subscribed: its first row updated, or
+    a new row at the end."""
+    action: Action = "added"
     with open_list(path) as source:
         header, raw_header = list(source.header), list(source.raw_header)
         if name and "name" not in header:
@@ -175,39 +192,59 @@ def _add_locked(
             raw_header.append("name")
 
         def rewrite(out: TextIO) -> None:
+            nonlocal action
             writer = _writer(out, source.delimiter)
             writer.writerow(raw_header)
             found = False
             for _line, values, item in scan_source(source):
                 if not found and isinstance(item, Recipient) and item.key == key:
                     found = True
-                    if item.status != "subscribed" and not resubscribe:
-                        raise DigestMailError(
-                            f"{email} is on the list as unsubscribed (line {item.line})",
-                            hint="add --resubscribe only if the person asked to subscribe again",
-                        )
-                    renamed = name is not None and name != item.name
-                    values = list(values)
-                    if "status" in header:
-                        _set(values, header, raw_header, "status", "subscribed")
-                    if name is not None:
-                        _set(values, header, raw_header, "name", name)
-                    resubscribed = item.status != "subscribed"
-                    outcome[0] = "updated" if renamed or resubscribed else "unchanged"
+                    values, action = _subscribe_row(
+                        values, item, header, raw_header, email, name=name, resubscribe=resubscribe
+                    )
                 writer.writerow(values)
             if not found:
-                row = [""] * len(header)
-                row[header.index("email")] = email
-                defaults = {"name": name or "", "status": "subscribed", "subscribed_at": today}
-                for column, value in defaults.items():
-                    if column in header:
-                        row[header.index(column)] = value
-                writer.writerow(row)
+                writer.writerow(_new_row(header, email, name=name, today=today))
 
         write_atomic(path, rewrite, bom=_keeps_bom(source))
-    if suppressed and ledger is not None:
-        unsuppress(ledger, key)
-    return AddResult(outcome[0], email)
+    return action
+
+
+def _subscribe_row(
+    values: list[str],
+    item: Recipient,
+    header: list[str],
+    raw_header: list[str],
+    email: str,
+    *,
+    name: str | None,
+    resubscribe: bool,
+) -> tuple[list[str], Action]:
+    """The row of ``item`` marked subscribed (and renamed to ``name``), and whether that
+    changed it; an unsubscribed row is refused unless ``resubscribe``."""
+    if item.status != "subscribed" and not resubscribe:
+        raise DigestMailError(
+            f"{email} is on the list as unsubscribed (line {item.line})",
+            hint="add --resubscribe only if the person asked to subscribe again",
+        )
+    renamed = name is not None and name != item.name
+    values = list(values)
+    if "status" in header:
+        _set(values, header, raw_header, "status", "subscribed")
+    if name is not None:
+        _set(values, header, raw_header, "name", name)
+    resubscribed = item.status != "subscribed"
+    return values, "updated" if renamed or resubscribed else "unchanged"
+
+
+def _new_row(header: list[str], email: str, *, name: str | None, today: str) -> list[str]:
+    row = [""] * len(header)
+    row[header.index("email")] = email
+    defaults = {"name": name or "", "status": "subscribed", "subscribed_at": today}
+    for column, value in defaults.items():
+        if column in header:
+            row[header.index(column)] = value
+    return row
 
 
 def remove_subscriber(path: Path, address: str) -> Recipient:
@@ -328,74 +365,117 @@ def _import_locked(
     today: str = "",
 ) -> ImportReport:
     report = ImportReport()
+    merge = _Merge(
+        incoming=_read_incoming(source_path, encoding, report),
+        report=report,
+        ledger=ledger,
+        resubscribe=resubscribe,
+        shown=display_path(source_path),
+        today=today,
+    )
+    if target_path.exists():
+        with open_list(target_path) as target:
+            write_atomic(target_path, lambda out: merge.write(target, out), bom=_keeps_bom(target))
+    else:
+        write_atomic(target_path, lambda out: merge.write(None, out))
+    if ledger is not None:
+        for key in merge.lifted:
+            unsuppress(ledger, key)
+    return report
+
+
+def _read_incoming(path: Path, encoding: str | None, report: ImportReport) -> dict[str, Recipient]:
+    """The valid rows of the imported file by key (the last row of a key wins); its
+    problem rows go into ``report`` as rejected."""
     incoming: dict[str, Recipient] = {}
-    for item in scan_list(source_path, encoding=encoding):
+    for item in scan_list(path, encoding=encoding):
         if isinstance(item, RowProblem):
             report.rejected += 1
             report.problems.append(str(item))
         else:
             incoming[item.key] = item
-    shown = display_path(source_path)
-    lifted: list[str] = []
+    return incoming
 
-    def allowed(new: Recipient, old_status: str | None) -> bool:
+
+@dataclass
+class _Merge:
+    """One import: the ``incoming`` rows merged into a list as it is rewritten, counted
+    in ``report``; ``lifted`` collects the suppressions to lift once the list is written."""
+
+    incoming: dict[str, Recipient]
+    report: ImportReport
+    ledger: Ledger | None
+    resubscribe: bool
+    shown: str  # the imported file, as problems name it
+    today: str
+    lifted: list[str] = field(default_factory=list)
+
+    def write(self, target: ListSource | None, out: TextIO) -> None:
+        """The merged list into ``out``: the rows of ``target`` (None: a new list) in
+        their order, each updated from its incoming row, then the new addresses."""
+        header, raw_header, delimiter, rows = _layout(target)
+        _extend_header(header, raw_header, self.incoming.values())
+        writer = _writer(out, delimiter)
+        writer.writerow(raw_header)
+        for _line, values, item in rows:
+            new = self.incoming.pop(item.key, None) if isinstance(item, Recipient) else None
+            if new is not None and isinstance(item, Recipient) and self._allows(new, item.status):
+                values = self._update(values, header, new)
+            writer.writerow(values)
+        for new in self.incoming.values():
+            if self._allows(new, None):
+                writer.writerow(self._new_row(header, new))
+                self.report.new += 1
+
+    def _allows(self, new: Recipient, old_status: str | None) -> bool:
+        """Whether ``new`` may go in: an address that opted out (``old_status``
+        unsubscribed, or suppressed) is re-subscribed only with ``resubscribe``, and
+        otherwise rejected in the report."""
         if new.status != "subscribed":
             return True
-        suppressed = ledger is not None and is_suppressed(ledger, new.key)
+        suppressed = self.ledger is not None and is_suppressed(self.ledger, new.key)
         if old_status != "unsubscribed" and not suppressed:
             return True
-        if resubscribe:
+        if self.resubscribe:
             if suppressed:
-                lifted.append(new.key)
+                self.lifted.append(new.key)
             return True
         why = "is suppressed in the ledger" if suppressed else "is unsubscribed on the list"
-        report.rejected += 1
-        report.problems.append(
-            f"{shown}:{new.line}: {new.email!r} {why}; not re-subscribed "
+        self.report.rejected += 1
+        self.report.problems.append(
+            f"{self.shown}:{new.line}: {new.email!r} {why}; not re-subscribed "
             "(use --resubscribe if the person asked to subscribe again)"
         )
         return False
 
-    def merge(source: ListSource | None, out: TextIO) -> None:
-        rows: Iterator[tuple[int, list[str], Recipient | RowProblem]] = iter(())
-        if source is None:
-            header = ["email", "name", "status", "subscribed_at"]
-            raw_header, delimiter = list(header), ","
+    def _update(self, values: list[str], header: list[str], new: Recipient) -> list[str]:
+        """An existing row with the incoming values, counted as updated or unchanged."""
+        values = list(values)
+        changed = _fill(values, header, new)
+        just_lifted = bool(self.lifted) and self.lifted[-1] == new.key
+        if changed or just_lifted:
+            self.report.updated += 1
         else:
-            header, raw_header = list(source.header), list(source.raw_header)
-            delimiter, rows = source.delimiter, scan_source(source)
-        _extend_header(header, raw_header, incoming.values())
-        writer = _writer(out, delimiter)
-        writer.writerow(raw_header)
-        for _line, values, item in rows:
-            new = incoming.pop(item.key, None) if isinstance(item, Recipient) else None
-            if new is not None and isinstance(item, Recipient) and allowed(new, item.status):
-                values = list(values)
-                changed = _fill(values, header, new)
-                if changed or (lifted and lifted[-1] == new.key):
-                    report.updated += 1
-                else:
-                    report.unchanged += 1
-            writer.writerow(values)
-        for new in incoming.values():
-            if allowed(new, None):
-                row = [""] * len(header)
-                row[header.index("email")] = new.email
-                _fill(row, header, new)
-                if "status" in header:
-                    row[header.index("status")] = new.status
-                since = header.index("subscribed_at") if "subscribed_at" in header else -1
-                if since >= 0 and not row[since] and new.status == "subscribed":
-                    row[since] = today
-                writer.writerow(row)
-                report.new += 1
+            self.report.unchanged += 1
+        return values
 
-    if target_path.exists():
-        with open_list(target_path) as target:
-            write_atomic(target_path, lambda out: merge(target, out), bom=_keeps_bom(target))
-    else:
-        write_atomic(target_path, lambda out: merge(None, out))
-    if ledger is not None:
-        for key in lifted:
-            unsuppress(ledger, key)
-    return report
+    def _new_row(self, header: list[str], new: Recipient) -> list[str]:
+        row = [""] * len(header)
+        row[header.index("email")] = new.email
+        _fill(row, header, new)
+        if "status" in header:
+            row[header.index("status")] = new.status
+        since = header.index("subscribed_at") if "subscribed_at" in header else -1
+        if since >= 0 and not row[since] and new.status == "subscribed":
+            row[since] = self.today
+        return row
+
+
+def _layout(
+    target: ListSource | None,
+) -> tuple[list[str], list[str], str, Iterator[tuple[int, list[str], Recipient | RowProblem]]]:
+    """(header, header as written, delimiter, rows) of the list being rewritten: copies
+    of the existing list's, or a new list's (the known columns, comma, no rows)."""
+    if target is None:
+        return list(KNOWN_COLUMNS), list(KNOWN_COLUMNS), ",", iter(())
+    return list(target.header), list(target.raw_header), target.delimiter, scan_source(target)
