@@ -60,7 +60,8 @@ lint: $(VENV)/.dev
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-# Debian packages that tests and benchmarks use when present (root, apt).
+# Debian packages that tests and benchmarks use when present (root, apt). postgresql: the
+# suite starts a server of its own from its binaries (tests/pgserver.py).
 system-deps:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  need=""; \
@@ -68,11 +69,12 @@ system-deps:
 	  [ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need="$$need fonts-noto-color-emoji"; \
 	  [ -x /usr/sbin/smtp-sink ] || need="$$need postfix"; \
 	  command -v spamassassin >/dev/null 2>&1 || need="$$need spamassassin"; \
+	  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	  if [ -n "$$need" ]; then \
 	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$need >/dev/null; \
 	  fi; \
-	else echo "system-deps: not root or no apt-get; tests that need chromium/postfix/spamassassin will skip"; fi
+	else echo "system-deps: not root or no apt-get; tests that need chromium/postfix/spamassassin/postgresql will skip"; fi
 
 bench: $(VENV)/.dev system-deps
 	$(PY) benchmarks/run.py

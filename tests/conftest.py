@@ -15,6 +15,7 @@ from digest_mail.cli import cli
 from digest_mail.config import Workspace, find_workspace
 
 if TYPE_CHECKING:
+    from pgserver import Database, PostgresServer
     from postfix import PostfixInstance
 
 # The aiosmtpd test server (fixture smtp_server) of the delivery tests.
@@ -94,6 +95,28 @@ def postfix() -> Iterator[PostfixInstance]:
     finally:
         instance.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The suite's own PostgreSQL (tests/pgserver.py), one per session, as an unprivileged
+    user; skipped with the reason where it cannot run (no Debian postgresql, no psycopg)."""
+    from pgserver import PostgresServer, unavailable
+
+    reason = unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> Iterator[Database]:
+    """A new, empty database of the suite's PostgreSQL, dropped after the test: its
+    ``url`` (no password), ``password`` and ``env()``."""
+    database = postgres_server.create_database()
+    yield database
+    postgres_server.drop_database(database.name)
 
 
 @pytest.fixture
