@@ -1,5 +1,11 @@
 """Who receives an edition: ``subscribers``, ``unsubscribe``, ``suppressions``, ``serve``,
-``bounces``."""
+``bounces``.
+
+Long on purpose: the commands of one stage (audience), as every module of this package
+holds one stage's commands (:data:`~digest_mail.cli.LAZY_COMMANDS`), and each is thin:
+parse, call one function of :mod:`digest_mail.audience` or the ledger, print. A quarter
+of the lines are the commands' ``--help`` text, which docs/commands.md is made from.
+"""
 
 from __future__ import annotations
 
