@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from digest_mail.mail.message import PLACEHOLDERS
+from digest_mail.mail.placeholders import PLACEHOLDERS
 from digest_mail.render.draft import Draft, content_hash
 
 NAME, EMAIL, UNSUB = PLACEHOLDERS["name"], PLACEHOLDERS["email"], PLACEHOLDERS["unsubscribe_url"]

@@ -11,13 +11,9 @@ import pytest
 
 from delivery_draft import SAMPLE_DRAFT, Draft, make_draft
 from digest_mail.config import Settings
-from digest_mail.mail.message import (
-    PLACEHOLDERS,
-    HeaderValueError,
-    MessageTemplate,
-    build_message,
-    fold_html_lines,
-)
+from digest_mail.mail.body import fold_html_lines
+from digest_mail.mail.message import HeaderValueError, MessageTemplate, build_message
+from digest_mail.mail.placeholders import PLACEHOLDERS
 
 SETTINGS = Settings()
 DATE = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)

@@ -63,7 +63,8 @@ from digest_mail.errors import (
 )
 from digest_mail.ledger.db import Ledger, utcnow
 from digest_mail.ledger.suppressions import is_suppressed, suppress
-from digest_mail.mail.message import BodyEncoding, MessageTemplate, new_message_id
+from digest_mail.mail.body import BodyEncoding
+from digest_mail.mail.message import MessageTemplate, new_message_id
 from digest_mail.transport.smtp import (
     Clock,
     PermanentFailure,

@@ -8,47 +8,36 @@ are encoded once, split at the per-recipient values, and each recipient costs on
 ``bytes.join`` (no ``EmailMessage`` per recipient: that alone caps a sender near
 400 msg/s). A spliced message parses to the same headers and decoded parts as the
 reference one; ``tests/mail/test_message.py`` checks that.
+
+Both take their header fields from the functions here, the per-reader values from
+:mod:`digest_mail.mail.placeholders` and the form of their bodies from
+:mod:`digest_mail.mail.body`.
 """
 
 from __future__ import annotations
 
-import binascii
 import html
 import re
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from email import policy as email_policy
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
-from typing import Literal, Protocol
+from typing import Protocol
 
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
 from digest_mail.mail import headers
+from digest_mail.mail.body import BodyEncoding, fold_html_lines, prepare_body
 from digest_mail.mail.headers import HeaderValueError
+from digest_mail.mail.placeholders import fill, fill_values, placeholder_values
 from digest_mail.transport.smtpclient import CrlfBytes, DotStuffedBytes, ascii_address
-
-try:  # the compose helper owns the token names; these are the pinned values
-    from digest_mail.render.renderer import PLACEHOLDERS as _RENDER_PLACEHOLDERS
-
-    PLACEHOLDERS: Mapping[str, str] = _RENDER_PLACEHOLDERS
-except ImportError:  # pragma: no cover - only before render.py exists
-    PLACEHOLDERS = {
-        "greeting": "@@greeting@@",
-        "name": "@@name@@",
-        "email": "@@email@@",
-        "unsubscribe_url": "@@unsubscribe_url@@",
-    }
 
 # One line of a message may be 998 octets (RFC 5322); policy.SMTP's default of 78
 # folds a long List-Unsubscribe URL into encoded words, which breaks it.
 POLICY = email_policy.SMTP.clone(max_line_length=998)
-MAX_LINE = 998
 EDITION_HEADER = "X-Digest-Edition"
-
-BodyEncoding = Literal["8bit", "base64"]
 
 
 class DraftLike(Protocol):
@@ -144,88 +133,6 @@ def sender_field(name: str, settings: Settings, value: str) -> str:
     return headers.named(name, display, address)
 
 
-def fill_values(
-    *, settings: Settings, to_address: str, to_name: str, unsubscribe_url: str
-) -> tuple[dict[str, str], dict[str, str]]:
-    """Placeholder token -> (text value, HTML value) for one recipient."""
-    pairs = placeholder_values(settings, to_address, to_name, unsubscribe_url)
-    text = dict(pairs)
-    markup = {token: html.escape(value, quote=True) for token, value in pairs}
-    return text, markup
-
-
-def placeholder_values(
-    settings: Settings, to_address: str, to_name: str, unsubscribe_url: str
-) -> tuple[tuple[str, str], ...]:
-    """(token, value) for each placeholder of one recipient, as the text part shows it."""
-    fallback = settings.edition.greeting_fallback
-    return (
-        (PLACEHOLDERS["greeting"], f"{to_name} さん" if to_name else fallback),
-        (PLACEHOLDERS["name"], to_name or fallback),
-        (PLACEHOLDERS["email"], to_address),
-        (PLACEHOLDERS["unsubscribe_url"], unsubscribe_url),
-    )
-
-
-FOLD_AT = 900  # octets; leaves room under 998 for per-recipient values
-
-
-def fold_html_lines(html: str, limit: int = FOLD_AT) -> str:
-    """Break HTML lines longer than ``limit`` octets at a space between a tag's attributes.
-
-    There a line break means exactly what the space meant, so the page is unchanged,
-    and the HTML part can travel as 8bit (lines <= 998 octets) instead of base64: MJML
-    and premailer write 1,000+ character lines of nested tables.
-    """
-    if len(html) <= limit or all(len(line.encode("utf-8")) <= limit for line in html.split("\n")):
-        return html
-    out: list[str] = []
-    for line in html.split("\n"):
-        while len(line.encode("utf-8")) > limit:
-            cut = _attribute_space(line, limit)
-            if cut is None:
-                break
-            out.append(line[:cut])
-            line = line[cut + 1 :]
-        out.append(line)
-    return "\n".join(out)
-
-
-def _attribute_space(line: str, limit: int) -> int | None:
-    """Index of the last space inside a tag, outside quotes, within ``limit`` octets."""
-    best = None
-    size = 0
-    in_tag = False
-    quote = ""
-    for index, char in enumerate(line):
-        size += len(char.encode("utf-8"))
-        if size > limit:
-            break
-        if quote:
-            if char == quote:
-                quote = ""
-        elif in_tag:
-            if char in "\"'":
-                quote = char
-            elif char == ">":
-                in_tag = False
-            elif char == " " and index > 0:
-                best = index
-        elif (
-            char == "<"
-            and index + 1 < len(line)
-            and (line[index + 1].isalpha() or line[index + 1] == "/")
-        ):
-            in_tag = True
-    return best
-
-
-def _fill(body: str, values: Mapping[str, str]) -> str:
-    for token, value in values.items():
-        body = body.replace(token, value)
-    return body
-
-
 def build_message(
     draft: DraftLike,
     *,
@@ -260,9 +167,9 @@ def build_message(
         list_unsubscribe_field(unsubscribe_url, unsubscribe_mailto),
     ]
     _set_fields(msg, fields)
-    msg.set_content(_fill(draft.text, text_values), subtype="plain", charset="utf-8")
+    msg.set_content(fill(draft.text, text_values), subtype="plain", charset="utf-8")
     msg.add_alternative(
-        _fill(fold_html_lines(draft.html), html_values), subtype="html", charset="utf-8"
+        fill(fold_html_lines(draft.html), html_values), subtype="html", charset="utf-8"
     )
     # The stdlib's Content-Type would be one unfolded line: write ours, boundary too.
     del msg["Content-Type"]
@@ -294,9 +201,6 @@ def build_text_message(
     _set_fields(msg, fields)
     msg.set_content(text, charset="utf-8", cte="8bit")
     return msg
-
-
-# --- the fast builder ------------------------------------------------------------------
 
 
 def _set_fields(msg: EmailMessage, fields: list[str]) -> None:
@@ -341,138 +245,7 @@ def _static_fields(
     return fields
 
 
-@dataclass(frozen=True)
-class _Body:
-    """One text part: its pieces between tokens, encoded once."""
-
-    subtype: str
-    pieces: tuple[bytes, ...]  # literal bytes, already CRLF and in the part's charset
-    tokens: tuple[str, ...]  # the token between pieces[i] and pieces[i+1]
-    escape: bool  # HTML-escape the values
-    encoding: BodyEncoding
-    # For 8bit: per line holding tokens, its length without them and its tokens' indices,
-    # so a recipient whose values would push a line past 998 octets is caught cheaply.
-    token_lines: tuple[tuple[int, tuple[int, ...]], ...]
-    # The pieces with every '.' that follows a CRLF inside them doubled (SMTP DATA form).
-    stuffed_pieces: tuple[bytes, ...] = ()
-    # The longest line holding tokens without them, and the most tokens on one line:
-    # values up to (MAX_LINE - longest_base) // most_tokens octets always fit.
-    longest_base: int = 0
-    most_tokens: int = 0
-
-    def header(self, encoding: BodyEncoding) -> bytes:
-        return _PART_HEADERS[self.subtype, encoding]
-
-    def render(self, values: Mapping[str, bytes], *, stuffed: bool = False) -> list[bytes]:
-        if stuffed and self.encoding == "8bit" and self._fits(values):
-            return [self.header("8bit"), *self._stuffed(values)]
-        filled = [self.pieces[0]]
-        for token, piece in zip(self.tokens, self.pieces[1:], strict=True):
-            filled.append(values[token])
-            filled.append(piece)
-        if self.encoding == "8bit" and self._fits(values):
-            return [self.header("8bit"), *filled]
-        # base64: the values are inside the body, so encode it per recipient (one pass).
-        return [self.header("base64"), _base64_lines(b"".join(filled))]
-
-    def _stuffed(self, values: Mapping[str, bytes]) -> list[bytes]:
-        """The 8bit body already dot-stuffed. Values hold no CR or LF, so a line can
-        only start inside a piece (done once, in ``stuffed_pieces``) or where a chunk
-        follows one that ended a line: the body's start (after the part header's blank
-        line), or a value or piece right after a piece ending with CRLF."""
-        pieces = self.stuffed_pieces
-        chunks = [pieces[0]]
-        for token, piece in zip(self.tokens, pieces[1:], strict=True):
-            chunks.append(values[token])
-            chunks.append(piece)
-        if pieces[0][:1] != b"." and all(v and v[:1] != b"." for v in values.values()):
-            # The usual recipient: no value is empty or starts with '.', so only the
-            # pieces' own line starts count, and stuffed_pieces has them.
-            return chunks
-        out: list[bytes] = []
-        line_start = True
-        for chunk in chunks:
-            if chunk:
-                if line_start and chunk[:1] == b".":
-                    out.append(b".")
-                out.append(chunk)
-                line_start = chunk[-2:] == b"\r\n"
-        return out
-
-    def _fits(self, values: Mapping[str, bytes]) -> bool:
-        if not self.token_lines:
-            return True
-        longest = max(len(value) for value in values.values())
-        if self.longest_base + self.most_tokens * longest <= MAX_LINE:
-            return True  # no line can outgrow the limit, whoever the recipient is
-        for base, indices in self.token_lines:
-            if base + sum(len(values[self.tokens[i]]) for i in indices) > MAX_LINE:
-                return False
-        return True
-
-
-_PART_HEADERS = {
-    (subtype, encoding): (
-        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n"
-    ).encode("ascii")
-    for subtype in ("plain", "html")
-    for encoding in ("8bit", "base64")
-}
-
-
-def _base64_lines(data: bytes) -> bytes:
-    encoded = binascii.b2a_base64(data, newline=False)
-    return b"".join([encoded[i : i + 76] + b"\r\n" for i in range(0, len(encoded), 76)])
-
-
-def _crlf(text: str) -> str:
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    if not text.endswith("\n"):
-        text += "\n"
-    return text.replace("\n", "\r\n")
-
-
-def _prepare_body(text: str, *, subtype: str, escape: bool, encoding: BodyEncoding) -> _Body:
-    text = _crlf(text)
-    tokens = list(PLACEHOLDERS.values())
-    pattern = re.compile("|".join(re.escape(t) for t in tokens))
-    parts = pattern.split(text)
-    found = tuple(pattern.findall(text))
-    pieces = tuple(p.encode("utf-8") for p in parts)
-    token_lines: list[tuple[int, tuple[int, ...]]] = []
-    if encoding == "8bit":
-        # Walk lines, tracking which tokens sit on each; a literal line over the limit
-        # means 8bit cannot carry this body at all.
-        line_len = 0
-        line_tokens: list[int] = []
-        for index, piece in enumerate(pieces):
-            chunks = piece.split(b"\r\n")
-            for n, chunk in enumerate(chunks):
-                if n > 0:
-                    if line_tokens:
-                        token_lines.append((line_len, tuple(line_tokens)))
-                    elif line_len > MAX_LINE:
-                        encoding = "base64"
-                    line_len, line_tokens = 0, []
-                line_len += len(chunk)
-            if index < len(found):
-                line_tokens.append(index)
-        if line_tokens:
-            token_lines.append((line_len, tuple(line_tokens)))
-        if any(base > MAX_LINE for base, _ in token_lines):
-            encoding = "base64"
-    return _Body(
-        subtype=subtype,
-        pieces=pieces,
-        tokens=found,
-        escape=escape,
-        encoding=encoding,
-        token_lines=tuple(token_lines),
-        stuffed_pieces=tuple(p.replace(b"\r\n.", b"\r\n..") for p in pieces),
-        longest_base=max((base for base, _ in token_lines), default=0),
-        most_tokens=max((len(indices) for _, indices in token_lines), default=0),
-    )
+# --- the fast builder ------------------------------------------------------------------
 
 
 class MessageTemplate:
@@ -512,8 +285,8 @@ class MessageTemplate:
         self._delimiter = f"\r\n--{boundary}\r\n".encode("ascii")
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
         self._preamble_delim = f"--{boundary}\r\n".encode("ascii")
-        self.text = _prepare_body(draft.text, subtype="plain", escape=False, encoding=body_encoding)
-        self.html = _prepare_body(
+        self.text = prepare_body(draft.text, subtype="plain", escape=False, encoding=body_encoding)
+        self.html = prepare_body(
             fold_html_lines(draft.html), subtype="html", escape=True, encoding=body_encoding
         )
 

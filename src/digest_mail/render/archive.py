@@ -7,10 +7,11 @@
     archive/<edition>/index.html    the email's HTML with neutral per-recipient values
     archive/<edition>/edition.json  what the index and feed are rebuilt from
 
-The page is public, so the per-recipient placeholders get neutral values: the greeting
-fallback for the name, nothing for the address, the subscription page (or ``#``) for the
-unsubscribe link. A placeholder left over means the page would leak or break, so
-publishing stops instead.
+The page is public, so the per-recipient placeholders get neutral values
+(:func:`digest_mail.mail.placeholders.neutral_values`): the greeting fallback for the
+name, nothing for the address, the subscription page (or ``#``) for the unsubscribe
+link. A placeholder left over means the page would leak or break, so publishing stops
+instead.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ import jinja2
 from digest_mail.config import Settings, Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.files import display_path, keep_mode, new_temp_file
+from digest_mail.mail.placeholders import PLACEHOLDERS, fill, neutral_values
 from digest_mail.render.draft import Draft, check_edition_id
-from digest_mail.render.renderer import PLACEHOLDERS, japanese_date
+from digest_mail.render.renderer import japanese_date
 
 __all__ = [
     "ArchivedEdition",
@@ -132,16 +134,7 @@ def edition_url(settings: Settings, edition_id: str) -> str:
 
 def archive_page(draft: Draft, settings: Settings) -> str:
     """The draft's HTML with neutral per-recipient values (pure; no personal data)."""
-    neutral = {
-        "greeting": settings.edition.greeting_fallback,
-        "name": settings.edition.greeting_fallback,
-        # The footer says "このメールは {email} 宛にお送りしています": keep it a sentence.
-        "email": "ご登録のメールアドレス",
-        "unsubscribe_url": settings.archive.subscribe_url.strip() or "#",
-    }
-    page = draft.html
-    for key, token in PLACEHOLDERS.items():
-        page = page.replace(token, html.escape(neutral.get(key, ""), quote=True))
+    page = fill(draft.html, neutral_values(settings))
     leftover = _LEFTOVER.search(page)
     if leftover:
         raise DigestMailError(

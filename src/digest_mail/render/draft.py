@@ -30,6 +30,7 @@ from digest_mail.content.articles import (
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path, new_temp_dir
 from digest_mail.mail.message import DraftLike
+from digest_mail.mail.placeholders import SAMPLE_RECIPIENT, sample_unsubscribe_url
 from digest_mail.render.renderer import RenderedEdition, render_edition, unshown_fields
 from digest_mail.text import looks_like_encoded_word
 
@@ -56,7 +57,6 @@ __all__ = [
 ]
 
 DRAFT_FILES = ("index.html", "index.txt", "index.mjml", "edition.json", "preview.eml")
-SAMPLE_RECIPIENT = ("yamada.hanako@example.jp", "山田 花子")
 
 
 def default_edition_id(today: dt.date) -> str:
@@ -333,12 +333,11 @@ def sample_message(
 
 
 def _preview_message(draft: Draft, settings: Settings) -> bytes:
-    base = settings.unsubscribe.base_url.rstrip("/")
     return sample_message(
         draft,
         settings,
         list_name=settings.lists.staff,
-        unsubscribe_url=f"{base}?token=preview",
+        unsubscribe_url=sample_unsubscribe_url(settings),
         unsubscribe_mailto=f"mailto:{settings.unsubscribe.mailto}?subject=unsubscribe-preview",
     )
 

@@ -1,8 +1,9 @@
 """Render an edition once: Jinja2 → MJML → HTML → inlined CSS, and its plain-text part.
 
-Per-recipient values stay as :data:`PLACEHOLDERS` tokens (``@@name@@``) in the output;
-delivery fills them cheaply per recipient. The tokens have no braces or spaces because
-premailer rewrites ``href`` values and would mangle ``{{ … }}``.
+Per-recipient values stay as tokens (``@@name@@``, from
+:data:`digest_mail.mail.placeholders.PLACEHOLDERS`) in the output; delivery fills them
+cheaply per recipient. The tokens have no braces or spaces because premailer rewrites
+``href`` values and would mangle ``{{ … }}``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from digest_mail.config import Settings
 from digest_mail.content.articles import Article, excerpt
 from digest_mail.errors import InputError
 from digest_mail.files import display_path
+from digest_mail.mail.placeholders import PLACEHOLDERS
 from digest_mail.render.plaintext import wrap_text
 
 if TYPE_CHECKING:
@@ -34,21 +36,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HTML_TEMPLATE",
-    "PLACEHOLDERS",
     "TEXT_TEMPLATE",
     "RenderedEdition",
     "make_environment",
     "render_edition",
 ]
 
-PLACEHOLDERS: dict[str, str] = {
-    # "山田 花子 さん", or [edition] greeting_fallback (「読者の皆さま」) for a nameless
-    # reader: the honorific belongs to the name, so it is part of the per-reader value.
-    "greeting": "@@greeting@@",
-    "name": "@@name@@",
-    "email": "@@email@@",
-    "unsubscribe_url": "@@unsubscribe_url@@",
-}
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 TEXT_WIDTH = 72
@@ -217,8 +210,8 @@ def inline_css(html: str) -> str:
     leaves them; the template's own rules are inlined.
     """
     html = _MJML_RESET.sub('<style type="text/css" data-premailer="ignore">', html, count=1)
-    # Imported here: premailer pulls in requests and cssutils (~0.7 s), which every other
-    # command (and the delivery path, which imports PLACEHOLDERS) should not pay for.
+    # Imported here: premailer pulls in requests and cssutils (~0.7 s), which the commands
+    # that load this module only to read drafts (check, archive, send) should not pay for.
     from premailer import Premailer
 
     inlined: str = Premailer(

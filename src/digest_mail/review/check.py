@@ -15,9 +15,11 @@ from typing import Any, Literal
 
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
-from digest_mail.render.draft import SAMPLE_RECIPIENT, Draft, sample_message
+from digest_mail.mail.body import fold_html_lines
+from digest_mail.mail.placeholders import PLACEHOLDERS, SAMPLE_RECIPIENT, fill, fill_values
+from digest_mail.render.draft import Draft, sample_message
 from digest_mail.render.plaintext import display_width, is_url_line
-from digest_mail.render.renderer import PLACEHOLDERS, TEXT_WIDTH
+from digest_mail.render.renderer import TEXT_WIDTH
 from digest_mail.review.probes import (
     NetworkUnreachableError,
     SpamReport,
@@ -99,17 +101,13 @@ def longest_values(settings: Settings, *, list_path: Path | None = None) -> Fill
 
 def sent_html(page: str, settings: Settings, values: FillValues) -> str:
     """The HTML part as one recipient gets it: placeholders filled (escaped), lines folded."""
-    from digest_mail.mail.message import fill_values, fold_html_lines
-
     _, markup = fill_values(
         settings=settings,
         to_address=values.email,
         to_name=values.name,
         unsubscribe_url=values.unsubscribe_url,
     )
-    for token, value in markup.items():
-        page = page.replace(token, value)
-    return fold_html_lines(page)
+    return fold_html_lines(fill(page, markup))
 
 
 @dataclass(frozen=True)

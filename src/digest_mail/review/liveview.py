@@ -39,7 +39,8 @@ from digest_mail.audience.unsubscribe import (
 from digest_mail.config import CONFIG_NAME, Workspace, find_workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.mail.message import MessageTemplate
-from digest_mail.render.draft import SAMPLE_RECIPIENT, ComposeRequest, Draft, compose, resolve_draft
+from digest_mail.mail.placeholders import SAMPLE_RECIPIENT
+from digest_mail.render.draft import ComposeRequest, Draft, compose, resolve_draft
 from digest_mail.render.plaintext import display_width, is_url_line
 from digest_mail.review.check import GMAIL_CLIP_BYTES, TEXT_LINE_LIMIT, CheckReport, check_draft
 

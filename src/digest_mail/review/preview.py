@@ -24,8 +24,8 @@ from pathlib import Path
 
 from digest_mail.config import Settings
 from digest_mail.errors import DigestMailError
-from digest_mail.render.draft import SAMPLE_RECIPIENT, Draft
-from digest_mail.render.renderer import PLACEHOLDERS
+from digest_mail.mail.placeholders import fill, sample_values
+from digest_mail.render.draft import Draft
 
 __all__ = [
     "ChromiumMissingError",
@@ -65,25 +65,11 @@ def find_chromium() -> str:
     raise ChromiumMissingError()
 
 
-def sample_values(settings: Settings) -> dict[str, str]:
-    """What the placeholders show in a preview: a sample reader, HTML-escaped."""
-    address, name = SAMPLE_RECIPIENT
-    raw = {
-        "greeting": f"{name} さん",
-        "name": name,
-        "email": address,
-        "unsubscribe_url": f"{settings.unsubscribe.base_url.rstrip('/')}?token=preview",
-    }
-    return {PLACEHOLDERS[key]: html.escape(value, quote=True) for key, value in raw.items()}
-
-
 def write_preview_html(draft: Draft, settings: Settings) -> Path:
     """``drafts/<id>/preview/preview.html``: the HTML part as a sample reader gets it."""
     folder = draft.path / "preview"
     folder.mkdir(exist_ok=True)
-    page = draft.html
-    for token, value in sample_values(settings).items():
-        page = page.replace(token, value)
+    page = fill(draft.html, sample_values(settings))
     target = folder / "preview.html"
     target.write_text(page, encoding="utf-8")
     return target
