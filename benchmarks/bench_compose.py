@@ -20,7 +20,8 @@ from pathlib import Path
 
 from digest_mail.config import find_workspace
 from digest_mail.content.articles import load_articles
-from digest_mail.render.draft import build_edition, compose
+from digest_mail.content.edition import build_edition
+from digest_mail.render.compose import compose
 from digest_mail.render.renderer import (
     HTML_TEMPLATE,
     TEXT_TEMPLATE,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from digest_mail.config import Settings, load_settings
 from digest_mail.content.articles import Article, load_articles
-from digest_mail.render.draft import Edition, build_edition
+from digest_mail.content.edition import Edition, build_edition
 from digest_mail.render.renderer import render_edition
 from digest_mail.review.check import longest_values, sent_html
 

@@ -65,7 +65,7 @@ def compose_draft(
     root: Path, edition: str, *, title: str, now: dt.datetime | None = None, force: bool = False
 ) -> str:
     """Compose ``drafts/<edition>/`` from one article through the real pipeline."""
-    from digest_mail.render.draft import compose
+    from digest_mail.render.compose import compose
 
     article = root / "scratch" / f"{edition}.md"
     article.parent.mkdir(exist_ok=True)

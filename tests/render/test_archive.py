@@ -13,7 +13,8 @@ import pytest
 
 from digest_mail.config import Workspace, find_workspace
 from digest_mail.render.archive import archived_editions, publish_archive
-from digest_mail.render.draft import Draft, compose, load_draft
+from digest_mail.render.compose import compose
+from digest_mail.render.draft import Draft, load_draft
 
 BASE = "https://chrysanthemum-digest.example.jp/newsletter"
 TODAY = dt.date(2026, 11, 25)

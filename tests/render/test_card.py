@@ -13,7 +13,7 @@ import pytest
 
 from conftest import Runner
 from digest_mail.content.articles import Article, load_articles
-from digest_mail.render.draft import default_edition_id
+from digest_mail.content.edition import default_edition_id
 from digest_mail.render.renderer import slash_date
 
 EDITION = default_edition_id(dt.date.today())

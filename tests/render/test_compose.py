@@ -20,13 +20,9 @@ from compose_samples import replace_field, write_article
 from conftest import Runner, copy_workspace
 from digest_mail.cli import cli
 from digest_mail.config import find_workspace, load_settings
-from digest_mail.render.draft import (
-    compose,
-    content_hash,
-    default_edition_id,
-    latest_draft,
-    load_draft,
-)
+from digest_mail.content.edition import default_edition_id
+from digest_mail.render.compose import compose
+from digest_mail.render.draft import content_hash, latest_draft, load_draft
 from digest_mail.review.check import longest_values, sent_html
 
 EDITION = default_edition_id(dt.date.today())
@@ -278,7 +274,7 @@ BAD_TEMPLATES: list[tuple[str, str, str, str]] = [
         "unknown variable in the text template",
         "templates/email/digest.txt.j2",
         "{{ newsletter.name }}\n{{ edition.title }}\n",
-        "Error: templates/email/digest.txt.j2:2: template error: 'digest_mail.render.draft.Edition object' has no attribute 'title'\n"
+        "Error: templates/email/digest.txt.j2:2: template error: 'digest_mail.content.edition.Edition object' has no attribute 'title'\n"
         "Hint: fix the template, or delete the override in templates/email/ to use the default\n",
     ),
 ]

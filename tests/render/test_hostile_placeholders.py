@@ -18,8 +18,8 @@ from compose_samples import replace_field, write_article
 from conftest import Runner
 from digest_mail.config import find_workspace
 from digest_mail.content.articles import load_article
+from digest_mail.content.edition import build_edition
 from digest_mail.errors import InputError
-from digest_mail.render.draft import build_edition
 from digest_mail.render.renderer import render_edition
 
 PIXEL = "https://tracker.example.net/pixel.gif?e=@@email@@&u=@@unsubscribe_url@@"

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import REPO
 from digest_mail.config import load_settings
 from digest_mail.content.articles import Article, Source
-from digest_mail.render.draft import build_edition
+from digest_mail.content.edition import build_edition
 from digest_mail.render.plaintext import _NO_START as NO_START
 from digest_mail.render.plaintext import display_width, is_url_line
 from digest_mail.render.renderer import TEXT_TEMPLATE, make_environment, template_context

@@ -13,8 +13,8 @@ from compose_samples import write_budget_articles
 from conftest import REPO
 from digest_mail.config import load_settings
 from digest_mail.content.articles import Article, load_articles
+from digest_mail.content.edition import build_edition
 from digest_mail.mail.placeholders import PLACEHOLDERS
-from digest_mail.render.draft import build_edition
 from digest_mail.render.plaintext import display_width, is_url_line
 from digest_mail.render.renderer import RenderedEdition, inline_css, mjml_to_html, render_edition
 from digest_mail.review.check import longest_values, sent_html

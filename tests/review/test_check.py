@@ -12,7 +12,7 @@ import pytest
 
 from conftest import Runner, use_own_identity
 from digest_mail.config import load_settings
-from digest_mail.render.draft import default_edition_id
+from digest_mail.content.edition import default_edition_id
 from digest_mail.review.check import FillValues, longest_values, sent_html
 
 EDITION = default_edition_id(dt.date.today())

@@ -17,7 +17,7 @@ import pytest
 
 from compose_samples import replace_field
 from conftest import Runner, use_own_identity
-from digest_mail.render.draft import default_edition_id
+from digest_mail.content.edition import default_edition_id
 from digest_mail.review.probes import fetch_image, subject_all_caps
 
 EDITION = default_edition_id(dt.date.today())

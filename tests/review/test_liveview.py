@@ -24,8 +24,9 @@ import pytest
 from conftest import Runner
 from digest_mail.audience.unsubscribe import read_token, signing_key
 from digest_mail.config import find_workspace
+from digest_mail.content.edition import default_edition_id
 from digest_mail.errors import DigestMailError
-from digest_mail.render.draft import default_edition_id, latest_draft
+from digest_mail.render.draft import latest_draft
 from digest_mail.review.liveserver import LiveInfo, check_loopback, run_live
 from digest_mail.review.liveview import Composed, LiveSession, frame_html
 from digest_mail.review.probes import find_spamassassin

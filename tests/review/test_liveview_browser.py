@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from conftest import Runner
-from digest_mail.render.draft import default_edition_id
+from digest_mail.content.edition import default_edition_id
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Runner
-from digest_mail.render.draft import default_edition_id
+from digest_mail.content.edition import default_edition_id
 
 EDITION = default_edition_id(dt.date.today())
 HAS_CHROMIUM = any(shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome"))

@@ -12,7 +12,8 @@ from digest_mail.cli import json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.files import display_path
-from digest_mail.render.draft import compose_edition, resolve_draft
+from digest_mail.render.compose import compose_edition
+from digest_mail.render.draft import resolve_draft
 from digest_mail.review.check import (
     GMAIL_CLIP_BYTES,
     Finding,

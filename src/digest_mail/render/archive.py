@@ -31,10 +31,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import jinja2
 
 from digest_mail.config import Settings, Workspace
+from digest_mail.content.edition import check_edition_id
 from digest_mail.errors import DigestMailError
 from digest_mail.files import display_path, keep_mode, new_temp_file
 from digest_mail.mail.placeholders import PLACEHOLDERS, fill, neutral_values
-from digest_mail.render.draft import Draft, check_edition_id
+from digest_mail.render.draft import Draft
 from digest_mail.render.renderer import japanese_date
 
 __all__ = [

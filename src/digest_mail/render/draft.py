@@ -1,9 +1,13 @@
-"""Editions and drafts: choose articles, render once, write ``drafts/<edition>/`` atomically.
+"""Drafts: an edition rendered once, on disk as ``drafts/<edition>/``, written atomically.
 
 A draft folder holds ``index.html``, ``index.txt``, ``index.mjml``, ``edition.json`` and
 ``preview.eml``. It is built in a hidden temporary folder beside its final place and
 renamed into place only when every file is written, so a failed compose never leaves a
 partial draft that looks complete; composing the same edition again replaces the folder.
+
+``edition.json`` pins the content hash of the subject and both parts: an approval pins
+it too, and :func:`verify_content` refuses a draft whose files were edited since.
+:func:`digest_mail.render.compose.compose` is what writes drafts.
 """
 
 from __future__ import annotations
@@ -13,74 +17,36 @@ import hashlib
 import json
 import os
 import shutil
-import string
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from digest_mail.config import EDITION_ID, Settings, Workspace, parse_duration
-from digest_mail.content.articles import (
-    Article,
-    filter_articles,
-    load_articles,
-    select_articles,
-)
-from digest_mail.errors import DigestMailError, InputError
+from digest_mail.config import Settings, Workspace
+from digest_mail.content.articles import Article
+from digest_mail.content.edition import Edition, check_edition_id, is_edition_id
+from digest_mail.errors import DigestMailError
 from digest_mail.files import display_path, new_temp_dir
 from digest_mail.mail.message import DraftLike
 from digest_mail.mail.placeholders import SAMPLE_RECIPIENT, sample_unsubscribe_url
-from digest_mail.render.renderer import RenderedEdition, render_edition, unshown_fields
-from digest_mail.text import looks_like_encoded_word
-
-if TYPE_CHECKING:
-    from digest_mail.render.mailed import Replacement
+from digest_mail.render.renderer import RenderedEdition, unshown_fields
 
 __all__ = [
     "ComposeRequest",
     "Draft",
     "DraftChangedError",
-    "Edition",
-    "build_edition",
-    "check_edition_id",
-    "compose",
-    "compose_edition",
+    "HashedDraft",
     "content_hash",
-    "default_edition_id",
-    "is_edition_id",
     "latest_draft",
     "load_draft",
+    "resolve_draft",
     "sample_message",
     "save_draft",
     "verify_content",
 ]
 
 DRAFT_FILES = ("index.html", "index.txt", "index.mjml", "edition.json", "preview.eml")
-
-
-def default_edition_id(today: dt.date) -> str:
-    """The ISO week of ``today``: 2026-11-25 → 2026-W48."""
-    year, week, _ = today.isocalendar()
-    return f"{year}-W{week:02d}"
-
-
-def is_edition_id(value: object) -> bool:
-    return isinstance(value, str) and EDITION_ID.fullmatch(value) is not None
-
-
-def check_edition_id(
-    edition_id: object, *, field: str = "--edition", path: Path | str | None = None
-) -> str:
-    """``edition_id`` if it is one, else an :class:`InputError` naming where it was read."""
-    if not isinstance(edition_id, str) or not is_edition_id(edition_id):
-        raise InputError(
-            f"{edition_id!r} is not an edition id",
-            path=path,
-            field=field,
-            hint="use letters, digits, '.', '_' and '-' only, e.g. 2026-W48",
-        )
-    return edition_id
 
 
 class DraftChangedError(DigestMailError):
@@ -110,79 +76,6 @@ def verify_content(draft: HashedDraft) -> None:
         " no longer match the content hash in its edition.json",
         hint=f"compose it again (digest-mail compose --edition {draft.id}), check it"
         " and approve it again",
-    )
-
-
-@dataclass(frozen=True)
-class Edition:
-    """What one newsletter issue says, before rendering."""
-
-    id: str
-    subject: str
-    intro: str
-    preheader: str
-    articles: tuple[Article, ...]
-
-    def view_url(self, settings: Settings) -> str:
-        """The per-edition view-in-browser address."""
-        return f"{settings.archive.base_url.rstrip('/')}/{self.id}/"
-
-
-def build_edition(
-    articles: Sequence[Article],
-    *,
-    settings: Settings,
-    today: dt.date,
-    edition_id: str | None = None,
-    subject: str | None = None,
-    intro: str | None = None,
-    preheader: str | None = None,
-) -> Edition:
-    """An :class:`Edition` from options, falling back to the ``[edition]`` settings."""
-    if not articles:
-        raise InputError("no articles to compose", hint="name article files or widen --since")
-    ident = check_edition_id(edition_id or default_edition_id(today))
-    template = settings.edition.subject if subject is None else subject
-    try:
-        # Only a bare {edition}: str.format would also run '{edition.__class__}' (attribute
-        # access), '{edition.x}' (a traceback) or '{edition:>999999999}' (a huge string).
-        fields = [
-            (name, spec, conversion)
-            for _, name, spec, conversion in string.Formatter().parse(template)
-            if name is not None
-        ]
-        if any(field != ("edition", "", None) for field in fields):
-            raise ValueError(template)
-        resolved_subject = template.format(edition=ident)
-    except (KeyError, IndexError, ValueError):
-        raise InputError(
-            f"subject {template!r} may only use {{edition}}",
-            field="--subject" if subject is not None else "edition.subject",
-            hint="write literal braces as {{ and }}",
-        ) from None
-    resolved_subject = " ".join(resolved_subject.split())
-    if looks_like_encoded_word(resolved_subject):
-        # Python 3.10-3.12 decode such text in a header, CR LF included: refused here,
-        # and encoded literally by digest_mail.mail.headers should it ever get further.
-        raise InputError(
-            f"subject {template!r} holds RFC 2047 encoded-word syntax (=?charset?q?…?=)",
-            field="--subject" if subject is not None else "edition.subject",
-            hint="write the subject as plain text: digest-mail encodes headers itself",
-        )
-    if not resolved_subject:
-        raise InputError(
-            "the subject is empty",
-            field="--subject",
-            hint="pass --subject or set [edition] subject",
-        )
-    return Edition(
-        id=ident,
-        subject=resolved_subject,
-        intro=(settings.edition.intro if intro is None else intro).strip(),
-        preheader=" ".join(
-            (settings.edition.preheader if preheader is None else preheader).split()
-        ),
-        articles=tuple(articles),
     )
 
 
@@ -497,116 +390,3 @@ def latest_draft(workspace: Workspace) -> Draft:
 def resolve_draft(workspace: Workspace, ref: str | None) -> Draft:
     """``load_draft`` for a given ref, else :func:`latest_draft`."""
     return latest_draft(workspace) if ref is None else load_draft(workspace, ref)
-
-
-def choose_articles(
-    workspace: Workspace,
-    paths: Sequence[Path | str],
-    *,
-    since: str | None,
-    category: str | None,
-    today: dt.date,
-) -> list[Article]:
-    """The files named (in that order), else ``articles/`` within ``since`` (newest first)."""
-    window = None if since is None else dt.timedelta(seconds=parse_duration(since, key="--since"))
-    if paths:
-        chosen = filter_articles(load_articles(paths), since=window, category=category, today=today)
-    else:
-        if window is None:
-            window = dt.timedelta(
-                seconds=parse_duration(workspace.settings.edition.since, key="edition.since")
-            )
-            since = workspace.settings.edition.since
-        chosen = select_articles(workspace, since=window, category=category, today=today)
-    if not chosen:
-        what = []
-        if since is not None:
-            what.append(f"published in the last {since}")
-        if category:
-            what.append(f"in category {category!r}")
-        where = "of the files named" if paths else f"in {display_path(workspace.articles_dir)}/"
-        raise InputError(
-            f"no articles selected: none {where} {' and '.join(what) or 'found'}",
-            hint="name article files (compose articles/*.md) or widen --since, e.g. --since 30d",
-        )
-    return chosen
-
-
-def compose(
-    workspace: Workspace,
-    paths: Sequence[Path | str] = (),
-    *,
-    since: str | None = None,
-    category: str | None = None,
-    edition_id: str | None = None,
-    subject: str | None = None,
-    intro: str | None = None,
-    preheader: str | None = None,
-    today: dt.date | None = None,
-    now: dt.datetime | None = None,
-    force: bool = False,
-) -> Draft:
-    """Choose articles, build the edition, render it once and save the draft."""
-    return compose_edition(
-        workspace,
-        paths,
-        since=since,
-        category=category,
-        edition_id=edition_id,
-        subject=subject,
-        intro=intro,
-        preheader=preheader,
-        today=today,
-        now=now,
-        force=force,
-    )[0]
-
-
-def compose_edition(
-    workspace: Workspace,
-    paths: Sequence[Path | str] = (),
-    *,
-    since: str | None = None,
-    category: str | None = None,
-    edition_id: str | None = None,
-    subject: str | None = None,
-    intro: str | None = None,
-    preheader: str | None = None,
-    today: dt.date | None = None,
-    now: dt.datetime | None = None,
-    force: bool = False,
-) -> tuple[Draft, Replacement]:
-    """:func:`compose`, and what replacing the edition's earlier draft undid.
-
-    A draft that was sent or approved is replaced by different content only with
-    ``force`` (which withdraws the approval): see
-    :func:`digest_mail.render.mailed.guard_replacement`.
-    """
-    from digest_mail.render.mailed import guard_replacement
-
-    today = today or dt.date.today()
-    articles = choose_articles(workspace, paths, since=since, category=category, today=today)
-    edition = build_edition(
-        articles,
-        settings=workspace.settings,
-        today=today,
-        edition_id=edition_id,
-        subject=subject,
-        intro=intro,
-        preheader=preheader,
-    )
-    rendered = render_edition(
-        edition, settings=workspace.settings, templates_dir=workspace.templates_dir
-    )
-    digest = content_hash(subject=edition.subject, html=rendered.html, text=rendered.text)
-    replaced = guard_replacement(workspace, edition.id, digest, force=force)
-    request = ComposeRequest.of(
-        workspace,
-        paths,
-        since=since,
-        category=category,
-        subject=subject,
-        intro=intro,
-        preheader=preheader,
-    )
-    return save_draft(workspace, edition, rendered, now=now, request=request), replaced

@@ -19,20 +19,18 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from mjml import mjml2html
 
 from digest_mail.config import Settings
 from digest_mail.content.articles import Article, excerpt
+from digest_mail.content.edition import Edition
 from digest_mail.errors import InputError
 from digest_mail.files import display_path
 from digest_mail.mail.placeholders import PLACEHOLDERS
 from digest_mail.render.plaintext import wrap_text
-
-if TYPE_CHECKING:
-    from digest_mail.render.draft import Edition
 
 __all__ = [
     "HTML_TEMPLATE",

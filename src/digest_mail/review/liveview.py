@@ -1,7 +1,7 @@
 """The live preview's model: compose on demand, remember the last good render, show it
 as a chosen reader gets it.
 
-:class:`LiveSession` composes through :func:`digest_mail.render.draft.compose`, the function
+:class:`LiveSession` composes through :func:`digest_mail.render.compose.compose`, the function
 ``digest-mail compose`` calls, with the draft's own :class:`ComposeRequest` (the same
 article files, window and overrides), rendering once per change. A failure keeps the
 last good draft and records the lines ``compose`` would print (``Error: …``, ``Hint: …``).
@@ -40,7 +40,8 @@ from digest_mail.config import CONFIG_NAME, Workspace, find_workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.mail.message import MessageTemplate
 from digest_mail.mail.placeholders import SAMPLE_RECIPIENT
-from digest_mail.render.draft import ComposeRequest, Draft, compose, resolve_draft
+from digest_mail.render.compose import compose
+from digest_mail.render.draft import ComposeRequest, Draft, resolve_draft
 from digest_mail.render.plaintext import display_width, is_url_line
 from digest_mail.review.check import GMAIL_CLIP_BYTES, TEXT_LINE_LIMIT, CheckReport, check_draft
 

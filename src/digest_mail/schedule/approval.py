@@ -193,7 +193,8 @@ def withdraw(workspace: Workspace, ref: str, *, now: datetime | None = None) -> 
 
 def _edition_of(workspace: Workspace, ref: str) -> str:
     """The edition id of ``ref``; works after the draft folder has been deleted too."""
-    from digest_mail.render.draft import check_edition_id, load_draft
+    from digest_mail.content.edition import check_edition_id
+    from digest_mail.render.draft import load_draft
 
     if "/" not in ref and not (workspace.drafts_dir / ref).is_dir() and not Path(ref).is_dir():
         return check_edition_id(ref, field="DRAFT")
