@@ -58,7 +58,6 @@ KNOWN_SQL_OUTSIDE_LEDGER: set[str] = {
     "digest_mail.render.mailed",
 }
 KNOWN_LONG_MODULES: set[str] = {
-    "digest_mail.content.feed",
     "digest_mail.delivery.campaign",
     "digest_mail.transport.smtp",
     "digest_mail.transport.smtpclient",

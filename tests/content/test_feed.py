@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from digest_mail.content.articles import load_article
-from digest_mail.content.feed import html_to_markdown, html_to_text
+from digest_mail.content.feedhtml import html_to_markdown, html_to_text
 
 FEEDS = Path(__file__).parents[1] / "fixtures" / "feeds"
 ATOM = FEEDS / "site-atom.xml"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from digest_mail.content.feed import html_to_markdown, html_to_text
+from digest_mail.content.feedhtml import html_to_markdown, html_to_text
 
 markdown_it = pytest.importorskip("markdown_it")
 RENDER = markdown_it.MarkdownIt("commonmark")

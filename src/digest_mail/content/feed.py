@@ -1,10 +1,15 @@
 """Articles from the site's feed: RSS or Atom entries become article files.
 
-feedparser reads the feed; every piece of HTML in it (content, summary) goes through nh3
-before anything else sees it, and is then stored as Markdown or plain text, so a
+feedparser reads the feed (a file, or fetched over https only, at most 20 MB); every
+piece of HTML in it (content, summary) goes through nh3 before anything else sees it,
+and is then stored as Markdown or plain text (:mod:`digest_mail.content.feedhtml`), so a
 ``<script>`` in the site's feed can never reach an email template. Each written file is
-read back with :func:`digest_mail.content.articles.load_article`: what import writes, compose
-accepts.
+read back with :func:`digest_mail.content.articles.load_article`: what import writes,
+compose accepts.
+
+One importer, read top to bottom: reading the feed, then each entry to an article's
+front matter and body, then :func:`import_feed`, which skips what is already an article
+and writes the rest.
 """
 
 from __future__ import annotations
@@ -19,13 +24,11 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import feedparser
-import nh3
 import yaml
 
 from digest_mail import __version__
@@ -35,6 +38,7 @@ from digest_mail.content.articles import (
     PLACEHOLDER_SYNTAX,
     load_article,
 )
+from digest_mail.content.feedhtml import escape_markdown, html_to_markdown, html_to_text
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path, new_temp_file
 
@@ -43,40 +47,13 @@ __all__ = [
     "ImportReport",
     "ImportedArticle",
     "SkippedEntry",
-    "html_to_markdown",
-    "html_to_text",
     "import_feed",
     "read_feed",
-    "sanitize_html",
 ]
 
 FETCH_TIMEOUT = 30.0
 MAX_FEED_BYTES = 20 * 1024 * 1024
 LEAD_MAX_CHARS = 300
-_ALLOWED_TAGS = {
-    "p",
-    "br",
-    "a",
-    "ul",
-    "ol",
-    "li",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "blockquote",
-    "strong",
-    "b",
-    "em",
-    "i",
-    "code",
-    "pre",
-    "hr",
-    "div",
-    "span",
-}
 _ACCEPT = "application/atom+xml, application/rss+xml, application/xml;q=0.9, */*;q=0.5"
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".avif")
 
@@ -237,172 +214,6 @@ def read_feed(source: str | Path, *, allow_http: bool = False) -> Any:
     return parsed
 
 
-# ---------------------------------------------------------------- HTML to Markdown / text
-
-
-def sanitize_html(fragment: str) -> str:
-    """nh3 with a small allowlist: scripts and styles go with their content."""
-    return nh3.clean(
-        fragment,
-        tags=_ALLOWED_TAGS,
-        clean_content_tags={"script", "style"},
-        attributes={"a": {"href"}},
-        url_schemes={"https", "http", "mailto"},
-        link_rel=None,
-    )
-
-
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>&~|])")
-_MD_LINE_START = re.compile(r"^(\s*)([#>+\-=]|\d+(?=[.)]))", re.MULTILINE)
-
-
-def _escape_markdown(text: str) -> str:
-    # Text that was escaped HTML in the feed (&lt;script&gt;) must stay text in Markdown.
-    text = _MD_SPECIAL.sub(r"\\\1", text)
-
-    # "1." starts a list: the escape goes before the dot, a digit cannot be escaped.
-    def escape(match: re.Match[str]) -> str:
-        mark = match.group(2)
-        return match.group(1) + (mark + "\\" if mark[0].isdigit() else "\\" + mark)
-
-    return _MD_LINE_START.sub(escape, text)
-
-
-class _Converter(HTMLParser):
-    """Sanitized HTML → Markdown (markdown=True) or plain text."""
-
-    _BLOCKS: ClassVar[set[str]] = {
-        "p",
-        "div",
-        "ul",
-        "ol",
-        "li",
-        "blockquote",
-        "pre",
-        "hr",
-        "h1",
-        "h2",
-        "h3",
-        "h4",
-        "h5",
-        "h6",
-    }
-
-    def __init__(self, *, markdown: bool) -> None:
-        super().__init__(convert_charrefs=True)
-        self.markdown = markdown
-        self.blocks: list[tuple[str, bool]] = []  # (text, is a list item)
-        self.current: list[str] = []
-        self.prefix = ""
-        self.lists: list[list[int]] = []  # one [counter] per open list; counter -1 = bullets
-        self.quote = 0
-        self.pre = 0
-        self.links: list[str | None] = []
-
-    def _flush(self) -> None:
-        text = "".join(self.current)
-        self.current = []
-        text = text.strip("\n") if self.pre else re.sub(r"[ \t\r\n]+", " ", text).strip()
-        if text:
-            prefix = self.prefix
-            if self.quote and self.markdown:
-                prefix = "> " * self.quote + prefix
-            if self.pre and self.markdown:
-                text = "```\n" + text + "\n```"
-            self.blocks.append((prefix + text, bool(self.lists)))
-        self.prefix = ""
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._BLOCKS or tag == "br":
-            if tag == "br" and self.pre:
-                self.current.append("\n")
-                return
-            self._flush()
-        if tag in {"ul", "ol"}:
-            self.lists.append([0 if tag == "ol" else -1])
-        elif tag == "li":
-            depth = max(len(self.lists) - 1, 0)
-            counter = self.lists[-1] if self.lists else [-1]
-            if counter[0] >= 0:
-                counter[0] += 1
-                marker = f"{counter[0]}. "
-            else:
-                marker = "- " if self.markdown else "・"
-            self.prefix = "  " * depth + marker
-        elif tag == "blockquote":
-            self.quote += 1
-        elif tag == "pre":
-            self.pre += 1
-        elif tag == "hr" and self.markdown:
-            self.blocks.append(("---", False))
-        elif tag in {"h1", "h2", "h3", "h4", "h5", "h6"} and self.markdown:
-            self.prefix = "#" * int(tag[1]) + " "
-        elif tag in {"strong", "b"} and self.markdown:
-            self.current.append("**")
-        elif tag in {"em", "i"} and self.markdown:
-            self.current.append("*")
-        elif tag == "code" and self.markdown and not self.pre:
-            self.current.append("`")
-        elif tag == "a":
-            href = dict(attrs).get("href")
-            self.links.append(href)
-            if self.markdown and href:
-                self.current.append("[")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in {"strong", "b"} and self.markdown:
-            self.current.append("**")
-        elif tag in {"em", "i"} and self.markdown:
-            self.current.append("*")
-        elif tag == "code" and self.markdown and not self.pre:
-            self.current.append("`")
-        elif tag == "a":
-            href = self.links.pop() if self.links else None
-            if self.markdown and href:
-                target = href.replace(" ", "%20").replace("(", "%28").replace(")", "%29")
-                self.current.append(f"]({target})")
-        if tag in self._BLOCKS:
-            self._flush()
-        if tag in {"ul", "ol"} and self.lists:
-            self.lists.pop()
-        elif tag == "blockquote":
-            self.quote = max(self.quote - 1, 0)
-        elif tag == "pre":
-            self.pre = max(self.pre - 1, 0)
-
-    def handle_data(self, data: str) -> None:
-        if self.markdown and not self.pre:
-            data = _escape_markdown(data)
-        self.current.append(data)
-
-    def result(self) -> str:
-        self.close()
-        self._flush()
-        out: list[str] = []
-        previous_item = False
-        for text, item in self.blocks:
-            if out:
-                # Items of one list stay on consecutive lines (a tight Markdown list).
-                out.append("\n" if item and previous_item else "\n\n")
-            out.append(text)
-            previous_item = item
-        return "".join(out)
-
-
-def html_to_markdown(fragment: str) -> str:
-    """Sanitize ``fragment`` with nh3, then write it as Markdown (text stays text)."""
-    converter = _Converter(markdown=True)
-    converter.feed(sanitize_html(fragment))
-    return converter.result()
-
-
-def html_to_text(fragment: str) -> str:
-    """Sanitize ``fragment`` with nh3, then keep only its text, paragraphs joined by spaces."""
-    converter = _Converter(markdown=False)
-    converter.feed(sanitize_html(fragment))
-    return re.sub(r"\n+", " ", converter.result()).strip()
-
-
 # ---------------------------------------------------------------- entries to articles
 
 
@@ -479,12 +290,12 @@ def _entry_body(entry: Mapping[str, Any]) -> str:
         value = chosen.get("value") or ""
         if "html" in (chosen.get("type") or ""):
             return html_to_markdown(value)
-        return _escape_markdown(value.strip())
+        return escape_markdown(value.strip())
     detail = entry.get("summary_detail") or {}
     summary = entry.get("summary") or ""
     if "html" in (detail.get("type") or "text/html"):
         return html_to_markdown(summary)
-    return _escape_markdown(summary.strip())
+    return escape_markdown(summary.strip())
 
 
 def _shorten(text: str, limit: int) -> str:
