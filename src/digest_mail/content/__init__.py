@@ -1,1 +1,1 @@
-"""Stage 1, the week's content: articles (Markdown with front matter) and feeds."""
+"""Stage 1, the week's content: articles (Markdown with front matter), feeds, the edition."""

@@ -1,1 +1,2 @@
-"""The message format: headers, the MIME message and its per-reader template, DKIM."""
+"""The message format: headers, the per-reader placeholders, the MIME message and its
+per-reader template, DKIM."""

@@ -1,1 +1,2 @@
-"""Stage 2, one render per edition: the HTML and text renderers and the draft they write."""
+"""Stage 2, one render per edition: compose, the HTML and text renderers, the draft they
+write, and the archive of what was mailed."""
