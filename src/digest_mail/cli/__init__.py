@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import re
 import sys
 import typing
@@ -198,6 +199,11 @@ def printable_output() -> Iterator[None]:
 def json_option(func: F) -> F:
     """``--json``: print a machine-readable result instead of prose."""
     return click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")(func)
+
+
+def echo_json(data: object) -> None:
+    """What ``--json`` prints: indented, Japanese as is (not ``\\u`` escapes)."""
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @click.group(cls=DigestMailGroup, context_settings={"help_option_names": ["-h", "--help"]})

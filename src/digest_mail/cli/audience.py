@@ -10,7 +10,6 @@ of the lines are the commands' ``--help`` text, which docs/commands.md is made f
 from __future__ import annotations
 
 import io
-import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +25,7 @@ from digest_mail.audience.export import export_list, export_list_file
 from digest_mail.audience.lists import require_list, resolve_list, tally_list
 from digest_mail.audience.rows import RowProblem
 from digest_mail.audience.unsubscribe import read_token, signing_key
-from digest_mail.cli import json_option, pass_workspace, printable
+from digest_mail.cli import echo_json, json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path
@@ -38,10 +37,6 @@ from digest_mail.ledger.suppressions import (
     suppress,
     unsuppress,
 )
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @contextmanager
@@ -103,7 +98,7 @@ def check_command(workspace: Workspace, list_ref: str, encoding: str | None, as_
     with _existing_ledger(workspace) as ledger:
         counts = tally_list(path, ledger=ledger, on_problem=report, encoding=encoding)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "list": list_ref,
                 "path": display_path(path),
@@ -133,7 +128,7 @@ def count_command(workspace: Workspace, list_ref: str, encoding: str | None, as_
     with _existing_ledger(workspace) as ledger:
         counts = tally_list(path, ledger=ledger, encoding=encoding)
     if as_json:
-        _echo_json({"list": list_ref, "path": display_path(path), **counts.as_dict()})
+        echo_json({"list": list_ref, "path": display_path(path), **counts.as_dict()})
     else:
         click.echo(f"{display_path(path)}: {counts.summary()}")
 
@@ -246,7 +241,7 @@ def import_command(
             today=utcnow()[:10],
         )
     if as_json:
-        _echo_json({"into": display_path(target), **report.as_dict()})
+        echo_json({"into": display_path(target), **report.as_dict()})
         return
     for problem in report.problems:
         click.echo(problem)
@@ -384,7 +379,7 @@ def suppressions_list(workspace: Workspace, reason: str | None, as_json: bool) -
     with _existing_ledger(workspace) as ledger:
         rows = list_suppressions(ledger, reason=reason) if ledger else []
     if as_json:
-        _echo_json([vars(row) for row in rows])
+        echo_json([vars(row) for row in rows])
         return
     for row in rows:
         detail = f": {row.detail}" if row.detail else ""
@@ -496,7 +491,7 @@ def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_j
     with Ledger(workspace.ledger_path) as ledger:
         result = import_bounces(path, ledger, trust_unmatched=trust_unmatched)
     if as_json:
-        _echo_json(result.as_dict())
+        echo_json(result.as_dict())
         return
     for event in result.events:
         click.echo(printable(str(event)))

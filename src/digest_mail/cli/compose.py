@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import click
 
-from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli import echo_json, json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.files import display_path
@@ -23,10 +22,6 @@ from digest_mail.review.check import (
 )
 from digest_mail.review.preview import DEFAULT_WIDTHS, open_preview, screenshot_draft
 from digest_mail.review.probes import fetch_image, find_spamassassin
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @click.command()
@@ -103,7 +98,7 @@ def compose(
     sent = len(sent_html(draft.html, settings, longest_values(settings)).encode("utf-8"))
     notices = replaced.notices(display_path(draft.path))
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "edition": draft.id,
                 "path": str(draft.path),
@@ -210,7 +205,7 @@ def check(
                 report, findings=(*report.findings, Finding("warning", "smtputf8", gap))
             )
     if as_json:
-        _echo_json(report.as_dict())
+        echo_json(report.as_dict())
     else:
         click.echo(f"{report.draft_id}: {display_path(Path(report.draft_path))}/")
         for finding in report.findings:
@@ -324,7 +319,7 @@ def preview(
         chosen, workspace.settings, widths=widths or DEFAULT_WIDTHS, height=height, dark=dark
     )
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "edition": chosen.id,
                 "screenshots": [

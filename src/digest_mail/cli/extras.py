@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import shlex
 from pathlib import Path
 
 import click
 
-from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli import echo_json, json_option, pass_workspace
 from digest_mail.cli.scaffold import init_workspace
 from digest_mail.config import Workspace, parse_duration
 from digest_mail.content.articles import select_articles
@@ -24,10 +23,6 @@ from digest_mail.render.archive import (
     publish_archive,
 )
 from digest_mail.render.draft import Draft, resolve_draft
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @click.group()
@@ -75,7 +70,7 @@ def import_command(
         )
     report = import_feed(workspace, feed, dry_run=dry_run, allow_http=allow_http)
     if as_json:
-        _echo_json({**report.as_dict(), "dry_run": dry_run})
+        echo_json({**report.as_dict(), "dry_run": dry_run})
         return
     verb = "would write" if dry_run else "new"
     for item in report.new:
@@ -117,7 +112,7 @@ def list_command(
     chosen = select_articles(workspace, since=span, category=category, today=dt.date.today())
     chosen.sort(key=lambda a: a.published, reverse=True)
     if as_json:
-        _echo_json(
+        echo_json(
             [
                 {
                     "path": display_path(a.path),
@@ -207,7 +202,7 @@ def archive(workspace: Workspace, draft: str | None, as_json: bool) -> None:
     editions = archived_editions(workspace)
     url = edition_url(workspace.settings, chosen.id)
     if as_json:
-        _echo_json(
+        echo_json(
             {
                 "edition": chosen.id,
                 "page": display_path(page),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import sys
 import threading
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from digest_mail.cli import json_option, pass_workspace
+from digest_mail.cli import echo_json, json_option, pass_workspace
 from digest_mail.config import Workspace
 from digest_mail.ledger.db import utcnow
 from digest_mail.schedule import approval as approvals
@@ -54,7 +53,7 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
     if withdraw:
         state = approvals.withdraw(workspace, draft)
         if as_json:
-            click.echo(json.dumps(_state_dict(state), ensure_ascii=False, indent=2))
+            echo_json(_state_dict(state))
         else:
             click.echo(f"Withdrew the approval of {state.label}; no schedule will send it.")
             for line in next_sends(workspace):
@@ -62,7 +61,7 @@ def approve(workspace: Workspace, draft: str, withdraw: bool, as_json: bool) -> 
         return
     result = approvals.approve(workspace, draft)
     if as_json:
-        click.echo(json.dumps(_state_dict(result.state), ensure_ascii=False, indent=2))
+        echo_json(_state_dict(result.state))
         return
     state = result.state
     short = state.approval.content_hash[:12] if state.approval else ""
@@ -116,7 +115,7 @@ def list_command(workspace: Workspace, now: str | None, as_json: bool) -> None:
     """
     views = overview(workspace, now=_now(now))
     if as_json:
-        click.echo(json.dumps([v.as_dict() for v in views], ensure_ascii=False, indent=2))
+        echo_json([v.as_dict() for v in views])
         return
     for view in views:
         for line in format_view(view):
@@ -173,7 +172,7 @@ def run_due(
             _guard_pretend_time(workspace, now or "", yes=yes)
         outcomes = rundue.run_due(workspace, now=moment)
     if as_json:
-        click.echo(json.dumps([o.as_dict() for o in outcomes], ensure_ascii=False, indent=2))
+        echo_json([o.as_dict() for o in outcomes])
     else:
         for outcome in outcomes:
             click.echo(outcome.line())
