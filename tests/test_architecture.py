@@ -53,10 +53,7 @@ KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 KNOWN_CIRCLES: set[frozenset[str]] = {
     frozenset({"digest_mail.transport.pool", "digest_mail.transport.smtp"}),
 }
-KNOWN_SQL_OUTSIDE_LEDGER: set[str] = {
-    "digest_mail.delivery.campaign",
-    "digest_mail.render.mailed",
-}
+KNOWN_SQL_OUTSIDE_LEDGER: set[str] = set()
 KNOWN_LONG_MODULES: set[str] = {
     "digest_mail.delivery.campaign",
     "digest_mail.transport.smtp",

@@ -88,9 +88,9 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     ws: Workspace, writers: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     addresses = write_list(ws.root, "readers", COUNT)
-    real_snapshot = campaign._Store.snapshot
+    real_snapshot = campaign._snapshot
 
-    def dies_after_one_batch(self: campaign._Store, items: Any, **kwargs: Any) -> None:
+    def dies_after_one_batch(ledger: Ledger, campaign_id: str, items: Any, **kwargs: Any) -> None:
         told = kwargs["on_commit"]
 
         def commit() -> None:
@@ -98,9 +98,9 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
             os._exit(9)  # … then the writer dies, as under SIGKILL or the OOM killer
 
         kwargs["on_commit"] = commit
-        real_snapshot(self, items, **kwargs)
+        real_snapshot(ledger, campaign_id, items, **kwargs)
 
-    monkeypatch.setattr(campaign._Store, "snapshot", dies_after_one_batch)
+    monkeypatch.setattr(campaign, "_snapshot", dies_after_one_batch)
     with pytest.raises(CampaignError) as caught:
         run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert "exit status 9" in caught.value.message
@@ -122,7 +122,7 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     kept = [line for line in lines if not line.startswith((gone_sent + ",", gone_unsent + ","))]
     path.write_text("\n".join([*kept, "new.reader@example.jp,新 読者,subscribed,"]) + "\n")
 
-    monkeypatch.setattr(campaign._Store, "snapshot", real_snapshot)
+    monkeypatch.setattr(campaign, "_snapshot", real_snapshot)
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert len(writers) == 2
     assert report.complete and report.state == "finished"

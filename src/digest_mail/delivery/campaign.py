@@ -26,7 +26,6 @@ import asyncio
 import contextlib
 import fcntl
 import heapq
-import json
 import os
 import random
 import re
@@ -61,8 +60,10 @@ from digest_mail.errors import (
     ConfigError,
     DigestMailError,
 )
-from digest_mail.ledger.db import Ledger, utcnow
-from digest_mail.ledger.suppressions import is_suppressed, suppress
+from digest_mail.ledger import campaigns
+from digest_mail.ledger.campaigns import AlreadyReceived
+from digest_mail.ledger.db import Ledger, LedgerError, utcnow
+from digest_mail.ledger.suppressions import is_suppressed
 from digest_mail.mail.body import BodyEncoding
 from digest_mail.mail.message import MessageTemplate, new_message_id
 from digest_mail.transport.smtp import (
@@ -324,7 +325,7 @@ def lists_phrase(lists: Sequence[str]) -> str:
     return f"list {lists[0]}" if len(lists) == 1 else f"lists {', '.join(lists)}"
 
 
-@dataclass
+@dataclass(slots=True)
 class _Job:
     seq: int
     address: str
@@ -333,459 +334,174 @@ class _Job:
     attempts: int
     message_id: str
     first_try: float = 0.0
-    rowid: int = 0  # the deliveries row: updated by rowid, no search of the key index
 
 
-class _Store:
-    """The campaign's rows in the ledger. One writer per campaign (see :func:`_lock`)."""
+@dataclass(slots=True)
+class _Result:
+    """One answer for a job, as the ledger records it: ``bounced`` is a failure about
+    the reader's mailbox, which also suppresses the address."""
 
-    def __init__(self, ledger: Ledger, campaign_id: str) -> None:
-        self.ledger = ledger
-        self.id = campaign_id
+    state: str
+    job: _Job
+    code: int | None
+    reply: str
+    bounced: bool = False
+
+
+class _MessageIds:
+    """:func:`new_message_id` for a domain, with the 128 random bits taken from one read
+    of the system's CSPRNG a few hundred messages, not one read a message."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
         self._random = b""
         self._used = 0
-        self.attach()
 
-    def attach(self) -> None:
-        """Use the ledger's current connection (again, after :meth:`Ledger.disconnected`)."""
-        self.db = self.ledger.db
-        # The claim gives each row its Message-ID inside its one UPDATE.
-        self.db.create_function("digest_mail_message_id", 1, self._message_id)
-
-    def _message_id(self, domain: str) -> str:
-        """:func:`new_message_id`, with the 128 random bits taken from one read of the
-        system's CSPRNG a few hundred messages, not one read a message."""
+    def __call__(self) -> str:
         if self._used == len(self._random):
             self._random, self._used = os.urandom(16 * 256), 0
         bits = self._random[self._used : self._used + 16]
         self._used += 16
-        return new_message_id(domain, bits)
+        return new_message_id(self.domain, bits)
 
-    def row(self) -> Any:
-        return self.db.execute("SELECT * FROM campaigns WHERE id = ?", (self.id,)).fetchone()
 
-    def create(
-        self,
-        *,
-        edition: str,
-        list_name: str,
-        kind: str,
-        content_hash: str,
-        lists: Sequence[str] = (),
-    ) -> None:
-        with self.ledger.transaction():
-            self.db.execute(
-                "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
-                "created_at) "
-                "VALUES (?, ?, ?, ?, ?, 'snapshotting', ?)",
-                (self.id, edition, list_name, kind, content_hash, utcnow()),
-            )
-            self.db.executemany(
-                "INSERT INTO campaign_lists (campaign_id, list_name) VALUES (?, ?)",
-                [(self.id, name) for name in (lists or (list_name,))],
-            )
+def _counts(ledger: Ledger, campaign_id: str) -> dict[str, int]:
+    counts = dict.fromkeys(STATES, 0)
+    counts.update(campaigns.count_states(ledger, campaign_id))
+    return counts
 
-    def discard(self) -> None:
-        with self.ledger.transaction():
-            self.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (self.id,))
-            self.db.execute("DELETE FROM campaign_lists WHERE campaign_id = ?", (self.id,))
-            self.db.execute("DELETE FROM campaigns WHERE id = ?", (self.id,))
 
-    def lists(self) -> tuple[str, ...]:
-        rows = self.db.execute(
-            "SELECT list_name FROM campaign_lists WHERE campaign_id = ? ORDER BY list_name",
-            (self.id,),
-        ).fetchall()
-        return tuple(row[0] for row in rows)
+def _nothing_to_send(ledger: Ledger, campaign_id: str, kind: str) -> NothingToSend:
+    """The error for a campaign that reached nobody, from its rows."""
+    counts = _counts(ledger, campaign_id)
+    return _nobody(
+        lists=campaigns.campaign_lists(ledger, campaign_id)
+        or (campaigns.campaign_row(ledger, campaign_id)["list_name"],),
+        kind=kind,
+        total=sum(counts.values()) - counts["skipped"],
+        suppressed=counts["suppressed"],
+        invalid=counts["skipped"],
+        suppressed_emails=campaigns.delivery_emails(ledger, campaign_id, ["suppressed"], limit=3),
+    )
 
-    def restart_snapshot(self) -> int:
-        """Begin the snapshot again; the seq that new rows come after.
 
-        Rows never claimed (no Message-ID yet) are deleted and made again from the list
-        as it is now. Rows a run claimed while its snapshot was still being written (see
-        :class:`_SnapshotWriter`) stay as they are, so nobody gets the edition twice: the
-        new snapshot skips their addresses."""
-        with self.ledger.transaction():
-            self.db.execute(
-                "DELETE FROM deliveries WHERE campaign_id = ? AND message_id = ''", (self.id,)
-            )
-            last: int = self.db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM deliveries WHERE campaign_id = ?", (self.id,)
-            ).fetchone()[0]
-        return last
+def _snapshot(
+    ledger: Ledger,
+    campaign_id: str,
+    items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
+    *,
+    after_seq: int = 0,
+    batch_size: int = SNAPSHOT_BATCH,
+    on_commit: Callable[[], None] | None = None,
+) -> None:
+    """Insert every row: queued recipients, suppressed ones, skipped problems; then
+    mark the campaign ``sending``. Rows are numbered from ``after_seq + 1``; an
+    address that already has a row keeps it (see
+    :func:`~digest_mail.ledger.campaigns.restart_snapshot`).
+    ``on_commit`` runs after each committed batch.
 
-    def nobody(self, kind: str) -> NothingToSend:
-        """The error for a campaign that reached nobody, from its rows."""
-        counts = self.counts()
-        emails = [
-            r[0]
-            for r in self.db.execute(
-                "SELECT email FROM deliveries WHERE campaign_id = ? AND state = 'suppressed' "
-                "ORDER BY seq LIMIT 3",
-                (self.id,),
-            )
-        ]
-        return _nobody(
-            lists=self.lists() or (self.row()["list_name"],),
-            kind=kind,
-            total=sum(counts.values()) - counts["skipped"],
-            suppressed=counts["suppressed"],
-            invalid=counts["skipped"],
-            suppressed_emails=emails,
-        )
+    With several lists, an address on two of them has one row (the first); a reader
+    another campaign of the same edition already has is left out and counted in
+    ``already_received``, so nobody gets one edition twice."""
+    now = utcnow()
+    batch: list[tuple[Any, ...]] = []
+    several = len(campaigns.campaign_lists(ledger, campaign_id)) > 1
+    row = campaigns.campaign_row(ledger, campaign_id)
+    received = AlreadyReceived(
+        ledger, campaign_id, row["edition"] if row["kind"] == "campaign" else None
+    )
+    skipped_received = 0
+    # An address on two lists: the second row is dropped here, before it is counted.
+    seen = SeenKeys() if several else None
 
-    def claimed_any(self) -> bool:
-        """Whether any row was ever claimed for sending (it has a Message-ID)."""
-        row = self.db.execute(
-            "SELECT 1 FROM deliveries WHERE campaign_id = ? AND message_id != '' LIMIT 1",
-            (self.id,),
-        ).fetchone()
-        return row is not None
+    def flush() -> None:
+        campaigns.insert_deliveries(ledger, campaign_id, batch)
+        batch.clear()
+        if on_commit is not None:
+            on_commit()
 
-    def mark_started(self) -> None:
-        with self.ledger.transaction():
-            self.db.execute(
-                "UPDATE campaigns SET started_at = COALESCE(started_at, ?) WHERE id = ?",
-                (utcnow(), self.id),
-            )
-
-    def snapshot(
-        self,
-        items: Iterator[Recipient | RowProblem | tuple[Recipient, str]],
-        *,
-        after_seq: int = 0,
-        batch_size: int = SNAPSHOT_BATCH,
-        on_commit: Callable[[], None] | None = None,
-    ) -> None:
-        """Insert every row: queued recipients, suppressed ones, skipped problems; then
-        mark the campaign ``sending``. Rows are numbered from ``after_seq + 1``; an
-        address that already has a row keeps it (see :meth:`restart_snapshot`).
-        ``on_commit`` runs after each committed batch.
-
-        With several lists, an address on two of them has one row (the first); a reader
-        another campaign of the same edition already has is left out and counted in
-        ``already_received``, so nobody gets one edition twice."""
-        now = utcnow()
-        batch: list[tuple[Any, ...]] = []
-        several = len(self.lists()) > 1
-        row = self.row()
-        received = _AlreadyReceived(
-            self.db, self.id, row["edition"] if row["kind"] == "campaign" else None
-        )
-        skipped_received = 0
-        # An address on two lists: the second row is dropped here, before it is counted.
-        seen = SeenKeys() if several else None
-
-        def flush() -> None:
-            with self.ledger.transaction():
-                self.db.executemany(
-                    "INSERT INTO deliveries (campaign_id, seq, address, email, name, state, "
-                    "last_reply, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                    "ON CONFLICT (campaign_id, address) DO NOTHING",
-                    batch,
-                )
-            batch.clear()
-            if on_commit is not None:
-                on_commit()
-
-        for seq, item in enumerate(items, start=after_seq + 1):
-            if isinstance(item, RowProblem):
-                # Each list has its own line numbers.
-                where = f"#{item.path.stem}:line {item.line}" if several else f"#line {item.line}"
-                batch.append((self.id, seq, where, item.value, "", "skipped", str(item), now))
+    for seq, item in enumerate(items, start=after_seq + 1):
+        if isinstance(item, RowProblem):
+            # Each list has its own line numbers.
+            where = f"#{item.path.stem}:line {item.line}" if several else f"#line {item.line}"
+            batch.append((campaign_id, seq, where, item.value, "", "skipped", str(item), now))
+        else:
+            recipient = item[0] if isinstance(item, tuple) else item
+            if seen is not None and seen.add(recipient.key, 0) is not None:
+                pass
+            elif received(recipient.key):
+                skipped_received += 1
             else:
-                recipient = item[0] if isinstance(item, tuple) else item
-                if seen is not None and seen.add(recipient.key, 0) is not None:
-                    pass
-                elif received(recipient.key):
-                    skipped_received += 1
-                else:
-                    state, reason = (
-                        ("suppressed", item[1])
-                        if isinstance(item, tuple)
-                        else (
-                            "queued",
-                            "",
-                        )
+                state, reason = (
+                    ("suppressed", item[1]) if isinstance(item, tuple) else ("queued", "")
+                )
+                batch.append(
+                    (
+                        campaign_id,
+                        seq,
+                        recipient.key,
+                        recipient.email,
+                        recipient.name,
+                        state,
+                        reason,
+                        now,
                     )
-                    batch.append(
-                        (
-                            self.id,
-                            seq,
-                            recipient.key,
-                            recipient.email,
-                            recipient.name,
-                            state,
-                            reason,
-                            now,
-                        )
-                    )
-            if len(batch) >= batch_size:
-                flush()
-        if batch:
+                )
+        if len(batch) >= batch_size:
             flush()
-        with self.ledger.transaction():
-            # Counted from the rows: an address on two lists is one recipient.
-            counts = self.counts()
-            self.db.execute(
-                "UPDATE campaigns SET state = 'sending', total = ?, skipped_invalid = ?, "
-                "already_received = ?, started_at = COALESCE(started_at, ?) "
-                "WHERE id = ?",
-                (
-                    sum(counts.values()) - counts["skipped"],
-                    counts["skipped"],
-                    skipped_received,
-                    utcnow(),
-                    self.id,
-                ),
-            )
+    if batch:
+        flush()
+    campaigns.complete_snapshot(ledger, campaign_id, already_received=skipped_received)
 
-    def set_content_hash(self, content_hash: str) -> None:
-        with self.ledger.transaction():
-            self.db.execute(
-                "UPDATE campaigns SET content_hash = ? WHERE id = ?", (content_hash, self.id)
-            )
 
-    def counts(self) -> dict[str, int]:
-        rows = self.db.execute(
-            "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
-            (self.id,),
-        ).fetchall()
-        counts = dict.fromkeys(STATES, 0)
-        counts.update({state: n for state, n in rows})
-        return counts
-
-    def mark_uncertain(self) -> int:
-        """Rows left ``sending`` by a run that died: we cannot know if they went out."""
-        with self.ledger.transaction():
-            cursor = self.db.execute(
-                "UPDATE deliveries SET state = 'uncertain', uncertain = 1, updated_at = ? "
-                "WHERE campaign_id = ? AND state = 'sending'",
-                (utcnow(), self.id),
-            )
-        return cursor.rowcount
-
-    def requeue(self, *, uncertain: bool) -> None:
-        """Deferred rows get a fresh retry window; uncertain ones only when asked. Rows
-        that failed for our relay's missing SMTPUTF8 are tried again (the relay may be
-        another one now)."""
-        states = ("deferred", "uncertain") if uncertain else ("deferred",)
-        with self.ledger.transaction():
-            for state in states:
-                self.db.execute(
-                    "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id "
-                    "= ? AND state = ?",
-                    (utcnow(), self.id, state),
-                )
-            self.db.execute(
-                "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id = ? "
-                "AND state = 'failed' AND last_code IS NULL AND last_reply = ?",
-                (utcnow(), self.id, SMTPUTF8_MISSING),
-            )
-
-    def apply_suppressions(self) -> None:
-        """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent."""
-        with self.ledger.transaction():
-            self.db.execute(
-                "UPDATE deliveries SET state = 'suppressed', last_reply = 'suppressed since "
-                "the snapshot', "
-                "updated_at = ? WHERE campaign_id = ? AND state = 'queued' "
-                "AND address IN (SELECT address FROM suppressions)",
-                (utcnow(), self.id),
-            )
-
-    def claim(
-        self,
-        after_seq: int,
-        limit: int,
-        domain: str,
-        results: Sequence[tuple[str, _Job, int | None, str]] = (),
-        *,
-        source: str = "",
-    ) -> tuple[list[_Job], int | None]:
-        """The next ``limit`` queued rows, marked ``sending`` and given Message-IDs, committed,
-        and the last seq looked at (None: nothing left). Addresses suppressed since the
-        snapshot (an unsubscribe during the send) are marked ``suppressed`` instead.
-        ``results`` of earlier jobs are recorded in the same transaction: one commit per
-        batch instead of two.
-
-        One UPDATE … RETURNING marks the whole batch: a statement per row cost more than
-        the rest of the claim (profile 04)."""
-        with self.ledger.transaction():
-            if results:
-                self._record(results, source=source)
-            rows = self.db.execute(
-                "UPDATE deliveries SET "
-                "state = CASE WHEN address IN (SELECT address FROM suppressions) "
-                "THEN 'suppressed' ELSE 'sending' END, "
-                "last_reply = CASE WHEN address IN (SELECT address FROM suppressions) "
-                "THEN 'suppressed since the snapshot' ELSE last_reply END, "
-                "message_id = CASE WHEN message_id = '' AND address NOT IN "
-                "(SELECT address FROM suppressions) THEN digest_mail_message_id(?) "
-                "ELSE message_id END, "
-                "updated_at = ? "
-                "WHERE rowid IN (SELECT rowid FROM deliveries WHERE campaign_id = ? "
-                "AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?) "
-                "RETURNING seq, address, email, name, attempts, message_id, state, rowid",
-                (domain, utcnow(), self.id, after_seq, limit),
-            ).fetchall()
-        rows.sort(key=lambda row: row[0])  # RETURNING has no order; the queue goes by seq
-        jobs = [
-            _Job(seq, address, email, name, attempts, message_id, rowid=rowid)
-            for seq, address, email, name, attempts, message_id, state, rowid in rows
-            if state == "sending"
-        ]
-        return jobs, (rows[-1][0] if rows else None)
-
-    def claim_retries(self, jobs: Sequence[_Job]) -> None:
-        with self.ledger.transaction():
-            self._mark_sending(jobs)
-
-    def _mark_sending(self, jobs: Sequence[_Job]) -> None:
-        now = utcnow()
-        self.db.executemany(
-            "UPDATE deliveries SET state = 'sending', message_id = ?, updated_at = ? "
-            "WHERE rowid = ? AND campaign_id = ? AND address = ?",
-            [(job.message_id, now, job.rowid, self.id, job.address) for job in jobs],
-        )
-
-    def record(self, results: Sequence[tuple[str, _Job, int | None, str]], *, source: str) -> None:
-        """Commit a batch of (state, job, code, reply); bounces become suppressions."""
-        with self.ledger.transaction():
-            self._record(results, source=source)
-
-    def _record(self, results: Sequence[tuple[str, _Job, int | None, str]], *, source: str) -> None:
-        # Nearly every result of a batch is the same ("sent", 1 attempt, 250): one UPDATE
-        # per distinct outcome, over the rowids of its jobs.
-        now = utcnow()
-        # A job's last result wins, as it would row by row.
-        # "bounced" is a failure about the reader's mailbox: failed, and suppressed below.
-        last = {
-            job.rowid: ("failed" if state == "bounced" else state, job, code, reply)
-            for state, job, code, reply in results
-        }
-        groups: dict[tuple[str, int, int | None, str], list[_Job]] = {}
-        for state, job, code, reply in last.values():
-            groups.setdefault((state, job.attempts, code, reply), []).append(job)
-        for (state, attempts, code, reply), jobs in groups.items():
-            updated = self.db.execute(
-                "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
-                "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
-                "WHERE rowid IN (SELECT value FROM json_each(?)) AND +campaign_id = ? "
-                "RETURNING address",
-                (
-                    state,
-                    attempts,
-                    code,
-                    reply,
-                    now,
-                    state,
-                    json.dumps([job.rowid for job in jobs]),
-                    self.id,
-                ),
-            ).fetchall()
-            if sorted(row[0] for row in updated) != sorted(job.address for job in jobs):
-                # Rowids are stable while the campaign runs (nothing here VACUUMs); if
-                # that ever broke, the rollback keeps every row as it was.
-                raise CampaignError(
-                    f"ledger rows of campaign {self.id} moved while it was being sent",
-                    hint="run the send again: rows left 'sending' become 'uncertain'",
-                )
-        for state, job, code, reply in results:
-            if state == "bounced":
-                suppress(
-                    self.ledger,
-                    job.address,
-                    reason="bounced",
-                    source=source,
-                    detail=f"{code} {reply}",
-                )
-
-    def finish(self, state: str, note: str = "") -> None:
-        """Record how the run ended. A campaign whose snapshot never completed stays
-        ``snapshotting``, so that the next run completes it."""
-        with self.ledger.transaction():
-            self.db.execute(
-                "UPDATE campaigns SET note = ?, "
-                "finished_at = CASE WHEN state = 'snapshotting' THEN NULL ELSE ? END, "
-                "state = CASE WHEN state = 'snapshotting' THEN state ELSE ? END WHERE id = ?",
-                (note, utcnow() if state == "finished" else None, state, self.id),
-            )
-
-    def report(self, *, sender_alive: bool = True) -> CampaignReport:
-        """Where the campaign stands. With ``sender_alive`` False (no process holds the
-        campaign's lock), rows left ``sending`` by a run that died are counted and listed
-        as uncertain, as the next run will mark them."""
-        row = self.row()
-        counts = self.counts()
-        in_flight = 0 if sender_alive else counts["sending"]
-        counts["uncertain"] += in_flight
-        counts["sending"] -= in_flight
-        failures = [
-            {
-                "email": r["email"],
-                "code": r["last_code"],
-                "reply": r["last_reply"],
-                "attempts": r["attempts"],
-            }
-            for r in self.db.execute(
-                "SELECT email, last_code, last_reply, attempts FROM deliveries "
-                "WHERE campaign_id = ? AND state IN ('failed', 'deferred') ORDER BY seq LIMIT 1000",
-                (self.id,),
-            )
-        ]
-        uncertain_states = ("uncertain", "uncertain" if sender_alive else "sending")
-        uncertain = [
-            r[0]
-            for r in self.db.execute(
-                "SELECT email FROM deliveries WHERE campaign_id = ? AND state IN (?, ?) "
-                "ORDER BY seq",
-                (self.id, *uncertain_states),
-            )
-        ]
-        unsent_smtputf8 = (
-            self.db.execute(
-                "SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND state = 'failed' "
-                "AND last_code IS NULL AND last_reply = ?",
-                (self.id, SMTPUTF8_MISSING),
-            ).fetchone()[0]
+def _report(ledger: Ledger, campaign_id: str, *, sender_alive: bool = True) -> CampaignReport:
+    """Where the campaign stands. With ``sender_alive`` False (no process holds the
+    campaign's lock), rows left ``sending`` by a run that died are counted and listed
+    as uncertain, as the next run will mark them."""
+    row = campaigns.campaign_row(ledger, campaign_id)
+    counts = _counts(ledger, campaign_id)
+    in_flight = 0 if sender_alive else counts["sending"]
+    counts["uncertain"] += in_flight
+    counts["sending"] -= in_flight
+    uncertain_states = ("uncertain", "uncertain" if sender_alive else "sending")
+    return CampaignReport(
+        campaign_id=campaign_id,
+        edition=row["edition"],
+        list_name=row["list_name"],
+        lists=campaigns.campaign_lists(ledger, campaign_id),
+        unsent_smtputf8=(
+            campaigns.count_unanswered_failures(ledger, campaign_id, SMTPUTF8_MISSING)
             if counts["failed"]
             else 0
-        )
-        return CampaignReport(
-            campaign_id=self.id,
-            edition=row["edition"],
-            list_name=row["list_name"],
-            lists=self.lists(),
-            unsent_smtputf8=unsent_smtputf8,
-            already_received=row["already_received"],
-            kind=row["kind"],
-            state=row["state"],
-            # An unfinished snapshot has no total yet: the recipients written so far.
-            total=(
-                sum(counts.values()) - counts["skipped"]
-                if row["state"] == "snapshotting"
-                else row["total"]
-            ),
-            sent=counts["sent"],
-            deferred=counts["deferred"],
-            failed=counts["failed"],
-            suppressed=counts["suppressed"],
-            skipped_invalid=counts["skipped"],
-            uncertain=counts["uncertain"],
-            queued=counts["queued"] + counts["sending"],
-            failures=failures,
-            uncertain_addresses=uncertain,
-            stopped=(
-                row["note"]
-                if row["state"] == "stopped"
-                else SNAPSHOT_UNFINISHED
-                if row["state"] == "snapshotting"
-                else f"no sender is running: {in_flight} were in flight when it died"
-                if in_flight
-                else ""
-            ),
-        )
+        ),
+        already_received=row["already_received"],
+        kind=row["kind"],
+        state=row["state"],
+        # An unfinished snapshot has no total yet: the recipients written so far.
+        total=(
+            sum(counts.values()) - counts["skipped"]
+            if row["state"] == "snapshotting"
+            else row["total"]
+        ),
+        sent=counts["sent"],
+        deferred=counts["deferred"],
+        failed=counts["failed"],
+        suppressed=counts["suppressed"],
+        skipped_invalid=counts["skipped"],
+        uncertain=counts["uncertain"],
+        queued=counts["queued"] + counts["sending"],
+        failures=campaigns.failures(ledger, campaign_id, limit=1000),
+        uncertain_addresses=campaigns.delivery_emails(ledger, campaign_id, uncertain_states),
+        stopped=(
+            row["note"]
+            if row["state"] == "stopped"
+            else SNAPSHOT_UNFINISHED
+            if row["state"] == "snapshotting"
+            else f"no sender is running: {in_flight} were in flight when it died"
+            if in_flight
+            else ""
+        ),
+    )
 
 
 def _lock_path(workspace: Workspace, campaign_id: str) -> Path:
@@ -806,33 +522,6 @@ def _sender_alive(workspace: Workspace, campaign_id: str) -> bool:
             return True
         fcntl.flock(handle, fcntl.LOCK_UN)
         return False
-
-
-class _AlreadyReceived:
-    """Whether another campaign of the same edition already has a reader: sent, in
-    flight, waiting or failed there, they get (or got) the edition from that campaign.
-    Suppressed and invalid rows there do not count. One probe of the deliveries key per
-    other campaign; test sends are never compared."""
-
-    def __init__(self, db: Any, campaign_id: str, edition: str | None) -> None:
-        self.db = db
-        self.others = [
-            row[0]
-            for row in db.execute(
-                "SELECT id FROM campaigns WHERE kind = 'campaign' AND id != ? AND edition = ?",
-                (campaign_id, edition),
-            )
-        ]
-        marks = ", ".join("?" * len(self.others))
-        self.sql = (
-            f"SELECT 1 FROM deliveries WHERE campaign_id IN ({marks}) AND address = ? "
-            "AND state NOT IN ('skipped', 'suppressed') LIMIT 1"
-        )
-
-    def __call__(self, key: str) -> bool:
-        if not self.others:
-            return False
-        return self.db.execute(self.sql, (*self.others, key)).fetchone() is not None
 
 
 @contextlib.contextmanager
@@ -857,7 +546,7 @@ def _lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
 @contextlib.contextmanager
 def _snapshot_turn(workspace: Workspace, edition: str) -> Iterator[None]:
     """The snapshots of one edition's campaigns take turns, so that each sees every row
-    the others wrote and leaves out their readers (:class:`_AlreadyReceived`): two sends
+    the others wrote and leaves out their readers (:class:`AlreadyReceived`): two sends
     of one edition at once (a scheduled run, a manual one) never both take an address.
     A blocking lock the kernel drops with its last holder; a forked snapshot writer
     inherits it and holds it until it exits."""
@@ -890,8 +579,9 @@ class _SnapshotWriter:
     :data:`STREAMED_SNAPSHOT_BATCH` rows in seq order and writes a byte to a pipe after
     each; the feeder claims from what is committed and counts the queue as empty only
     once the child has finished. The child marks the campaign ``sending`` at the end, as
-    a snapshot always did; until then :meth:`_Store.finish` leaves it ``snapshotting``
-    and the next run completes it (:meth:`_Store.restart_snapshot`).
+    a snapshot always did; until then :func:`~digest_mail.ledger.campaigns.finish_campaign`
+    leaves it ``snapshotting`` and the next run completes it
+    (:func:`~digest_mail.ledger.campaigns.restart_snapshot`).
 
     The child ignores SIGINT and SIGTERM (the parent decides how a run stops), leaves if
     the parent is gone, and is killed when the parent stops early.
@@ -974,7 +664,9 @@ def _write_snapshot(  # pragma: no cover - runs in the forked child
             os.write(pipe, b".")
 
         with Ledger(workspace.ledger_path) as ledger:
-            _Store(ledger, campaign_id).snapshot(
+            _snapshot(
+                ledger,
+                campaign_id,
                 items(ledger),
                 after_seq=after_seq,
                 batch_size=STREAMED_SNAPSHOT_BATCH,
@@ -1115,7 +807,8 @@ class _Sender:
     def __init__(
         self,
         *,
-        store: _Store,
+        ledger: Ledger,
+        campaign_id: str,
         transport: Transport,
         template: MessageTemplate,
         workspace: Workspace,
@@ -1125,7 +818,8 @@ class _Sender:
         sign: Callable[[bytes], bytes] | None,
         snapshot: _SnapshotWriter | None = None,
     ) -> None:
-        self.store = store
+        self.ledger = ledger
+        self.campaign_id = campaign_id
         self.snapshot = snapshot
         self.snapshot_counted = False
         self.transport = transport
@@ -1142,10 +836,11 @@ class _Sender:
         self.mailto_prefix = unsubscribe_mailto(self.settings, "")
         self.domain = template.domain
         self.envelope_from = template.envelope_from
+        self.message_ids = _MessageIds(template.domain)
         self.date = _DateCache()
         self.queue: asyncio.Queue[_Job] = asyncio.Queue()
         self.retries: list[tuple[float, int, _Job]] = []
-        self.results: list[tuple[str, _Job, int | None, str]] = []
+        self.results: list[_Result] = []
         self.last_flush = time.monotonic()
         self.inflight = 0
         self.wake = _Wake()
@@ -1154,10 +849,10 @@ class _Sender:
         self.stopping = False
         self.stop_error: CampaignError | None = None
         self.workers: list[asyncio.Task[None]] = []
-        self._source = f"campaign {store.id}"
+        self._source = f"campaign {campaign_id}"
         self.breaker = _Breaker(enabled=options.breaker)
         # Rejections the breaker still judges: their rows are queued until it decides.
-        self.held: list[tuple[str, _Job, int | None, str]] = []
+        self.held: list[_Result] = []
 
     # Workers pull jobs; the feeder claims rows, schedules retries and flushes results.
 
@@ -1191,7 +886,7 @@ class _Sender:
                 if job is not _STOP:
                     leftovers.append(job)
             self.retries.clear()
-            self.results.extend(("queued", job, None, "") for job in leftovers)
+            self.results.extend(_Result("queued", job, None, "") for job in leftovers)
             if self.breaker.trip:
                 self._requeue_held()
             else:
@@ -1217,14 +912,20 @@ class _Sender:
                 # Their 'queued' results must be written before they are claimed again,
                 # or a late flush would mark an in-flight message 'queued'.
                 self._flush(force=True)
-                self.store.claim_retries(due)
+                campaigns.claim_retries(self.ledger, self.campaign_id, due)
                 for job in due:
                     self.queue.put_nowait(job)
             if not exhausted and self.queue.qsize() < low_water and len(self.retries) < retry_cap:
                 # The results so far ride in the claim's transaction (one commit, not two).
                 results, self.results = self.results, []
-                jobs, last = self.store.claim(
-                    cursor, claim_size, self.domain, results, source=self._source
+                claimed, last = campaigns.claim(
+                    self.ledger,
+                    self.campaign_id,
+                    cursor,
+                    claim_size,
+                    message_ids=self.message_ids,
+                    results=results,
+                    source=self._source,
                 )
                 self.last_flush = time.monotonic()
                 if last is None:
@@ -1232,8 +933,8 @@ class _Sender:
                     exhausted = self._snapshot_complete()
                 else:
                     cursor = last
-                for job in jobs:
-                    job.first_try = now
+                for row in claimed:
+                    job = _Job(*row, first_try=now)
                     self.queue.put_nowait(job)
             self._flush()
             if exhausted and not self.retries and self.inflight == 0 and self.queue.empty():
@@ -1258,7 +959,7 @@ class _Sender:
         if snapshot.done and not self.snapshot_counted:
             # The whole list is in: the progress total becomes exact.
             self.snapshot_counted = True
-            counts = self.store.counts()
+            counts = _counts(self.ledger, self.campaign_id)
             self.report.queued = self.report.sent_this_run + counts["queued"] + counts["sending"]
         return snapshot.done
 
@@ -1274,14 +975,16 @@ class _Sender:
             try:
                 await self._send(job)
             except ConfigError as exc:  # e.g. the DKIM key cannot sign: stop, keep the job
-                self.results.append(("queued", job, None, ""))
+                self.results.append(_Result("queued", job, None, ""))
                 if self.stop_error is None:
                     self.stop_error = DeliveryStop(RelayError(exc.message, hint=exc.hint))
                 self.stopping = True
             except Exception as exc:  # never lose a job to a bug: record it, keep working
-                self.results.append(("failed", job, None, f"internal error: {exc!r}"))
+                self.results.append(_Result("failed", job, None, f"internal error: {exc!r}"))
             except asyncio.CancelledError:  # force_stop: it may or may not have gone out
-                self.results.append(("uncertain", job, None, "abandoned in flight (stopped twice)"))
+                self.results.append(
+                    _Result("uncertain", job, None, "abandoned in flight (stopped twice)")
+                )
                 raise
             finally:
                 self.inflight -= 1
@@ -1308,7 +1011,7 @@ class _Sender:
             )
         except DigestMailError as exc:  # a value we refuse to put in a header
             self.report.tried_this_run += 1
-            self.results.append(("failed", job, None, exc.message))
+            self.results.append(_Result("failed", job, None, exc.message))
             return
         if self.sign is not None:
             data = self.sign(data)
@@ -1321,15 +1024,15 @@ class _Sender:
             self._refused(job, exc)
         except RelayError as exc:
             job.attempts -= 1
-            self.results.append(("queued", job, exc.code, exc.message))
+            self.results.append(_Result("queued", job, exc.code, exc.message))
             if self.stop_error is None:
                 self.stop_error = DeliveryStop(exc)
             self.stopping = True
         except DigestMailError as exc:  # a header value we refuse to write
             self.report.tried_this_run += 1
-            self.results.append(("failed", job, None, exc.message))
+            self.results.append(_Result("failed", job, None, exc.message))
         else:
-            self.results.append(("sent", job, 250, ""))
+            self.results.append(_Result("sent", job, 250, ""))
             self.report.sent_this_run += 1
             self.report.tried_this_run += 1
             judging = self.breaker.judging
@@ -1342,16 +1045,16 @@ class _Sender:
     def _refused(self, job: _Job, exc: PermanentFailure) -> None:
         """A permanent refusal about the reader (or nobody knows whom): failed, and
         suppressed when about the mailbox; held while the breaker judges."""
-        state = "bounced" if exc.bounced else "failed"
+        result = _Result("failed", job, exc.code, exc.message, bounced=exc.bounced)
         judging = self.breaker.judging
         self.breaker.refused(exc)
         if not judging:
             self.report.tried_this_run += 1
-            self.results.append((state, job, exc.code, exc.message))
+            self.results.append(result)
             return
         # Queued in the ledger while held: a crash now leaves it to be sent again.
-        self.results.append(("queued", job, exc.code, exc.message))
-        self.held.append((state, job, exc.code, exc.message))
+        self.results.append(_Result("queued", job, exc.code, exc.message))
+        self.held.append(result)
         if self.breaker.trip:
             if self.stop_error is None:
                 self.stop_error = BreakerTripped(
@@ -1375,9 +1078,9 @@ class _Sender:
 
     def _requeue_held(self) -> None:
         """The breaker tripped: the held rejections are tried again on the next run."""
-        for _, job, code, reply in self.held:
-            job.attempts -= 1
-            self.results.append(("queued", job, code, reply))
+        for held in self.held:
+            held.job.attempts -= 1
+            self.results.append(_Result("queued", held.job, held.code, held.reply))
         self.held.clear()
 
     def _retry(self, job: _Job, exc: TemporaryFailure) -> None:
@@ -1387,9 +1090,9 @@ class _Sender:
         delay *= 0.5 + options.random()  # jitter: retries of many recipients spread out
         if now + delay - job.first_try > options.retry_for:
             self.report.tried_this_run += 1
-            self.results.append(("deferred", job, exc.code, exc.message))
+            self.results.append(_Result("deferred", job, exc.code, exc.message))
             return
-        self.results.append(("queued", job, exc.code, exc.message))
+        self.results.append(_Result("queued", job, exc.code, exc.message))
         heapq.heappush(self.retries, (now + delay, job.seq, job))
 
     def _flush(self, *, force: bool = False) -> None:
@@ -1399,7 +1102,7 @@ class _Sender:
         if not force and len(self.results) < FLUSH_SIZE and now - self.last_flush < FLUSH_EVERY:
             return
         results, self.results = self.results, []
-        self.store.record(results, source=self._source)
+        campaigns.record_results(self.ledger, self.campaign_id, results, source=self._source)
         self.last_flush = now
 
 
@@ -1467,7 +1170,8 @@ def _options(
 async def _deliver(
     *,
     workspace: Workspace,
-    store: _Store,
+    ledger: Ledger,
+    campaign_id: str,
     draft: HashedDraft,
     list_name: str,
     report: CampaignReport,
@@ -1494,7 +1198,8 @@ async def _deliver(
             dot_stuffed=sign is None and getattr(transport, "takes_dot_stuffed", False),
         )
         sender = _Sender(
-            store=store,
+            ledger=ledger,
+            campaign_id=campaign_id,
             transport=transport,
             template=template,
             workspace=workspace,
@@ -1583,10 +1288,9 @@ def _run(
         Ledger(workspace.ledger_path) as ledger,
         contextlib.ExitStack() as turn,
     ):
-        store = _Store(ledger, campaign_id)
-        row = store.row()
+        row = campaigns.campaign_row(ledger, campaign_id)
         if row is not None and row["content_hash"] != draft.content_hash:
-            counts = store.counts()
+            counts = _counts(ledger, campaign_id)
             started = counts["sent"] + counts["sending"] + counts["uncertain"] + counts["failed"]
             if started:
                 raise CampaignError(
@@ -1598,17 +1302,22 @@ def _run(
                         "or restore the draft that was sent"
                     ),
                 )
-        if row is not None and row["state"] != "snapshotting" and not store.claimed_any():
+        if (
+            row is not None
+            and row["state"] != "snapshotting"
+            and not campaigns.claimed_any(ledger, campaign_id)
+        ):
             # It never sent a message (it found nobody, and older versions recorded that
             # as finished): no sent campaign, so the list as it is now gets the edition.
             if dry_run:
                 row = None
             else:
-                store.discard()
-                row = store.row()
+                campaigns.discard_campaign(ledger, campaign_id)
+                row = campaigns.campaign_row(ledger, campaign_id)
         if dry_run:
             return _dry_run_report(
-                store,
+                ledger,
+                campaign_id,
                 draft,
                 lists or (list_name,),
                 kind,
@@ -1617,57 +1326,63 @@ def _run(
                 label=list_name,
             )
         if row is None:
-            store.create(
+            campaigns.create_campaign(
+                ledger,
+                campaign_id,
                 edition=draft.id,
                 list_name=list_name,
                 kind=kind,
                 content_hash=draft.content_hash,
                 lists=lists,
             )
-            row = store.row()
+            row = campaigns.campaign_row(ledger, campaign_id)
         elif row["content_hash"] != draft.content_hash:
-            store.set_content_hash(draft.content_hash)
+            campaigns.set_content_hash(ledger, campaign_id, draft.content_hash)
         writer: _SnapshotWriter | None = None
         expected = after_seq = 0
         if row["state"] == "snapshotting":
             if kind == "campaign":
                 turn.enter_context(_snapshot_turn(workspace, draft.id))
-            after_seq = store.restart_snapshot()
+            after_seq = campaigns.restart_snapshot(ledger, campaign_id)
             try:
                 if list_paths and _can_stream():
                     expected = sum(check_readable(path) for path in list_paths)
                 if not expected:
-                    store.snapshot(items(ledger), after_seq=after_seq)
+                    _snapshot(ledger, campaign_id, items(ledger), after_seq=after_seq)
             except DigestMailError:
                 # An unreadable list (missing, bad encoding): nothing was sent, so leave no
                 # half-made campaign behind; the error names the file and the fix.
-                if not store.claimed_any():
-                    store.discard()
+                if not campaigns.claimed_any(ledger, campaign_id):
+                    campaigns.discard_campaign(ledger, campaign_id)
                 raise
         try:
             if expected:
-                store.mark_started()
+                campaigns.mark_started(ledger, campaign_id)
                 with ledger.disconnected():
                     writer = _SnapshotWriter(workspace, campaign_id, items, after_seq)
-                store.attach()
             # Our copy of the turn goes; a snapshot writer's copy lasts until it exits.
             turn.close()
-            store.mark_uncertain()
-            store.requeue(uncertain=resend_uncertain)
-            store.apply_suppressions()
-            report = store.report()
+            campaigns.mark_uncertain(ledger, campaign_id)
+            campaigns.requeue(
+                ledger, campaign_id, uncertain=resend_uncertain, unanswered_reply=SMTPUTF8_MISSING
+            )
+            campaigns.apply_suppressions(ledger, campaign_id)
+            report = _report(ledger, campaign_id)
             options = _options(workspace, concurrency, clock, progress, breaker=breaker)
             if writer is not None:
                 # Until the snapshot is complete, the list's data rows are the progress total.
                 report.queued = max(report.queued, expected)
                 report.stopped = ""
             elif report.queued == 0:
-                if not store.claimed_any() and not report.already_received:
-                    raise _discard_nobody(store, kind)
-                store.finish(
-                    "finished" if report.uncertain == 0 else "stopped", _uncertain_note(report)
+                if not campaigns.claimed_any(ledger, campaign_id) and not report.already_received:
+                    raise _discard_nobody(ledger, campaign_id, kind)
+                campaigns.finish_campaign(
+                    ledger,
+                    campaign_id,
+                    "finished" if report.uncertain == 0 else "stopped",
+                    _uncertain_note(report),
                 )
-                final = store.report()
+                final = _report(ledger, campaign_id)
                 final.transport = "nothing to send"
                 return final
             the_transport = transport or open_transport(
@@ -1676,12 +1391,13 @@ def _run(
             report.transport = str(
                 getattr(the_transport, "description", type(the_transport).__name__)
             )
-            with _status_on_exit(store, report):
+            with _status_on_exit(ledger, campaign_id):
                 try:
                     eventloop.run(
                         _deliver(
                             workspace=workspace,
-                            store=store,
+                            ledger=ledger,
+                            campaign_id=campaign_id,
                             draft=draft,
                             list_name=list_name,
                             report=report,
@@ -1691,21 +1407,27 @@ def _run(
                             snapshot=writer,
                         )
                     )
-                except CampaignError as exc:
-                    store.finish("stopped", exc.message)
-                    final = store.report()
+                except (CampaignError, LedgerError) as exc:
+                    if isinstance(exc, LedgerError):  # it refused a batch of results
+                        exc = CampaignError(exc.message, hint=exc.hint)
+                    campaigns.finish_campaign(ledger, campaign_id, "stopped", exc.message)
+                    final = _report(ledger, campaign_id)
                     raise _with_report(exc, final, report) from None
-            final = store.report()
-            if final.complete and not store.claimed_any() and not final.already_received:
+            final = _report(ledger, campaign_id)
+            if (
+                final.complete
+                and not campaigns.claimed_any(ledger, campaign_id)
+                and not final.already_received
+            ):
                 # The streamed snapshot found only suppressed or invalid rows.
-                raise _discard_nobody(store, kind)
+                raise _discard_nobody(ledger, campaign_id, kind)
             final.sent_this_run = report.sent_this_run
             final.tried_this_run = report.tried_this_run
             final.transport = report.transport
             # The row may still carry an earlier run's stop reason; this run decides anew.
             final.stopped = ""
             final.state = "finished" if final.complete else "stopped"
-            store.finish(final.state, _uncertain_note(final))
+            campaigns.finish_campaign(ledger, campaign_id, final.state, _uncertain_note(final))
             final.stopped = "" if final.complete else _uncertain_note(final)
             return final
         finally:
@@ -1713,11 +1435,11 @@ def _run(
                 writer.close()
 
 
-def _discard_nobody(store: _Store, kind: str) -> NothingToSend:
+def _discard_nobody(ledger: Ledger, campaign_id: str, kind: str) -> NothingToSend:
     """A campaign that found nobody to send to is not recorded: a finished campaign
     would keep the edition from the readers added later."""
-    error = store.nobody(kind)
-    store.discard()
+    error = _nothing_to_send(ledger, campaign_id, kind)
+    campaigns.discard_campaign(ledger, campaign_id)
     return error
 
 
@@ -1738,11 +1460,11 @@ def _uncertain_note(report: CampaignReport) -> str:
 
 
 @contextlib.contextmanager
-def _status_on_exit(store: _Store, report: CampaignReport) -> Iterator[None]:
+def _status_on_exit(ledger: Ledger, campaign_id: str) -> Iterator[None]:
     try:
         yield
     except KeyboardInterrupt:  # a second Ctrl-C: whatever was claimed stays 'sending'
-        store.finish("stopped", "killed while sending")
+        campaigns.finish_campaign(ledger, campaign_id, "stopped", "killed while sending")
         raise
 
 
@@ -1758,7 +1480,8 @@ def _with_report(exc: CampaignError, final: CampaignReport, run: CampaignReport)
 
 
 def _dry_run_report(
-    store: _Store,
+    ledger: Ledger,
+    campaign_id: str,
     draft: HashedDraft,
     lists: Sequence[str],
     kind: str,
@@ -1771,25 +1494,23 @@ def _dry_run_report(
     would raise it. Counts as the snapshot would: each address once, readers another
     campaign of the edition has left out."""
     if existing:
-        report = store.report()
+        report = _report(ledger, campaign_id)
         report.dry_run = True
         report.transport = "dry run"
-        for (email,) in store.db.execute(
-            "SELECT email FROM deliveries WHERE campaign_id = ? "
-            "AND state IN ('queued', 'deferred', 'sending', 'uncertain') ORDER BY seq",
-            (store.id,),
+        for email in campaigns.delivery_emails(
+            ledger, campaign_id, ["queued", "deferred", "sending", "uncertain"]
         ):
             _count_smtputf8(report, email)
         return report
     report = CampaignReport(
-        campaign_id=store.id,
+        campaign_id=campaign_id,
         edition=draft.id,
         list_name=label,
         lists=tuple(lists) if len(lists) > 1 else (),
         kind=kind,
         dry_run=True,
     )
-    received = _AlreadyReceived(store.db, store.id, draft.id if kind == "campaign" else None)
+    received = AlreadyReceived(ledger, campaign_id, draft.id if kind == "campaign" else None)
     seen = SeenKeys() if len(lists) > 1 else None
     suppressed_emails: list[str] = []
     for item in items:
@@ -2038,42 +1759,21 @@ def campaign_status(
             hint="run 'digest-mail send DRAFT --list NAME'",
         )
     with Ledger(workspace.ledger_path) as ledger:
-        db = ledger.db
-        if ref is None and include_tests:
-            rows = db.execute("SELECT id FROM campaigns ORDER BY created_at, id").fetchall()
-        elif ref is None:
-            rows = db.execute(
-                "SELECT id FROM campaigns WHERE kind = 'campaign' ORDER BY created_at DESC, id "
-                "DESC LIMIT 1"
-            ).fetchall()
-            if not rows:
-                # Test sends are not campaigns to readers: never shown as "the" campaign.
-                tests = db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
-                if tests:
-                    raise CampaignError(
-                        f"no campaigns yet, only {tests} test send{'s' if tests != 1 else ''}",
-                        hint="see them with 'digest-mail status --all'",
-                    )
-        elif include_tests:
-            rows = db.execute(
-                "SELECT id FROM campaigns WHERE id = ? OR edition = ? ORDER BY created_at, id",
-                (ref, ref),
-            ).fetchall()
-        else:
+        if ref is not None and not include_tests:
             edition, slash, tail = ref.partition("/")
             if slash and "+" in tail and not tail.startswith("test/"):
                 # The lists in any order name the one campaign (2026-W48/weekly+news).
                 ref = campaign_id_for(edition, tail.split("+"))
-            rows = db.execute(
-                "SELECT id FROM campaigns WHERE id = ? OR (edition = ? AND kind = 'campaign') "
-                "ORDER BY created_at, id",
-                (ref, ref),
-            ).fetchall()
-        if not rows:
+        ids = campaigns.find_campaign_ids(ledger, ref, include_tests=include_tests)
+        # Test sends are not campaigns to readers: never shown as "the" campaign.
+        if not ids and ref is None and (tests := campaigns.count_campaigns(ledger)):
+            raise CampaignError(
+                f"no campaigns yet, only {tests} test send{'s' if tests != 1 else ''}",
+                hint="see them with 'digest-mail status --all'",
+            )
+        if not ids:
             raise CampaignError(
                 f"no campaign {ref!r}" if ref else "no campaigns yet",
                 hint="campaigns are named EDITION/LIST, e.g. 2026-W48/weekly",
             )
-        return [
-            _Store(ledger, r[0]).report(sender_alive=_sender_alive(workspace, r[0])) for r in rows
-        ]
+        return [_report(ledger, id_, sender_alive=_sender_alive(workspace, id_)) for id_ in ids]

@@ -17,42 +17,18 @@ from typing import TYPE_CHECKING
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger.approvals import Approval, list_approvals
+from digest_mail.ledger.campaigns import Mailed, mailed_campaigns
 from digest_mail.ledger.db import Ledger
 
 if TYPE_CHECKING:
     from digest_mail.render.draft import Draft
 
 __all__ = [
-    "Mailed",
     "Replacement",
     "check_archivable",
     "draft_label",
     "guard_replacement",
-    "mailed_campaigns",
 ]
-
-
-@dataclass(frozen=True)
-class Mailed:
-    """A real campaign of an edition that delivered to at least one reader."""
-
-    campaign_id: str
-    list_name: str
-    content_hash: str
-    sent: int
-
-
-def mailed_campaigns(ledger: Ledger, edition: str) -> list[Mailed]:
-    """Campaigns (not test sends) of ``edition`` with a delivery sent or possibly sent."""
-    rows = ledger.db.execute(
-        "SELECT c.id, c.list_name, c.content_hash, COUNT(d.address) AS sent"
-        " FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id"
-        " WHERE c.edition = ? AND c.kind = 'campaign'"
-        " AND d.state IN ('sent', 'sending', 'uncertain')"
-        " GROUP BY c.id, c.list_name, c.content_hash ORDER BY c.created_at, c.id",
-        (edition,),
-    ).fetchall()
-    return [Mailed(r[0], r[1], r[2], r[3]) for r in rows]
 
 
 def draft_label(workspace: Workspace, draft: Draft | None, edition: str) -> str:
