@@ -329,7 +329,7 @@ def bench_build(root: Path, count: int) -> dict[str, float]:
     from digest_mail.config import find_workspace
     from digest_mail.mail.message import MessageTemplate, build_message
     from digest_mail.render.draft import latest_draft
-    from digest_mail.transport.smtpclient import prepare_data
+    from digest_mail.transport.wire import prepare_data
 
     os.environ["DIGEST_MAIL_SECRET"] = "bench-only-unsubscribe-signing-key-0123456789"
     workspace = find_workspace(root)

@@ -15,7 +15,7 @@ from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import BREAKER_MIN_REJECTED, BREAKER_SAME_REPLY
 from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.suppressions import is_suppressed
-from digest_mail.transport.smtp import (
+from digest_mail.transport.errors import (
     PermanentFailure,
     RelayError,
     TemporaryFailure,

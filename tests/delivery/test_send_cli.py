@@ -11,8 +11,10 @@ import pytest
 
 from conftest import Runner
 from delivery_draft import SAMPLE_DRAFT, write_draft_folder
+from digest_mail.transport.aiosmtp import AiosmtpConnection
 from digest_mail.transport.devsmtp import serve_capture
-from digest_mail.transport.smtp import SmtpTransport, parse_relay_url
+from digest_mail.transport.pool import SmtpTransport
+from digest_mail.transport.relay import parse_relay_url
 from smtpserver import SmtpServer, parse_message
 
 
@@ -200,7 +202,9 @@ async def test_dev_smtp_keeps_what_it_receives(tmp_path: Path) -> None:
     )
     while not ports:
         await asyncio.sleep(0)
-    transport = SmtpTransport(parse_relay_url(f"smtp://127.0.0.1:{ports[0]}"), size=1)
+    transport = SmtpTransport(
+        parse_relay_url(f"smtp://127.0.0.1:{ports[0]}"), connection=AiosmtpConnection, size=1
+    )
     data = "Subject: テスト\r\n\r\n本文\r\n".encode()
     await transport.send("digest@example.jp", ["taro@example.jp"], data)
     await transport.close()

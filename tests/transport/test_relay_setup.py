@@ -19,7 +19,7 @@ from chaos_helpers import env_for
 from conftest import Runner
 from delivery_draft import write_draft_folder
 from digest_mail.config import mask_url
-from digest_mail.transport.smtp import parse_relay_url
+from digest_mail.transport.relay import parse_relay_url
 from faultserver import FaultServer
 from smtpserver import SmtpServer
 

@@ -37,9 +37,8 @@ from digest_mail.transport.smtpclient import (
     SmtpTemporaryError,
     SmtpTimeout,
     SmtpTlsError,
-    prepare_data,
-    unstuff_data,
 )
+from digest_mail.transport.wire import prepare_data, unstuff_data
 
 SENDER = "digest@example.jp"
 

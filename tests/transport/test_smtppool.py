@@ -1,5 +1,6 @@
-"""The pipelining pool transport: the campaign's failure classes over a real aiosmtpd
-that advertises PIPELINING, and the CRLF promise of the message builder it relies on."""
+"""The pool over pipelining connections (the default): the campaign's failure classes
+over a real aiosmtpd that advertises PIPELINING, and the CRLF promise of the message
+builder it relies on."""
 
 from __future__ import annotations
 
@@ -11,14 +12,10 @@ import pytest
 from delivery_draft import EMAIL, NAME, SAMPLE_DRAFT, UNSUB, make_draft
 from digest_mail.config import Settings
 from digest_mail.mail.message import MessageTemplate
-from digest_mail.transport.pool import PipeliningSmtpTransport
-from digest_mail.transport.smtp import (
-    PermanentFailure,
-    RelayError,
-    TemporaryFailure,
-    parse_relay_url,
-)
-from digest_mail.transport.smtpclient import CrlfBytes, DotStuffedBytes, prepare_data, unstuff_data
+from digest_mail.transport.errors import PermanentFailure, RelayError, TemporaryFailure
+from digest_mail.transport.pool import SmtpTransport
+from digest_mail.transport.relay import parse_relay_url
+from digest_mail.transport.wire import CrlfBytes, DotStuffedBytes, prepare_data, unstuff_data
 from test_smtpclient import Recorder, aiosmtpd_server  # noqa: F401 - the fixture
 
 SENDER = "digest@example.jp"
@@ -101,7 +98,7 @@ async def test_pool_delivers_and_classifies_over_pipelining(aiosmtpd_server: Any
     )
     server = await aiosmtpd_server(handler)
     relay = parse_relay_url(f"smtp://127.0.0.1:{server.port}")
-    pool = PipeliningSmtpTransport(relay, size=4, timeout=5)
+    pool = SmtpTransport(relay, size=4, timeout=5)
     template = MessageTemplate(SAMPLE_DRAFT, settings=Settings(), list_name="weekly")
     try:
         assert await pool.supports_8bit()
@@ -130,7 +127,7 @@ async def test_pool_unreachable_relay_is_a_relay_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    pool = PipeliningSmtpTransport(parse_relay_url(f"smtp://127.0.0.1:{port}"), timeout=5)
+    pool = SmtpTransport(parse_relay_url(f"smtp://127.0.0.1:{port}"), timeout=5)
     with pytest.raises(RelayError, match="cannot connect"):
         await pool.send(SENDER, ["a@example.jp"], b"Subject: x\r\n\r\nx\r\n")
     await pool.close()

@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.transport.smtp import RelayError, SmtpTransport, parse_relay_url
+from digest_mail.transport.aiosmtp import AiosmtpConnection
+from digest_mail.transport.errors import RelayError
+from digest_mail.transport.pool import SmtpTransport
+from digest_mail.transport.relay import parse_relay_url
 from digest_mail.transport.smtpclient import SmtpConnection, SmtpTlsError
 from test_transport_tls import certificate, server_context, trusting
 
@@ -122,7 +125,11 @@ async def test_the_aiosmtplib_client_discards_the_injected_replies(
     what was buffered after the 220, so the relay's real EHLO reply (no AUTH) decides."""
     relay = parse_relay_url(f"smtp://digest@127.0.0.1:{injecting_server.port}?tls=starttls")
     transport = SmtpTransport(
-        relay, password="correct horse", size=1, tls_context=trusting(certificate)
+        relay,
+        connection=AiosmtpConnection,
+        password="correct horse",
+        size=1,
+        tls_context=trusting(certificate),
     )
     with pytest.raises(RelayError) as info:
         await transport.send("digest@example.jp", ["taro@example.jp"], b"Subject: x\r\n\r\nx\r\n")

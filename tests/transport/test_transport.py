@@ -12,17 +12,13 @@ import pytest
 from conftest import FakeClock
 from digest_mail.config import find_workspace
 from digest_mail.errors import ConfigError
-from digest_mail.transport.smtp import (
-    CaptureTransport,
-    PermanentFailure,
-    RateLimiter,
-    RelayError,
-    SmtpTransport,
-    TemporaryFailure,
-    WeightedTransport,
-    open_transport,
-    parse_relay_url,
-)
+from digest_mail.transport.aiosmtp import AiosmtpConnection
+from digest_mail.transport.capture import CaptureTransport
+from digest_mail.transport.errors import PermanentFailure, RelayError, TemporaryFailure
+from digest_mail.transport.factory import open_transport
+from digest_mail.transport.pool import SmtpTransport, WeightedTransport
+from digest_mail.transport.ratelimit import RateLimiter
+from digest_mail.transport.relay import parse_relay_url
 from smtpserver import SmtpServer
 
 
@@ -141,7 +137,7 @@ async def test_capture_keeps_exact_bytes_and_the_envelope(tmp_path: Path) -> Non
 
 async def test_pool_reuses_connections_and_classifies_replies(smtp_server: SmtpServer) -> None:
     relay = parse_relay_url(smtp_server.url)
-    transport = SmtpTransport(relay, size=2)
+    transport = SmtpTransport(relay, connection=AiosmtpConnection, size=2)
     assert await transport.supports_8bit()
     message = b"From: digest@example.jp\r\nTo: a@example.jp\r\nSubject: x\r\n\r\nbody\r\n"
     for i in range(6):
@@ -165,7 +161,7 @@ async def test_pool_reuses_connections_and_classifies_replies(smtp_server: SmtpS
 
 async def test_unreachable_relay_is_a_relay_error() -> None:
     relay = parse_relay_url("smtp://127.0.0.1:9")  # discard port: nothing listens
-    transport = SmtpTransport(relay, size=1, timeout=5)
+    transport = SmtpTransport(relay, connection=AiosmtpConnection, size=1, timeout=5)
     with pytest.raises(RelayError, match=r"Error connecting to 127\.0\.0\.1 on port 9"):
         await transport.send("digest@example.jp", ["a@example.jp"], b"Subject: x\r\n\r\nx\r\n")
     await transport.close()

@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from digest_mail.transport.smtp import RelayError, SmtpTransport, parse_relay_url
+from digest_mail.transport.aiosmtp import AiosmtpConnection
+from digest_mail.transport.errors import RelayError
+from digest_mail.transport.pool import SmtpTransport
+from digest_mail.transport.relay import parse_relay_url
 from smtpserver import SmtpServer
 
 MESSAGE = "From: digest@example.jp\r\nTo: taro@example.jp\r\nSubject: TLS\r\n\r\n本文\r\n".encode()
@@ -78,7 +81,7 @@ async def test_an_untrusted_certificate_stops_before_any_credentials(
     starttls_server: SmtpServer,
 ) -> None:
     relay = parse_relay_url(f"smtp://digest@127.0.0.1:{starttls_server.port}?tls=starttls")
-    transport = SmtpTransport(relay, password="correct horse", size=1)
+    transport = SmtpTransport(relay, connection=AiosmtpConnection, password="correct horse", size=1)
     with pytest.raises(RelayError) as info:
         await transport.send("digest@example.jp", ["taro@example.jp"], MESSAGE)
     assert "TLS failed" in str(info.value) and "certificate verify failed" in str(info.value)
@@ -91,7 +94,11 @@ async def test_starttls_then_auth_then_send(
 ) -> None:
     relay = parse_relay_url(f"smtp://digest@127.0.0.1:{starttls_server.port}?tls=starttls")
     transport = SmtpTransport(
-        relay, password="correct horse", size=1, tls_context=trusting(certificate)
+        relay,
+        connection=AiosmtpConnection,
+        password="correct horse",
+        size=1,
+        tls_context=trusting(certificate),
     )
     await transport.send("digest@example.jp", ["taro@example.jp"], MESSAGE)
     await transport.close()
@@ -103,7 +110,13 @@ async def test_wrong_password_over_tls_is_a_relay_error(
     starttls_server: SmtpServer, certificate: tuple[Path, Path]
 ) -> None:
     relay = parse_relay_url(f"smtp://digest@127.0.0.1:{starttls_server.port}?tls=starttls")
-    transport = SmtpTransport(relay, password="wrong", size=1, tls_context=trusting(certificate))
+    transport = SmtpTransport(
+        relay,
+        connection=AiosmtpConnection,
+        password="wrong",
+        size=1,
+        tls_context=trusting(certificate),
+    )
     with pytest.raises(RelayError, match="refused the login for 'digest': 535"):
         await transport.send("digest@example.jp", ["taro@example.jp"], MESSAGE)
     await transport.close()
@@ -111,14 +124,20 @@ async def test_wrong_password_over_tls_is_a_relay_error(
 
 async def test_implicit_tls(smtps_server: SmtpServer, certificate: tuple[Path, Path]) -> None:
     untrusted = SmtpTransport(
-        parse_relay_url(f"smtps://digest@127.0.0.1:{smtps_server.port}"), password="x"
+        parse_relay_url(f"smtps://digest@127.0.0.1:{smtps_server.port}"),
+        connection=AiosmtpConnection,
+        password="x",
     )
     with pytest.raises(RelayError, match="certificate verify failed"):
         await untrusted.send("digest@example.jp", ["taro@example.jp"], MESSAGE)
     await untrusted.close()
     relay = parse_relay_url(f"smtps://digest@127.0.0.1:{smtps_server.port}")
     transport = SmtpTransport(
-        relay, password="correct horse", size=2, tls_context=trusting(certificate)
+        relay,
+        connection=AiosmtpConnection,
+        password="correct horse",
+        size=2,
+        tls_context=trusting(certificate),
     )
     await transport.send("digest@example.jp", ["taro@example.jp"], MESSAGE)
     await transport.close()

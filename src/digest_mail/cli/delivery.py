@@ -27,7 +27,7 @@ from digest_mail.delivery.campaign import (
     warn_before_sending,
 )
 from digest_mail.errors import DigestMailError
-from digest_mail.transport.smtp import describe_transport
+from digest_mail.transport.factory import describe_transport
 
 
 def _draft(workspace: Workspace, ref: str | None) -> Any:

@@ -66,19 +66,16 @@ from digest_mail.ledger.db import Ledger, LedgerError, utcnow
 from digest_mail.ledger.suppressions import is_suppressed
 from digest_mail.mail.body import BodyEncoding
 from digest_mail.mail.message import MessageTemplate, new_message_id
-from digest_mail.transport.smtp import (
-    Clock,
+from digest_mail.transport.errors import (
+    SMTPUTF8_MISSING,
     PermanentFailure,
     RelayError,
-    SystemClock,
     TemporaryFailure,
-    Transport,
-    needs_smtputf8,
-    offers,
-    open_transport,
-    supports_8bit,
 )
-from digest_mail.transport.smtpclient import SMTPUTF8_MISSING
+from digest_mail.transport.factory import open_transport
+from digest_mail.transport.protocol import Transport
+from digest_mail.transport.ratelimit import Clock, SystemClock
+from digest_mail.transport.wire import needs_smtputf8
 
 if TYPE_CHECKING:
     # Only a type: importing edition at start would load rendering for every send.
@@ -1145,7 +1142,7 @@ def _make_signer(workspace: Workspace) -> Callable[[bytes], bytes] | None:
 
 
 async def _choose_encoding(transport: Transport) -> BodyEncoding:
-    return "8bit" if await supports_8bit(transport) else "base64"
+    return "8bit" if await transport.supports_8bit() else "base64"
 
 
 def _options(
@@ -1194,8 +1191,8 @@ async def _deliver(
             test_send=bool(subject_prefix),  # only a test send marks its subject
             body_encoding=encoding,
             # Bytes in SMTP DATA form straight from the builder, for a client that takes
-            # them (smtppool); a signer needs the plain message.
-            dot_stuffed=sign is None and getattr(transport, "takes_dot_stuffed", False),
+            # them (the pipelining connection); a signer needs the plain message.
+            dot_stuffed=sign is None and transport.takes_dot_stuffed,
         )
         sender = _Sender(
             ledger=ledger,
@@ -1388,9 +1385,7 @@ def _run(
             the_transport = transport or open_transport(
                 workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
             )
-            report.transport = str(
-                getattr(the_transport, "description", type(the_transport).__name__)
-            )
+            report.transport = the_transport.description
             with _status_on_exit(ledger, campaign_id):
                 try:
                     eventloop.run(
@@ -1583,11 +1578,11 @@ def smtputf8_warning(workspace: Workspace, count: int, examples: Sequence[str]) 
     if not count or workspace.settings.smtp.url.strip() in {"", "capture"}:
         return None
     transport = open_transport(workspace, concurrency=1)
-    where = str(getattr(transport, "description", "the relay"))
+    where = transport.description
 
     async def ask() -> bool:
         try:
-            return await offers(transport, "SMTPUTF8")
+            return await transport.offers("SMTPUTF8")
         finally:
             await transport.close()
 

@@ -86,7 +86,7 @@ def real_relays(settings: Settings) -> list[str]:
 
     Empty for the capture outbox and loopback relays (dev-smtp, a local Postfix).
     """
-    from digest_mail.transport.smtp import is_loopback, parse_relay_url
+    from digest_mail.transport.relay import is_loopback, parse_relay_url
 
     url = settings.smtp.url.strip()
     if url in {"", "capture"}:

@@ -32,7 +32,7 @@ from digest_mail.mail import headers
 from digest_mail.mail.body import BodyEncoding, fold_html_lines, prepare_body
 from digest_mail.mail.headers import HeaderValueError
 from digest_mail.mail.placeholders import fill, fill_values, placeholder_values
-from digest_mail.transport.smtpclient import CrlfBytes, DotStuffedBytes, ascii_address
+from digest_mail.transport.wire import CrlfBytes, DotStuffedBytes, ascii_address
 
 # One line of a message may be 998 octets (RFC 5322); policy.SMTP's default of 78
 # folds a long List-Unsubscribe URL into encoded words, which breaks it.
@@ -254,7 +254,7 @@ class MessageTemplate:
     The result is CRLF-terminated RFC 5322 bytes (not yet dot-stuffed), the exact bytes
     that get signed and sent. With ``dot_stuffed`` (for an SMTP client that takes DATA
     as is, and only when nothing signs the message) it is already in SMTP DATA form:
-    :class:`~digest_mail.transport.smtpclient.DotStuffedBytes`, so no per-message scan is left.
+    :class:`~digest_mail.transport.wire.DotStuffedBytes`, so no per-message scan is left.
     """
 
     def __init__(

@@ -124,7 +124,7 @@ def _current_note(ledger: Ledger, schedule: Schedule, slot: datetime) -> str:
 async def _deliver(workspace: Workspace, recipients: list[str], message: EmailMessage) -> None:
     from digest_mail.delivery.identity import refuse_sample_identity
     from digest_mail.mail.message import envelope_sender
-    from digest_mail.transport.smtp import open_transport
+    from digest_mail.transport.factory import open_transport
 
     refuse_sample_identity(workspace)
     transport = open_transport(workspace)

@@ -144,7 +144,7 @@ def run_due(workspace: Workspace, *, now: datetime | None = None) -> list[RunOut
 def rehearse_due(workspace: Workspace, *, now: datetime | None = None) -> list[RunOutcome]:
     """What :func:`run_due` would do now, without doing it: no slot is claimed, nothing is
     sent, no staff notice goes out (``run-due --dry-run``, with ``--now`` to rehearse)."""
-    from digest_mail.transport.smtp import describe_transport
+    from digest_mail.transport.factory import describe_transport
 
     moment = aware(now) if now is not None else datetime.now(UTC)
     schedules = require_schedules(workspace)

@@ -15,7 +15,8 @@ from pathlib import Path
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from digest_mail.errors import DigestMailError
-from digest_mail.transport.smtp import MaildirWriter, is_loopback
+from digest_mail.transport.capture import MaildirWriter
+from digest_mail.transport.relay import is_loopback
 
 
 class _Capture:

@@ -1,51 +1,80 @@
-"""The fast SMTP transport: a pool of :class:`~digest_mail.transport.smtpclient.SmtpConnection`.
+"""The SMTP pool: ``size`` connections to one relay, each sending many messages.
 
-Same interface and the same failure classes as :class:`digest_mail.transport.smtp.SmtpTransport`
-(the aiosmtplib pool), so the campaign cannot tell them apart; what differs is the cost per
-message: one write of MAIL+RCPT+DATA when the relay offers PIPELINING, no regex over
-the body (the message builder's bytes are CRLF already; :func:`prepare_data` only scans),
-no address re-parsing. ``[smtp] client = "aiosmtplib"`` selects the other pool.
+One pool, whichever client speaks SMTP: it opens connections through a
+:class:`ConnectionKind` (``[smtp] client`` picks it: the pipelining client by default,
+:mod:`~digest_mail.transport.pipelining`, or aiosmtplib, :mod:`~digest_mail.transport.aiosmtp`)
+and owns what both share: the rate limit, lending connections out (last in, first out,
+so a small send opens no more than it needs), reconnecting after a 421 or a drop, and
+the rule that a relay unreachable from the start is a configuration problem. Failures
+come from the connections already decided (:mod:`digest_mail.transport.errors`).
+:class:`WeightedTransport` spreads messages over several relays' pools.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
+from typing import Protocol
 
-from digest_mail.transport.smtp import (
+from digest_mail.transport.errors import (
     DeliveryError,
-    PermanentFailure,
-    RateLimiter,
-    RelayConfig,
-    RelayError,
-    SmtpTransport,
     TemporaryFailure,
-    is_loopback,
-    refusal,
-    tls_failure_hint,
+    ends_session,
+    never_reached,
 )
-from digest_mail.transport.smtpclient import (
-    SmtpAuthError,
-    SmtpConnection,
-    SmtpConnectionLost,
-    SmtpError,
-    SmtpRecipientsRefused,
-    SmtpReplyError,
-    SmtpTlsError,
-    prepare_data,
-)
+from digest_mail.transport.pipelining import PipeliningConnection
+from digest_mail.transport.ratelimit import RateLimiter
+from digest_mail.transport.relay import RelayConfig
 
 
-def _detail(exc: SmtpError, relay: RelayConfig) -> str:
-    """The client's message without its own host:port prefix (the relay URL says it)."""
-    return exc.message.removeprefix(f"{relay.host}:{relay.port}: ")
+class Connection(Protocol):
+    """One open SMTP session, as the pool uses it."""
+
+    @property
+    def messages_sent(self) -> int: ...
+    @property
+    def is_connected(self) -> bool: ...
+    def offers(self, keyword: str) -> bool:
+        """Whether the relay's EHLO reply names this extension (``8BITMIME`` …)."""
+        ...
+
+    async def send(
+        self, envelope_from: str, recipients: list[str], data: bytes
+    ) -> dict[str, DeliveryError]:
+        """Send one message: the refused recipients when others were accepted; raises a
+        :class:`DeliveryError` when it went to nobody."""
+        ...
+
+    def abort(self) -> None:
+        """Close at once (after a 421 or a drop); the session is not used again."""
+        ...
+
+    async def quit(self) -> None:
+        """Say goodbye politely; never raises."""
+        ...
+
+
+class ConnectionKind(Protocol):
+    """A connection class: how the pool opens a session to a relay."""
+
+    @property
+    def takes_dot_stuffed(self) -> bool: ...
+    async def open(
+        self,
+        relay: RelayConfig,
+        *,
+        password: str | None,
+        timeout: float,
+        tls_context: ssl.SSLContext,
+    ) -> Connection: ...
 
 
 class _Slot:
     """One pooled connection, opened on first use and again after a drop or a 421."""
 
     def __init__(self) -> None:
-        self.connection: SmtpConnection | None = None
+        self.connection: Connection | None = None
 
     def drop(self) -> None:
         if self.connection is not None:
@@ -53,21 +82,16 @@ class _Slot:
         self.connection = None
 
 
-class PipeliningSmtpTransport(SmtpTransport):
-    """A pool of ``size`` pipelining connections to one relay, behind a rate limit.
-
-    A drop-in for :class:`SmtpTransport` (hence the subclass, so the weighted multi-relay
-    transport and ``open_transport``'s type take either); it shares none of its state.
-    """
+class SmtpTransport:
+    """A pool of ``size`` connections of one kind to one relay, behind a rate limit."""
 
     kind = "smtp"
-    # The campaign may hand this transport DotStuffedBytes: DATA that needs no preparing.
-    takes_dot_stuffed = True
 
     def __init__(
         self,
         relay: RelayConfig,
         *,
+        connection: ConnectionKind = PipeliningConnection,
         password: str | None = None,
         size: int = 8,
         timeout: float = 30.0,
@@ -75,6 +99,7 @@ class PipeliningSmtpTransport(SmtpTransport):
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self.relay = relay
+        self.connection = connection
         self.password = password
         self.timeout = timeout
         self.limiter = limiter or RateLimiter()
@@ -86,60 +111,39 @@ class PipeliningSmtpTransport(SmtpTransport):
             self._free.put_nowait(slot)
         self._ever_connected = False
 
+    @property
+    def description(self) -> str:
+        return f"SMTP relay {self.relay.display}"
+
+    @property
+    def takes_dot_stuffed(self) -> bool:
+        return self.connection.takes_dot_stuffed
+
+    async def supports_8bit(self) -> bool:
+        return await self.offers("8BITMIME")
+
     async def offers(self, keyword: str) -> bool:
         slot = await self._free.get()
         try:
             connection = await self._open(slot)
-            return keyword.upper() in connection.extensions
+            return connection.offers(keyword)
         finally:
             self._free.put_nowait(slot)
 
-    async def _open(self, slot: _Slot) -> SmtpConnection:
+    async def _open(self, slot: _Slot) -> Connection:
         if slot.connection is not None and slot.connection.is_connected:
             return slot.connection
-        relay = self.relay
-        if relay.username and self.password is None:
-            raise RelayError(
-                f"{relay.display}: no password for {relay.username!r}",
-                hint="set DIGEST_MAIL_SMTP_PASSWORD or [smtp] password_file (owner-only)",
-            )
         try:
-            slot.connection = await SmtpConnection.open(
-                relay.host,
-                relay.port,
-                tls="implicit" if relay.implicit_tls else "starttls" if relay.starttls else "none",
-                ssl_context=self.tls_context,
-                username=relay.username or None,
+            slot.connection = await self.connection.open(
+                self.relay,
                 password=self.password,
                 timeout=self.timeout,
-                local_hostname="localhost" if is_loopback(relay.host) else None,
+                tls_context=self.tls_context,
             )
-        except SmtpAuthError as exc:
-            if exc.code is not None:
-                raise RelayError(
-                    f"{relay.display} refused the login for {relay.username!r}: {exc.code} "
-                    f"{exc.reply}",
-                    code=exc.code,
-                    hint="check the username and DIGEST_MAIL_SMTP_PASSWORD",
-                ) from None
-            raise RelayError(f"{relay.display}: {_detail(exc, relay)}", hint=exc.hint) from None
-        except SmtpTlsError as exc:
-            detail = _detail(exc, relay)
-            hint = tls_failure_hint(detail) if "TLS failed" in detail else exc.hint
-            raise RelayError(f"{relay.display}: {detail}", hint=hint) from None
-        except SmtpConnectionLost as exc:
-            if not self._ever_connected:
-                # Unreachable from the start: a configuration problem, not a hiccup.
-                raise RelayError(
-                    exc.message, hint="check [smtp] url and that the relay is running"
-                ) from None
-            raise TemporaryFailure(exc.message) from None
-        except SmtpReplyError as exc:
-            if not exc.temporary:
-                raise RelayError(
-                    f"{relay.display} refused the connection: {exc.code} {exc.reply}", code=exc.code
-                ) from None
-            raise TemporaryFailure(exc.message, code=exc.code) from None
+        except TemporaryFailure as exc:
+            if exc.unreachable and not self._ever_connected:
+                raise never_reached(exc) from None
+            raise
         self._ever_connected = True
         return slot.connection
 
@@ -149,42 +153,59 @@ class PipeliningSmtpTransport(SmtpTransport):
         try:
             connection = await self._open(slot)
             try:
-                refused = await connection.send(
-                    envelope_from, recipients, prepare_data(data), prepared=True
-                )
-            except SmtpError as exc:
-                raise self._classify(exc, slot, envelope_from, recipients) from None
+                refused = await connection.send(envelope_from, recipients, data)
+            except DeliveryError as exc:
+                if ends_session(exc):
+                    slot.drop()  # reconnect for the next message
+                raise
             if refused:
-                # Several recipients, some refused: report the first, like the aiosmtplib pool.
+                # Several recipients, some refused: the message failed for the first.
                 first = next(iter(refused.values()))
-                raise self._classify(first, slot, envelope_from, recipients)
+                if ends_session(first):
+                    slot.drop()
+                raise first
         finally:
             self._free.put_nowait(slot)
-
-    def _classify(
-        self, exc: SmtpError, slot: _Slot, envelope_from: str, recipients: list[str]
-    ) -> DeliveryError:
-        recipient = exc.recipient or recipients[0]
-        if isinstance(exc, SmtpRecipientsRefused):
-            first = next(iter(exc.errors.values()))
-            return self._classify(first, slot, envelope_from, recipients)
-        if isinstance(exc, SmtpConnectionLost):
-            slot.drop()
-            return TemporaryFailure(f"connection lost: {exc.message}", recipient=recipient)
-        if exc.code == 421:
-            slot.drop()  # the relay is closing this session: reconnect for the next message
-        if exc.code is None:
-            return PermanentFailure(exc.message, recipient=recipient, about=exc.about)
-        return refusal(
-            exc.code,
-            exc.reply or exc.message,
-            stage=exc.stage,
-            recipient=recipient,
-            relay=self.relay.display,
-        )
 
     async def close(self) -> None:
         connections = [slot.connection for slot in self._slots if slot.connection is not None]
         await asyncio.gather(*(c.quit() for c in connections), return_exceptions=True)
         for slot in self._slots:
             slot.connection = None
+
+
+class WeightedTransport:
+    """Several relays; each message goes to one, in proportion to the relays' weights."""
+
+    kind = "smtp"
+
+    def __init__(self, transports: Sequence[SmtpTransport]) -> None:
+        self.transports = list(transports)
+        self._cycle: list[SmtpTransport] = []
+        for transport in self.transports:
+            self._cycle.extend([transport] * transport.relay.weight)
+        self._next = 0
+
+    @property
+    def description(self) -> str:
+        return ", ".join(f"{t.description} (weight {t.relay.weight})" for t in self.transports)
+
+    @property
+    def takes_dot_stuffed(self) -> bool:
+        return all(t.takes_dot_stuffed for t in self.transports)
+
+    async def supports_8bit(self) -> bool:
+        return await self.offers("8BITMIME")
+
+    async def offers(self, keyword: str) -> bool:
+        results = [await t.offers(keyword) for t in self.transports]
+        return all(results)
+
+    async def send(self, envelope_from: str, recipients: list[str], data: bytes) -> None:
+        transport = self._cycle[self._next % len(self._cycle)]
+        self._next += 1
+        await transport.send(envelope_from, recipients, data)
+
+    async def close(self) -> None:
+        for transport in self.transports:
+            await transport.close()

@@ -8,7 +8,16 @@ Servers without PIPELINING get the same conversation lock-step.
 
 Every refusal is a typed :class:`SmtpError` that carries the reply code, the server's
 text and the recipient it concerns: 4xx is :class:`SmtpTemporaryError`, 5xx
-:class:`SmtpPermanentError`, a dropped connection :class:`SmtpConnectionLost`.
+:class:`SmtpPermanentError`, a dropped connection :class:`SmtpConnectionLost`. What a
+failure means for a campaign is not decided here: the pool's connection
+(:mod:`digest_mail.transport.pipelining`) hands it to :mod:`digest_mail.transport.errors`.
+
+Long on purpose: this is one state machine seen from two sides. The reply reader (an
+``asyncio.Protocol``) does part of the conversation itself: when the pipelined replies
+to MAIL, RCPT and DATA all accept, it writes the body from its read callback and re-arms
+the timeout, and after STARTTLS it is the check that no plaintext was queued. The
+session (:class:`SmtpConnection`) sets that up and reads what the reader left; the
+errors are raised by both. Split, each half would have to expose the other's internals.
 """
 
 from __future__ import annotations
@@ -23,16 +32,13 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Literal
 
-import idna
-
 from digest_mail.errors import DigestMailError
+from digest_mail.transport.errors import SMTPUTF8_MISSING, STARTTLS_FOR_AUTH_HINT
+from digest_mail.transport.wire import ascii_envelope, prepare_data
 
 TlsMode = Literal["none", "starttls", "implicit"]
 
 _MAX_REPLY_BYTES = 64 * 1024
-# The reason an address fails when the relay lacks SMTPUTF8: our gap, not the reader's
-# (the campaign recognises it by this text and sends it again on the next run).
-SMTPUTF8_MISSING = "the relay does not offer SMTPUTF8, needed for this non-ASCII address"
 
 
 # --- errors ------------------------------------------------------------------------
@@ -58,7 +64,7 @@ class SmtpError(DigestMailError):
         self.reply = reply
         self.recipient = recipient
         # For a refusal of our own making (no reply): whose problem it is, as in
-        # digest_mail.transport.smtp.PermanentFailure ("ours": a gap of this relay).
+        # digest_mail.transport.errors.PermanentFailure ("ours": a gap of this relay).
         self.about = about
         # Which step failed: connect, sender, recipient, data (the DATA command) or
         # message (the reply after the body); "" for errors outside a transaction.
@@ -141,57 +147,6 @@ def reply_error(
         recipient=recipient,
         stage=stage,
     )
-
-
-# --- message data --------------------------------------------------------------------
-
-
-class CrlfBytes(bytes):
-    """Message bytes whose builder guarantees CRLF line endings and nothing else (no bare
-    CR or LF): :func:`prepare_data` trusts that and skips its three scans over the body.
-    :class:`digest_mail.mail.message.MessageTemplate` returns these."""
-
-    __slots__ = ()
-
-
-class DotStuffedBytes(CrlfBytes):
-    """CRLF-only message bytes already in SMTP DATA form (dot-stuffed, ending with CRLF):
-    :func:`prepare_data` returns them untouched. Only a builder that knows where lines
-    start may make these (``MessageTemplate(dot_stuffed=True)``)."""
-
-    __slots__ = ()
-
-
-def prepare_data(data: bytes) -> bytes:
-    """Message bytes as they go after DATA: CRLF line endings, lines starting with '.'
-    doubled (RFC 5321 4.5.2), ending with CRLF; the terminating '.' is not included.
-
-    Bytes that are already CRLF-normalised and contain no line starting with '.' come
-    back unchanged after a few C-speed scans: no regex, no copy. For :class:`CrlfBytes`
-    the line-ending scans are skipped: one ``in`` test, and one ``replace`` only when a
-    line starts with '.'.
-    """
-    if isinstance(data, DotStuffedBytes):
-        return data
-    if not isinstance(data, CrlfBytes):
-        crlf = data.count(b"\r\n")
-        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-            # Bare CR or LF somewhere: CRLF and CR become LF, then every LF becomes CRLF.
-            data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").replace(b"\n", b"\r\n")
-    if b"\r\n." in data:
-        data = data.replace(b"\r\n.", b"\r\n..")
-    if data.startswith(b"."):
-        data = b"." + data
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    return data
-
-
-def unstuff_data(data: bytes) -> bytes:
-    """The inverse of the dot-stuffing in :func:`prepare_data` (what a server does)."""
-    if data.startswith(b".."):
-        data = data[1:]
-    return data.replace(b"\r\n..", b"\r\n.")
 
 
 # --- the wire ------------------------------------------------------------------------
@@ -368,26 +323,6 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
-
-def ascii_address(address: str) -> str:
-    """``address`` with an internationalized domain in its ASCII (A-label) form.
-
-    ``yamada@例え.jp`` → ``yamada@xn--r8jz45g.jp``: deliverable through a relay without
-    SMTPUTF8. A non-ASCII local part has no ASCII form and is returned unchanged.
-    """
-    local, at, domain = address.rpartition("@")
-    if not at or domain.isascii() or not local.isascii():
-        return address
-    try:
-        return f"{local}@{idna.encode(domain, uts46=True).decode('ascii')}"
-    except idna.IDNAError:
-        return address
-
-
-def ascii_envelope(envelope_from: str, recipients: Sequence[str]) -> tuple[str, list[str]]:
-    """The envelope in ASCII where it can be, for a relay that does not offer SMTPUTF8."""
-    return ascii_address(envelope_from), [ascii_address(r) for r in recipients]
 
 
 _NOT_IN_A_PATH = re.compile("[\r\n<>]")
@@ -605,10 +540,7 @@ class SmtpConnection:
             offered = " ".join(sorted(mechanisms)) or "none"
             hint = None
             if not self.tls and "STARTTLS" in self.extensions:
-                hint = (
-                    "the relay offers AUTH only after STARTTLS: add ?tls=starttls to [smtp] "
-                    "url (smtp://USER@host:PORT?tls=starttls)"
-                )
+                hint = STARTTLS_FOR_AUTH_HINT
             raise SmtpAuthError(
                 f"{self.host}:{port} offers no AUTH PLAIN or LOGIN (offers: {offered})",
                 hint=hint,
