@@ -12,8 +12,10 @@ import pytest
 from delivery_draft import EMAIL, NAME, SAMPLE_DRAFT, UNSUB, make_draft
 from digest_mail.config import Settings
 from digest_mail.mail.message import MessageTemplate
+from digest_mail.transport.aiosmtp import AiosmtpConnection
 from digest_mail.transport.errors import PermanentFailure, RelayError, TemporaryFailure
-from digest_mail.transport.pool import SmtpTransport
+from digest_mail.transport.pipelining import PipeliningConnection
+from digest_mail.transport.pool import ConnectionKind, SmtpTransport
 from digest_mail.transport.relay import parse_relay_url
 from digest_mail.transport.wire import CrlfBytes, DotStuffedBytes, prepare_data, unstuff_data
 from test_smtpclient import Recorder, aiosmtpd_server  # noqa: F401 - the fixture
@@ -131,3 +133,33 @@ async def test_pool_unreachable_relay_is_a_relay_error() -> None:
     with pytest.raises(RelayError, match="cannot connect"):
         await pool.send(SENDER, ["a@example.jp"], b"Subject: x\r\n\r\nx\r\n")
     await pool.close()
+
+
+@pytest.mark.parametrize("connection", [PipeliningConnection, AiosmtpConnection])
+async def test_one_pool_reports_a_partly_refused_message_alike_for_both_clients(
+    aiosmtpd_server: Any,  # noqa: F811
+    connection: ConnectionKind,
+) -> None:
+    """Several recipients, one refused: the others get the message, and the pool raises
+    the refusal, whichever connection kind it opens (the aiosmtplib pool used to drop it)."""
+    handler = Recorder(refuse={"gone@example.jp": "550 5.1.1 no such user"})
+    server = await aiosmtpd_server(handler)
+    pool = SmtpTransport(
+        parse_relay_url(f"smtp://127.0.0.1:{server.port}"), connection=connection, timeout=5
+    )
+    data = b"Subject: x\r\n\r\nx\r\n"
+    try:
+        with pytest.raises(PermanentFailure) as gone:
+            await pool.send(SENDER, ["taro@example.jp", "gone@example.jp"], data)
+        assert (gone.value.recipient, gone.value.code, gone.value.bounced) == (
+            "gone@example.jp",
+            550,
+            True,
+        )
+        await pool.send(SENDER, ["hanako@example.jp"], data)  # the connection is still good
+    finally:
+        await pool.close()
+    assert [env.rcpt_tos for env in handler.received] == [
+        ["taro@example.jp"],
+        ["hanako@example.jp"],
+    ]
