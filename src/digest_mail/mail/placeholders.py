@@ -92,7 +92,8 @@ def sample_values(settings: Settings) -> dict[str, str]:
 
 def neutral_values(settings: Settings) -> dict[str, str]:
     """What the placeholders show on the public archive page, HTML-escaped: the greeting
-    fallback for the name, no address, the subscription page (or ``#``) for the link."""
+    fallback for the name, a phrase for the address, the subscription page (or ``#``)
+    for the link."""
     neutral = {
         "greeting": settings.edition.greeting_fallback,
         "name": settings.edition.greeting_fallback,

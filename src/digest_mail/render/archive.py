@@ -9,9 +9,9 @@
 
 The page is public, so the per-recipient placeholders get neutral values
 (:func:`digest_mail.mail.placeholders.neutral_values`): the greeting fallback for the
-name, nothing for the address, the subscription page (or ``#``) for the unsubscribe
-link. A placeholder left over means the page would leak or break, so publishing stops
-instead.
+name, 「ご登録のメールアドレス」 for the address, the subscription page (or ``#``) for
+the unsubscribe link. A placeholder left over means the page would leak or break, so
+publishing stops instead.
 """
 
 from __future__ import annotations
