@@ -52,9 +52,7 @@ RANKS: dict[str, int] = {
 KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
 KNOWN_CIRCLES: set[frozenset[str]] = set()
 KNOWN_SQL_OUTSIDE_LEDGER: set[str] = set()
-KNOWN_LONG_MODULES: set[str] = {
-    "digest_mail.delivery.campaign",
-}
+KNOWN_LONG_MODULES: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:

@@ -23,7 +23,8 @@ from digest_mail.audience.addresses import address_key
 from digest_mail.audience.csvfiles import scan_list
 from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.config import find_workspace
-from digest_mail.delivery.campaign import NothingToSend, run_campaign
+from digest_mail.delivery.campaign import run_campaign
+from digest_mail.delivery.report import NothingToSend
 from digest_mail.errors import DigestMailError
 from faultserver import FaultServer
 from header_limits import HEADERS as MESSAGE_HEADERS

@@ -12,9 +12,12 @@ import pytest
 from conftest import Runner
 from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
-from digest_mail.delivery.campaign import BREAKER_MIN_REJECTED, BREAKER_SAME_REPLY
+from digest_mail.delivery.campaign import run_campaign
+from digest_mail.delivery.report import BreakerTripped
+from digest_mail.delivery.retry import BREAKER_MIN_REJECTED, BREAKER_SAME_REPLY
 from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.suppressions import is_suppressed
+from digest_mail.render.draft import load_draft
 from digest_mail.transport.errors import (
     PermanentFailure,
     RelayError,
@@ -210,3 +213,27 @@ def test_a_list_where_everyone_does_not_exist_trips_the_breaker(
     forced = run("send", "2026-W48", "--list", "weekly", "--yes", "--no-breaker", env=env)
     assert forced.exit_code == 0, forced.output
     assert ledger_states(workspace) == ({"failed": len(addresses)}, len(addresses))
+
+
+def test_a_stopped_run_raises_its_stop_with_the_campaigns_report(
+    workspace: Path, env: dict[str, str], smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    addresses = subscribed(workspace, "weekly")
+    for address in addresses:
+        smtp_server.reply_for(address, "550 Go away", times=None)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    ws = find_workspace(workspace)
+    with pytest.raises(BreakerTripped) as caught:
+        run_campaign(ws, load_draft(ws, "2026-W48"), "weekly")
+    stop = caught.value
+    assert stop.exit_code == 3 and stop.report is not None
+    report = stop.report
+    assert (report.campaign_id, report.sent, report.queued) == (
+        "2026-W48/weekly",
+        0,
+        len(addresses),
+    )
+    assert report.stopped == stop.message and not report.complete
+    assert stop.hint is not None
+    assert stop.hint.endswith("; then rerun 'digest-mail send 2026-W48 --list weekly' to resume")

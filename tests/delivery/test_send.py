@@ -12,7 +12,10 @@ from conftest import FakeClock
 from delivery_draft import SAMPLE_DRAFT
 from digest_mail.audience.unsubscribe import signing_key, verify_token
 from digest_mail.config import Workspace, find_workspace
-from digest_mail.delivery.campaign import CampaignError, campaign_status, run_campaign, send_test
+from digest_mail.delivery.campaign import run_campaign
+from digest_mail.delivery.report import CampaignError
+from digest_mail.delivery.status import campaign_status
+from digest_mail.delivery.testsend import send_test
 from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.migrations import MIGRATIONS
 from digest_mail.ledger.suppressions import get_suppression, is_suppressed, suppress
@@ -403,11 +406,11 @@ def test_an_unsubscribe_during_the_send_is_honoured(
 def test_one_sender_per_campaign(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest_mail.delivery.campaign import _lock
+    from digest_mail.delivery.lock import campaign_lock
 
     write_list(workspace, "readers", 3)
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
-    with _lock(ws, "2026-W48/readers"), pytest.raises(CampaignError) as info:
+    with campaign_lock(ws, "2026-W48/readers"), pytest.raises(CampaignError) as info:
         run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert str(info.value) == "campaign 2026-W48/readers is being sent by another process"
     assert smtp_server.received == []

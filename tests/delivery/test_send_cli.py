@@ -262,7 +262,7 @@ def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
     workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer
 ) -> None:
     from digest_mail.config import find_workspace
-    from digest_mail.delivery.campaign import _lock
+    from digest_mail.delivery.lock import campaign_lock
     from digest_mail.ledger.db import Ledger
 
     addresses = subscribed(workspace, "weekly")
@@ -276,7 +276,7 @@ def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
         )
         ledger.db.execute("UPDATE campaigns SET state = 'sending'")
     # While a sender holds the campaign's lock, its rows are in flight, not uncertain.
-    with _lock(ws, "2026-W48/weekly"):
+    with campaign_lock(ws, "2026-W48/weekly"):
         live = run("status", "2026-W48/weekly", env=env)
     assert live.output.splitlines()[1] == (
         f"  {len(addresses) - 2} sent, 2 queued, 0 deferred, 0 failed, 0 suppressed, "

@@ -196,21 +196,21 @@ def test_a_streamed_snapshot_of_two_lists_sends_each_address_once(
 ) -> None:
     import threading
 
-    from digest_mail.delivery import campaign
-    from digest_mail.delivery.campaign import NothingToSend
+    from digest_mail.delivery import snapshot
+    from digest_mail.delivery.report import NothingToSend
     from test_send import write_list as write_numbered
 
     # In-process, no server thread: the send forks its snapshot writer as the CLI does.
     monkeypatch.setenv("DIGEST_MAIL_SECRET", SECRET)
     assert threading.active_count() == 1, "this test needs a process that may fork"
     forked: list[int] = []
-    real_init = campaign._SnapshotWriter.__init__
+    real_init = snapshot.SnapshotWriter.__init__
 
-    def init(self: campaign._SnapshotWriter, *args: object, **kwargs: object) -> None:
+    def init(self: snapshot.SnapshotWriter, *args: object, **kwargs: object) -> None:
         real_init(self, *args, **kwargs)  # type: ignore[arg-type]
         forked.append(self.pid)
 
-    monkeypatch.setattr(campaign._SnapshotWriter, "__init__", init)
+    monkeypatch.setattr(snapshot.SnapshotWriter, "__init__", init)
     everyone = write_numbered(workspace, "readers", 900)
     lines = (workspace / "subscribers" / "readers.csv").read_text(encoding="utf-8").splitlines()
     (workspace / "subscribers" / "first.csv").write_text(
@@ -280,19 +280,19 @@ def test_a_forked_snapshot_holds_the_editions_turn_until_it_is_written(
     import fcntl
     import threading
 
-    from digest_mail.delivery import campaign
+    from digest_mail.delivery import snapshot
     from test_send import write_list as write_numbered
 
     monkeypatch.setenv("DIGEST_MAIL_SECRET", SECRET)
     assert threading.active_count() == 1, "this test needs a process that may fork"
-    writers: list[campaign._SnapshotWriter] = []
-    real_init = campaign._SnapshotWriter.__init__
+    writers: list[snapshot.SnapshotWriter] = []
+    real_init = snapshot.SnapshotWriter.__init__
 
-    def init(self: campaign._SnapshotWriter, *args: object, **kwargs: object) -> None:
+    def init(self: snapshot.SnapshotWriter, *args: object, **kwargs: object) -> None:
         real_init(self, *args, **kwargs)  # type: ignore[arg-type]
         writers.append(self)
 
-    monkeypatch.setattr(campaign._SnapshotWriter, "__init__", init)
+    monkeypatch.setattr(snapshot.SnapshotWriter, "__init__", init)
     # A hundred readers, then many rows that cost the writer a full address check each:
     # the first messages go out while the writer is still at work.
     write_numbered(workspace, "readers", 100, extra="".join(f"bad{i}@@x,\n" for i in range(20000)))

@@ -18,8 +18,10 @@ import pytest
 from conftest import FakeClock
 from delivery_draft import SAMPLE_DRAFT
 from digest_mail.config import Workspace, find_workspace
-from digest_mail.delivery import campaign
-from digest_mail.delivery.campaign import CampaignError, campaign_status, run_campaign
+from digest_mail.delivery import snapshot
+from digest_mail.delivery.campaign import run_campaign
+from digest_mail.delivery.report import SNAPSHOT_UNFINISHED, CampaignError
+from digest_mail.delivery.status import campaign_status
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger.db import Ledger
 from schedule_helpers import outbox_messages
@@ -39,13 +41,13 @@ def ws(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
 def writers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The pids of the snapshot writers this test's sends forked."""
     pids: list[int] = []
-    real_init = campaign._SnapshotWriter.__init__
+    real_init = snapshot.SnapshotWriter.__init__
 
-    def init(self: campaign._SnapshotWriter, *args: Any, **kwargs: Any) -> None:
+    def init(self: snapshot.SnapshotWriter, *args: Any, **kwargs: Any) -> None:
         real_init(self, *args, **kwargs)
         pids.append(self.pid)
 
-    monkeypatch.setattr(campaign._SnapshotWriter, "__init__", init)
+    monkeypatch.setattr(snapshot.SnapshotWriter, "__init__", init)
     return pids
 
 
@@ -88,7 +90,7 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     ws: Workspace, writers: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     addresses = write_list(ws.root, "readers", COUNT)
-    real_snapshot = campaign._snapshot
+    real_snapshot = snapshot.write_snapshot
 
     def dies_after_one_batch(ledger: Ledger, campaign_id: str, items: Any, **kwargs: Any) -> None:
         told = kwargs["on_commit"]
@@ -100,11 +102,11 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
         kwargs["on_commit"] = commit
         real_snapshot(ledger, campaign_id, items, **kwargs)
 
-    monkeypatch.setattr(campaign, "_snapshot", dies_after_one_batch)
+    monkeypatch.setattr(snapshot, "write_snapshot", dies_after_one_batch)
     with pytest.raises(CampaignError) as caught:
         run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert "exit status 9" in caught.value.message
-    first_batch = addresses[: campaign.STREAMED_SNAPSHOT_BATCH]
+    first_batch = addresses[: snapshot.STREAMED_SNAPSHOT_BATCH]
     # What was committed before the writer died went out, once; nothing else did.
     assert recipients(ws.root) == Counter(first_batch)
     row = campaign_row(ws)
@@ -112,7 +114,7 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     assert "exit status 9" in row["note"]
     (status,) = campaign_status(ws, "2026-W48/readers")
     assert (status.state, status.total, status.sent) == ("snapshotting", len(first_batch), 250)
-    assert status.stopped == campaign.SNAPSHOT_UNFINISHED and not status.complete
+    assert status.stopped == SNAPSHOT_UNFINISHED and not status.complete
 
     # Before the rerun the list changes: one reader who already has the edition and one
     # who does not yet leave it, a new reader joins.
@@ -122,7 +124,7 @@ def test_a_snapshot_cut_short_is_completed_by_the_next_run_without_doubles(
     kept = [line for line in lines if not line.startswith((gone_sent + ",", gone_unsent + ","))]
     path.write_text("\n".join([*kept, "new.reader@example.jp,新 読者,subscribed,"]) + "\n")
 
-    monkeypatch.setattr(campaign, "_snapshot", real_snapshot)
+    monkeypatch.setattr(snapshot, "write_snapshot", real_snapshot)
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert len(writers) == 2
     assert report.complete and report.state == "finished"

@@ -196,7 +196,8 @@ def test_archive_after_a_real_campaign_holds_no_recipient_data(ws: Workspace) ->
     send command does, and look for every recipient's address, name and token."""
     from digest_mail.audience.csvfiles import scan_list
     from digest_mail.audience.rows import Recipient
-    from digest_mail.delivery.campaign import run_campaign, send_test
+    from digest_mail.delivery.campaign import run_campaign
+    from digest_mail.delivery.testsend import send_test
     from digest_mail.render.archive import publish_after_campaign
 
     draft = _compose(ws, "2026-W48")

@@ -197,7 +197,7 @@ def check(
     )
     if list_name is not None:
         # Addresses the configured relay cannot take: asks it (one EHLO) if there are any.
-        from digest_mail.delivery.campaign import list_smtputf8_warning
+        from digest_mail.delivery.dryrun import list_smtputf8_warning
 
         gap = list_smtputf8_warning(workspace, resolve_list(workspace, list_name))
         if gap:

@@ -15,17 +15,11 @@ import click
 
 from digest_mail.cli import json_option, pass_workspace, printable, unwrapped
 from digest_mail.config import Workspace
-from digest_mail.delivery.campaign import (
-    CampaignError,
-    CampaignReport,
-    campaign_status,
-    count_recipients,
-    list_names_of,
-    lists_phrase,
-    run_campaign,
-    send_test,
-    warn_before_sending,
-)
+from digest_mail.delivery.campaign import count_recipients, list_names_of, run_campaign
+from digest_mail.delivery.dryrun import warn_before_sending
+from digest_mail.delivery.report import CampaignReport, CampaignStopped, lists_phrase
+from digest_mail.delivery.status import campaign_status
+from digest_mail.delivery.testsend import send_test
 from digest_mail.errors import DigestMailError
 from digest_mail.transport.factory import describe_transport
 
@@ -127,8 +121,8 @@ def _resume_hint(report: CampaignReport) -> str:
     return f"rerun '{command}' to resume"
 
 
-def _stopped(exc: CampaignError, *, as_json: bool) -> None:
-    report: CampaignReport | None = getattr(exc, "report", None)
+def _stopped(exc: CampaignStopped, *, as_json: bool) -> None:
+    report = exc.report
     if report is not None:
         if as_json:
             _echo_json(report.as_dict())
@@ -277,7 +271,7 @@ def send(
                 progress=progress,
                 breaker=not no_breaker,
             )
-        except CampaignError as exc:
+        except CampaignStopped as exc:
             _stopped(exc, as_json=as_json)
             return
     _finish(report, as_json=as_json, verb="Sent")
@@ -336,7 +330,7 @@ def test_send(workspace: Workspace, draft: str | None, to: tuple[str, ...], as_j
     the_draft = _draft(workspace, draft)
     try:
         report = send_test(workspace, the_draft, to=list(to) or None)
-    except CampaignError as exc:
+    except CampaignStopped as exc:
         _stopped(exc, as_json=as_json)
         return
     _finish(report, as_json=as_json, verb="Test-sent")

@@ -332,8 +332,9 @@ def _send(
     outcome: Callable[..., RunOutcome],
     now: datetime,
 ) -> RunOutcome:
-    from digest_mail.delivery.campaign import CampaignInterrupted, run_campaign
+    from digest_mail.delivery.campaign import run_campaign
     from digest_mail.delivery.identity import refuse_sample_identity
+    from digest_mail.delivery.report import CampaignInterrupted
     from digest_mail.render.draft import load_draft
     from digest_mail.review.check import require_no_errors
     from digest_mail.schedule.approval import approval_state

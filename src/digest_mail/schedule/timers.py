@@ -41,7 +41,7 @@ def run_daemon(
     after ``retry_every`` seconds (run-due itself stops retrying once past late_after).
     ``after_run`` is called after every run (the CLI takes its signal handlers back).
     """
-    from digest_mail.delivery.campaign import CampaignInterrupted
+    from digest_mail.delivery.report import CampaignInterrupted
 
     schedules = require_schedules(workspace)
     while True:
