@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +12,7 @@ from typing import Any
 
 import click
 
-from digest_mail.cli import json_option, pass_workspace, printable, unwrapped
+from digest_mail.cli import echo_json, json_option, pass_workspace, printable, unwrapped
 from digest_mail.config import Workspace
 from digest_mail.delivery.campaign import count_recipients, list_names_of, run_campaign
 from digest_mail.delivery.dryrun import warn_before_sending
@@ -28,10 +27,6 @@ def _draft(workspace: Workspace, ref: str | None) -> Any:
     from digest_mail.render.draft import latest_draft, load_draft
 
     return load_draft(workspace, ref) if ref else latest_draft(workspace)
-
-
-def _echo_json(data: object) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 @contextmanager
@@ -83,7 +78,7 @@ def _progress(enabled: bool) -> Iterator[Callable[[CampaignReport], None] | None
 
 def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
     if as_json:
-        _echo_json(report.as_dict())
+        echo_json(report.as_dict())
     else:
         if report.tried_this_run == 0 and report.complete:
             click.echo(
@@ -125,7 +120,7 @@ def _stopped(exc: CampaignStopped, *, as_json: bool) -> None:
     report = exc.report
     if report is not None:
         if as_json:
-            _echo_json(report.as_dict())
+            echo_json(report.as_dict())
         else:
             click.echo(f"Stopped {report.edition} to {report.list_name}: {report.summary()}")
     raise exc
@@ -229,7 +224,7 @@ def send(
         if as_json:
             data = preview.as_dict()
             data["transport"] = where
-            _echo_json(data)
+            echo_json(data)
         else:
             received = (
                 f", {preview.already_received} had it from another campaign"
@@ -360,7 +355,7 @@ def status(workspace: Workspace, campaign: str | None, show_all: bool, as_json: 
     reports = campaign_status(workspace, campaign, include_tests=show_all)
     if as_json:
         several = campaign or show_all
-        _echo_json([r.as_dict() for r in reports] if several else reports[-1].as_dict())
+        echo_json([r.as_dict() for r in reports] if several else reports[-1].as_dict())
         return
     for report in reports:
         so_far = " so far" if report.state == "snapshotting" else ""
