@@ -13,8 +13,9 @@ unique ``(campaign_id, seq)``), never by ``rowid``, with no planner hints and no
 functions registered from Python. Message-IDs are made by the caller and handed in.
 
 The send path's statements are batched (a statement per row cost more than the rest of
-a claim, profile 04): a claim is one UPDATE … RETURNING plus one UPDATE that gives the
-new rows their Message-IDs; results are written with one UPDATE per distinct outcome.
+a claim, profile 04): a claim reads the batch's seqs, then marks it with one UPDATE …
+RETURNING joined to the Message-IDs the caller made for it (a ``VALUES`` list); results
+are written with one UPDATE per distinct outcome.
 """
 
 from __future__ import annotations
@@ -281,44 +282,37 @@ def claim(
     with ledger.transaction():
         if results:
             _record(ledger, campaign_id, results, source=source)
+        batch = ledger.db.execute(
+            "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' AND seq > ? "
+            "ORDER BY seq LIMIT ?",
+            (campaign_id, after_seq, limit),
+        ).fetchall()
+        if not batch:
+            return [], None
+        # Each row is offered a new Message-ID; one it already has (a row queued again) stays.
+        values = ", ".join("(?, ?)" for _ in batch)
         rows = ledger.db.execute(
+            f"WITH batch (seq, new_id) AS (VALUES {values}) "
             "UPDATE deliveries SET "
             "state = CASE WHEN address IN (SELECT address FROM suppressions) "
             "THEN 'suppressed' ELSE 'sending' END, "
             "last_reply = CASE WHEN address IN (SELECT address FROM suppressions) "
             "THEN ? ELSE last_reply END, "
+            "message_id = CASE WHEN message_id = '' AND address NOT IN "
+            "(SELECT address FROM suppressions) THEN batch.new_id ELSE message_id END, "
             "updated_at = ? "
-            "WHERE campaign_id = ? AND seq IN (SELECT seq FROM deliveries "
-            "WHERE campaign_id = ? AND state = 'queued' AND seq > ? ORDER BY seq LIMIT ?) "
-            "RETURNING seq, address, email, name, attempts, message_id, state",
-            (SUPPRESSED_SINCE_SNAPSHOT, utcnow(), campaign_id, campaign_id, after_seq, limit),
+            "FROM batch WHERE deliveries.campaign_id = ? AND deliveries.seq = batch.seq "
+            "RETURNING deliveries.seq, address, email, name, attempts, message_id, state",
+            (
+                *(value for (seq,) in batch for value in (seq, message_ids())),
+                SUPPRESSED_SINCE_SNAPSHOT,
+                utcnow(),
+                campaign_id,
+            ),
         ).fetchall()
-        rows.sort(key=lambda row: row[0])  # RETURNING has no order; the queue goes by seq
-        fresh = [
-            (seq, message_ids())
-            for seq, _, _, _, _, message_id, state in rows
-            if state == "sending" and not message_id
-        ]
-        if fresh:
-            _give_message_ids(ledger, campaign_id, fresh)
-    new_ids = dict(fresh)
-    claimed = [
-        (seq, address, email, name, attempts, message_id or new_ids[seq])
-        for seq, address, email, name, attempts, message_id, state in rows
-        if state == "sending"
-    ]
-    return claimed, (rows[-1][0] if rows else None)
-
-
-def _give_message_ids(ledger: Ledger, campaign_id: str, fresh: Sequence[tuple[int, str]]) -> None:
-    """One UPDATE for the batch's new Message-IDs, joined on (campaign_id, seq)."""
-    values = ", ".join("(?, ?)" for _ in fresh)
-    ledger.db.execute(
-        f"WITH fresh (seq, message_id) AS (VALUES {values}) "
-        "UPDATE deliveries SET message_id = fresh.message_id FROM fresh "
-        "WHERE deliveries.campaign_id = ? AND deliveries.seq = fresh.seq",
-        (*(value for pair in fresh for value in pair), campaign_id),
-    )
+    rows.sort(key=lambda row: row[0])  # RETURNING has no order; the queue goes by seq
+    claimed = [row[:6] for row in rows if row[6] == "sending"]
+    return claimed, rows[-1][0]
 
 
 def claim_retries(ledger: Ledger, campaign_id: str, jobs: Sequence[ClaimedRow]) -> None:
