@@ -73,9 +73,15 @@ def check_address(field: str, address: str) -> str:
     return address
 
 
+def _sender_address(settings: Settings) -> str:
+    """The bare address of ``[newsletter] from``, read once its text is known to be a
+    header value: a control character inside the quoted name would otherwise make the
+    parser give up and return no address at all."""
+    return parseaddr(check_header_value("From", settings.newsletter.sender))[1]
+
+
 def sender_domain(settings: Settings) -> str:
-    _, address = parseaddr(settings.newsletter.sender)
-    domain = address.rpartition("@")[2].strip().lower()
+    domain = _sender_address(settings).rpartition("@")[2].strip().lower()
     if not domain:
         raise DigestMailError(
             f"newsletter.from {settings.newsletter.sender!r} has no domain",
@@ -86,8 +92,7 @@ def sender_domain(settings: Settings) -> str:
 
 def envelope_sender(settings: Settings) -> str:
     """The bare address of ``[newsletter] from``: the SMTP envelope sender."""
-    _, address = parseaddr(settings.newsletter.sender)
-    return address
+    return _sender_address(settings)
 
 
 def new_message_id(domain: str, random_bits: bytes | None = None) -> str:
