@@ -7,16 +7,18 @@ still a circle when it is postponed.
 
 - Every module has a rank (``RANKS``); it may import its own package and packages of a
   strictly lower rank. That rules out circles between packages and any upward import
-  (the ledger never loads the SMTP client, the renderer never builds a message).
+  (the ledger never loads the SMTP client, the message builder never loads the renderer).
 - No circle between modules either, whatever their ranks.
 - ``execute(`` appears only in ``digest_mail/ledger/``.
 - No module past 500 lines unless its docstring says why, in a paragraph beginning
   ``Long on purpose:``.
+- ARCHITECTURE.md's table names every module, and only modules that exist.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,13 +48,6 @@ RANKS: dict[str, int] = {
     "digest_mail.__main__": 9,
     "digest_mail": 0,  # the package itself: its version and the error base
 }
-
-# Violations being removed by the structure sweep (issue 17). The test fails when one is
-# added and when one listed here no longer happens: delete its line when you fix it.
-KNOWN_VIOLATIONS: set[tuple[str, str]] = set()
-KNOWN_CIRCLES: set[frozenset[str]] = set()
-KNOWN_SQL_OUTSIDE_LEDGER: set[str] = set()
-KNOWN_LONG_MODULES: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:
@@ -131,13 +126,10 @@ def violations() -> set[tuple[str, str]]:
 
 
 def test_imports_flow_one_way() -> None:
-    found = violations()
-    new = sorted(found - KNOWN_VIOLATIONS)
-    assert not new, "upward or sideways imports (see RANKS and ARCHITECTURE.md):\n" + "\n".join(
-        f"  {a} → {b} (rank {rank(a)} → {rank(b)})" for a, b in new
+    found = sorted(violations())
+    assert not found, "upward or sideways imports (see RANKS and ARCHITECTURE.md):\n" + "\n".join(
+        f"  {a} → {b} (rank {rank(a)} → {rank(b)})" for a, b in found
     )
-    gone = sorted(KNOWN_VIOLATIONS - found)
-    assert not gone, f"fixed: delete these from KNOWN_VIOLATIONS: {gone}"
 
 
 def circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
@@ -190,37 +182,46 @@ def circles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
 
 
 def test_no_import_circle() -> None:
-    found = circles(imports())
-    new = [sorted(c) for c in found - KNOWN_CIRCLES]
-    assert not new, "import circles: " + "; ".join(" ⇄ ".join(c) for c in new)
-    gone = [sorted(c) for c in KNOWN_CIRCLES - found]
-    assert not gone, f"fixed: delete these from KNOWN_CIRCLES: {gone}"
+    found = [sorted(c) for c in circles(imports())]
+    assert not found, "import circles: " + "; ".join(" ⇄ ".join(c) for c in found)
 
 
 def test_sql_lives_in_the_ledger() -> None:
-    found = {
+    found = sorted(
         name
         for name, path in MODULES.items()
         if "execute(" in path.read_text(encoding="utf-8")
         and not name.startswith("digest_mail.ledger")
-    }
-    assert found <= KNOWN_SQL_OUTSIDE_LEDGER, (
-        f"SQL outside ledger/: {sorted(found - KNOWN_SQL_OUTSIDE_LEDGER)}"
     )
-    gone = sorted(KNOWN_SQL_OUTSIDE_LEDGER - found)
-    assert not gone, f"fixed: delete these from KNOWN_SQL_OUTSIDE_LEDGER: {gone}"
+    assert found == [], "SQL outside ledger/: put it in the ledger module of its table"
 
 
 def test_modules_stay_short_or_say_why() -> None:
-    long = set()
+    long = []
     for name, path in MODULES.items():
         text = path.read_text(encoding="utf-8")
         lines = text.count("\n")
         docstring = ast.get_docstring(ast.parse(text)) or ""
         if lines > MAX_LINES and "Long on purpose:" not in docstring:
-            long.add(name)
-    assert long <= KNOWN_LONG_MODULES, (
-        f"over {MAX_LINES} lines: {sorted(long - KNOWN_LONG_MODULES)}"
-    )
-    gone = sorted(KNOWN_LONG_MODULES - long)
-    assert not gone, f"fixed: delete these from KNOWN_LONG_MODULES: {gone}"
+            long.append(f"{name} ({lines} lines)")
+    assert long == [], f"over {MAX_LINES} lines with no 'Long on purpose:' paragraph"
+
+
+def test_the_map_names_every_module() -> None:
+    """ARCHITECTURE.md's table lists each folder's modules: none missing, none stale."""
+    text = (SRC.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    named = set()
+    for row in text.splitlines():
+        cells = row.split("|")
+        if len(cells) < 4 or not cells[1].strip().startswith("`"):
+            continue
+        folder = cells[1].strip().strip("`").rstrip("/") if cells[1].strip().endswith("/`") else ""
+        for name in re.findall(r"`([a-z][a-z_]*\.py)`", row):
+            named.add(f"{folder}/{name}" if folder else name)
+    on_disk = {
+        str(path.relative_to(SRC / PACKAGE))
+        for path in (SRC / PACKAGE).rglob("*.py")
+        if path.name not in {"__init__.py", "__main__.py"}
+    }
+    assert sorted(on_disk - named) == [], "modules missing from ARCHITECTURE.md's table"
+    assert sorted(named - on_disk) == [], "ARCHITECTURE.md names modules that do not exist"
