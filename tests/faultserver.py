@@ -34,7 +34,7 @@ from typing import Any, Literal
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 Stage = Literal["RCPT", "DATA", "END"]
-Action = Literal["reply", "drop", "stall", "slow", "accept-drop"]
+Action = Literal["reply", "drop", "stall", "slow", "accept-drop", "late-accept"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ class Fault:
     @property
     def permanent(self) -> bool:
         return self.action == "reply" and self.reply.startswith("5")
+
+    @property
+    def uncertain(self) -> bool:
+        """The client has written the message and its final dot, then hears nothing in
+        time (a stall, a drop during or after the message): it cannot know whether the
+        message was queued, so a correct client reports the recipient uncertain."""
+        return self.action in ("stall", "accept-drop") or (
+            self.stage == "DATA" and self.action == "drop"
+        )
 
     @property
     def closes(self) -> bool:
@@ -119,13 +128,16 @@ class FaultPlan:
         return FAULTS[rng.choices(names, weights=[self.mix[n] for n in names])[0]]
 
     def expected(self, recipient: str, *, max_attempts: int = 100) -> tuple[str, str]:
-        """('sent', '') or ('failed', reply): the end a correct client must reach."""
+        """('sent', ''), ('failed', reply) or ('uncertain', ''): the end a correct client
+        must reach in one run (an uncertain recipient is not tried again in that run)."""
         for attempt in range(max_attempts):
             fault = self.fault(recipient, attempt)
             if fault is None or fault.action == "slow":
                 return ("sent", "")
             if fault.permanent:
                 return ("failed", fault.reply)
+            if fault.uncertain:
+                return ("uncertain", "")
         raise AssertionError(f"{recipient}: no decision within {max_attempts} attempts")
 
 
@@ -315,6 +327,12 @@ class _Handler:
                 self._record(envelope, data)
                 server._drop()
                 return "250 2.0.0 Ok: queued (reply lost)"
+            if fault.action == "late-accept":
+                # Queued at once, answered late (a loaded relay, or a loaded client that
+                # reads its replies late): the 250 may come after the client gave up.
+                self._record(envelope, data)
+                await asyncio.sleep(self.server.slow_seconds)
+                return "250 2.0.0 Ok: queued (late)"
         self._record(envelope, data)
         return "250 2.0.0 Ok: queued"
 

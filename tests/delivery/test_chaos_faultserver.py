@@ -106,13 +106,19 @@ def test_plan_is_seeded_and_independent_of_order() -> None:
 def test_expected_follows_the_plan() -> None:
     plan = FaultPlan(
         script={
-            "a@example.jp": ["451-rcpt", "drop-during-data", "550-rcpt"],
-            "b@example.jp": ["stall", "slow"],
+            "a@example.jp": ["451-rcpt", "drop-before-data", "550-rcpt"],
+            "b@example.jp": ["451-end", "slow"],
+            # The message went out and no reply came: never retried, so uncertain.
+            "d@example.jp": ["451-rcpt", "drop-during-data", "550-rcpt"],
+            "e@example.jp": ["stall", "slow"],
+            "f@example.jp": ["accept-drop"],
         }
     )
     assert plan.expected("a@example.jp") == ("failed", FAULTS["550-rcpt"].reply)
     assert plan.expected("b@example.jp") == ("sent", "")
     assert plan.expected("c@example.jp") == ("sent", "")
+    for address in ("d@example.jp", "e@example.jp", "f@example.jp"):
+        assert plan.expected(address) == ("uncertain", "")
 
 
 async def test_concurrent_clients_are_recorded_once_each() -> None:

@@ -24,7 +24,7 @@ from chaos_helpers import deliveries, env_for, write_list
 from conftest import Runner
 from digest_mail.config import find_workspace
 from digest_mail.render.draft import latest_draft
-from faultserver import FaultPlan, FaultServer, check_against_ledger
+from faultserver import FAULTS, FaultPlan, FaultServer, Recorder, check_against_ledger
 
 RECIPIENTS = 5000
 SEED = 7_2026
@@ -67,6 +67,18 @@ def _run_until(
             proc.stdout.close()
 
 
+def _left_in_doubt(recorder: Recorder, plan: FaultPlan) -> set[str]:
+    """Recipients the server left without a reply after their message (a stall, a drop
+    during or after it): the only ones a run that was not killed may report uncertain."""
+    return {i.recipient.lower() for i in recorder.injected if FAULTS[i.fault].uncertain}
+
+
+def _refused_since(recorder: Recorder, start: int) -> set[str]:
+    with recorder.lock:
+        injected = recorder.injected[start:]
+    return {i.recipient.lower() for i in injected if FAULTS[i.fault].permanent}
+
+
 @pytest.mark.slow
 def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) -> None:
     composed = run("compose", *sorted(str(p) for p in (workspace / "articles").glob("*.md")))
@@ -80,19 +92,29 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
     kills = 0
     runs = 0
     outputs: list[str] = []
+    # Refused (5xx) in a run that was then killed: while the circuit breaker judges a
+    # run's first answers it keeps their rows queued, so a crash sends them again
+    # (docs/relays.md), and the plan's next attempt for them may accept.
+    held_in_a_crash: set[str] = set()
     with FaultServer(plan) as server:
         env = _env(server.url, workspace)
         recorder = server.recorder
         # First kill early: start-up, snapshot or the first messages.
         early = time.monotonic() + rng.uniform(0.2, 1.5)
+        start = len(recorder.injected)
         code, out = _run_until(argv, env, lambda: time.monotonic() > early, deadline)
+        if code is None:
+            held_in_a_crash |= _refused_since(recorder, start)
         runs += 1
         kills += code is None
         outputs.append(out)
         for _ in range(KILLS - 1):
             target = len(recorder.accepted) + rng.randint(200, 1200)
             reached = lambda t=target: len(recorder.accepted) >= t  # noqa: E731
+            start = len(recorder.injected)
             code, out = _run_until(argv, env, reached, deadline)
+            if code is None:
+                held_in_a_crash |= _refused_since(recorder, start)
             runs += 1
             kills += code is None
             outputs.append(out)
@@ -130,7 +152,7 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
     wrong = []
     for address in addresses:
         key = address.lower()
-        if key in uncertain:
+        if key in uncertain or key in held_in_a_crash:
             continue
         state, reply = plan.expected(address)
         row = rows[key]
@@ -164,19 +186,24 @@ def test_two_senders_of_one_campaign_never_double(workspace: Path, run: Runner) 
     rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
     print(f"\ntwo senders: exits {codes}, {len(server.recorder.injected)} faults")
     assert "Traceback" not in "".join(outputs) + rerun.stdout + rerun.stderr
-    assert 0 in codes, outputs  # one of them sent
+    # One of them sent (5: all but the server's own stalls and drops after a message).
+    assert {0, 5} & set(codes), outputs
     loser = outputs[codes.index(1)] if 1 in codes else ""
     if loser:  # the other stopped with one clear line
         assert [line for line in loser.splitlines() if line.startswith("Error: ")], loser
-    assert {r.state for r in rows.values()} <= {"sent", "failed"}
+    # Uncertain only where the server left a message without its reply (a stall, a drop).
+    uncertain = {k for k, r in rows.items() if r.uncertain}
+    assert uncertain <= _left_in_doubt(server.recorder, plan)
+    assert {r.state for r in rows.values()} <= {"sent", "failed", "uncertain"}
     sent = {k for k, r in rows.items() if r.state == "sent"}
-    assert check_against_ledger(server.recorder, sent=sent, uncertain=set()) == []
+    assert check_against_ledger(server.recorder, sent=sent, uncertain=uncertain) == []
 
 
 @pytest.mark.slow
 def test_ctrl_c_at_random_points_leaves_nothing_uncertain(workspace: Path, run: Runner) -> None:
-    """SIGINT (Ctrl-C) finishes what is in flight: unlike SIGKILL, nothing is uncertain,
-    so nobody may be accepted twice at all."""
+    """SIGINT (Ctrl-C) finishes what is in flight: unlike SIGKILL, it leaves nothing
+    uncertain (only the server's own stalls and drops after a message do), and nobody
+    may be accepted twice at all."""
     composed = run("compose", "articles/kyoto-crafts-successors.md")
     assert composed.exit_code == 0, composed.output
     write_list(workspace / "subscribers" / "chaos.csv", 1500)
@@ -205,8 +232,9 @@ def test_ctrl_c_at_random_points_leaves_nothing_uncertain(workspace: Path, run: 
     faults = sum(recorder.faults_by_kind().values())
     print(f"\nctrl-c chaos: {interrupts} interrupts, {faults} faults")
     assert interrupts >= 2
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert not any(r.uncertain for r in rows.values())
-    assert {r.state for r in rows.values()} <= {"sent", "failed"}
+    uncertain = {k for k, r in rows.items() if r.uncertain}
+    assert uncertain <= _left_in_doubt(recorder, plan)
+    assert done.returncode == (5 if uncertain else 0), done.stdout + done.stderr
+    assert {r.state for r in rows.values()} <= {"sent", "failed", "uncertain"}
     sent = {k for k, r in rows.items() if r.state == "sent"}
-    assert check_against_ledger(recorder, sent=sent, uncertain=set()) == []
+    assert check_against_ledger(recorder, sent=sent, uncertain=uncertain) == []

@@ -194,17 +194,24 @@ def test_permanent_failures_fail_and_bounces_are_suppressed(
     assert rerun.sent_this_run == 0 and rerun.failed == 3
 
 
-def test_connection_dropped_during_data_loses_nothing(
+def test_connection_dropped_after_the_message_is_uncertain_not_resent(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The relay drops the connection after the final dot, before its reply: the message
+    may have been queued, so those readers are uncertain, resent only when asked."""
     addresses = write_list(workspace, "readers", 40)
     smtp_server.drop_during_data(times=3)
     ws = smtp_workspace(workspace, smtp_server, monkeypatch, concurrency="4")
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
-    assert (report.sent, report.deferred, report.failed) == (40, 0, 0)
+    assert (report.sent, report.deferred, report.failed, report.uncertain) == (37, 0, 0, 3)
+    assert report.exit_code == 5
+    assert smtp_server.handler.transactions == 40
+    counts = smtp_server.counts()
+    assert len(counts) == 37 and set(counts.values()) == {1}
+    resent = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock(), resend_uncertain=True)
+    assert (resent.sent, resent.uncertain, resent.sent_this_run) == (40, 0, 3)
     counts = smtp_server.counts()
     assert sorted(counts) == sorted(addresses) and set(counts.values()) == {1}
-    assert smtp_server.handler.transactions == 43
 
 
 def test_suppressed_and_invalid_rows_are_recorded_not_sent(
@@ -375,7 +382,7 @@ def test_ledger_rows_never_stay_sending_after_a_clean_run(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_list(workspace, "readers", 30)
-    smtp_server.drop_during_data(times=2)
+    smtp_server.reply_for("reader00003@example.jp", "451 4.3.0 try later")
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
     run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     db = sqlite3.connect(ws.ledger_path)

@@ -39,7 +39,9 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     SKIPPED = "skipped"  # an invalid row of the list
-    UNCERTAIN = "uncertain"  # in flight when a run died: it may have been accepted
+    # In flight when a run died, or its session broke after the final dot: it may have
+    # been accepted.
+    UNCERTAIN = "uncertain"
 
 
 class CampaignError(DigestMailError):

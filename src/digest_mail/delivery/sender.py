@@ -9,7 +9,9 @@ bytes to the transport. Answers are committed with the next claim (one transacti
 after :data:`FLUSH_EVERY` seconds or :data:`FLUSH_SIZE` answers: a crash leaves at most
 the claimed-but-unrecorded rows in ``sending``, which the next run marks ``uncertain``.
 
-Temporary failures are retried and permanent ones judged as :mod:`~.retry` says; a relay
+Temporary failures are retried and permanent ones judged as :mod:`~.retry` says; a
+session lost once the final dot may have reached the relay makes the row ``uncertain``
+(never retried: the relay may have queued it); a relay
 that refuses us (AUTH, TLS, sender) stops the run, and rows in flight are released back
 to ``queued``. The per-reader path (``_send``) is kept as cheap as it can be: no ledger
 access, a few string joins and one call into the template.
@@ -49,7 +51,12 @@ from digest_mail.eventloop import Wake
 from digest_mail.ledger import campaigns
 from digest_mail.ledger.db import Ledger
 from digest_mail.mail.message import MessageTemplate, new_message_id
-from digest_mail.transport.errors import PermanentFailure, RelayError, TemporaryFailure
+from digest_mail.transport.errors import (
+    PermanentFailure,
+    RelayError,
+    TemporaryFailure,
+    UncertainFailure,
+)
 from digest_mail.transport.protocol import Transport
 from digest_mail.transport.ratelimit import Clock, SystemClock
 
@@ -358,6 +365,9 @@ class Sender:
             self._retry(job, exc)
         except PermanentFailure as exc:
             self._refused(job, exc)
+        except UncertainFailure as exc:  # the relay may have queued it: never a retry
+            self.report.tried_this_run += 1
+            self.results.append(_Result(_UNCERTAIN, job, exc.code, exc.message))
         except RelayError as exc:
             job.attempts -= 1
             self.results.append(_Result(_QUEUED, job, exc.code, exc.message))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from typing import Any
 
 import aiosmtplib
 
@@ -40,13 +41,26 @@ _TRANSIENT_ERRORS = (
 )
 
 
+class _StagedSMTP(aiosmtplib.SMTP):
+    """aiosmtplib's SMTP, noting when a message reached DATA: from then on a lost session
+    may have carried the final dot (aiosmtplib writes the body and the dot as soon as
+    the 354 is in; a loss while waiting for the 354 is counted the same way, the safe
+    side), so the failure is uncertain rather than retried."""
+
+    in_data = False
+
+    async def data(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        self.in_data = True
+        return await super().data(*args, **kwargs)
+
+
 class AiosmtpConnection:
     """One aiosmtplib session to the relay, sending many messages until it drops."""
 
     # aiosmtplib dot-stuffs every body itself: hand it plain message bytes.
     takes_dot_stuffed = False
 
-    def __init__(self, smtp: aiosmtplib.SMTP, relay: RelayConfig) -> None:
+    def __init__(self, smtp: _StagedSMTP, relay: RelayConfig) -> None:
         self.smtp = smtp
         self.relay = relay
         self.messages_sent = 0
@@ -61,7 +75,7 @@ class AiosmtpConnection:
         tls_context: ssl.SSLContext,
     ) -> AiosmtpConnection:
         """Connect, EHLO, STARTTLS as the relay URL says, log in."""
-        smtp = aiosmtplib.SMTP(
+        smtp = _StagedSMTP(
             hostname=relay.host,
             port=relay.port,
             timeout=timeout,
@@ -142,6 +156,7 @@ class AiosmtpConnection:
             if not smtp.supports_extension("smtputf8"):
                 raise unsendable(SMTPUTF8_MISSING, recipient=recipients[0], about="ours")
             options.append("SMTPUTF8")
+        smtp.in_data = False
         try:
             refused, _ = await smtp.sendmail(envelope_from, recipients, data, mail_options=options)
         except aiosmtplib.SMTPSenderRefused as exc:
@@ -156,7 +171,11 @@ class AiosmtpConnection:
         except ValueError as exc:  # aiosmtplib refuses an address it cannot send safely
             raise unsendable(str(exc), recipient=recipients[0]) from None
         except _TRANSIENT_ERRORS as exc:
-            raise connection_lost(f"{exc or type(exc).__name__}", recipient=recipients[0]) from None
+            raise connection_lost(
+                f"{exc or type(exc).__name__}",
+                recipient=recipients[0],
+                stage="message" if smtp.in_data else "",
+            ) from None
         self.messages_sent += 1
         return {
             recipient: self._refusal(reply.code, reply.message, recipient, "recipient")

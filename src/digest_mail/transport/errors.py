@@ -1,8 +1,10 @@
 """How sending fails, decided in one place for both SMTP connections.
 
-Every failure a connection meets becomes one of three classes here:
+Every failure a connection meets becomes one of four classes here:
 :class:`TemporaryFailure` (retry later), :class:`PermanentFailure` (final for that
-recipient) and :class:`RelayError` (the relay cannot be used at all: stop the campaign).
+recipient), :class:`UncertainFailure` (the session broke once the message's final dot may
+have reached the relay: never retried on a guess) and :class:`RelayError` (the relay
+cannot be used at all: stop the campaign).
 A connection only says what happened (a reply and the stage it came at, a lost session,
 a refused login, a failed handshake); the functions below decide what that means and
 write the message and the hint the sender sees. A refusal is judged by whom it is about
@@ -91,6 +93,12 @@ class PermanentFailure(DeliveryError):
     def bounced(self) -> bool:
         """The reader's mailbox does not exist or is disabled: suppress it."""
         return self.about == "mailbox"
+
+
+class UncertainFailure(DeliveryError):
+    """The session broke (a drop, a timeout) after the message's final dot may have
+    reached the relay: it may have been queued and its 250 lost. Sending it again could
+    deliver a second copy, so the reader is reported ``uncertain`` instead of retried."""
 
 
 class RelayError(DeliveryError):
@@ -248,15 +256,28 @@ def unsendable(
     return PermanentFailure(message, code=code, recipient=recipient, about=about)
 
 
-def connection_lost(detail: str, *, recipient: str) -> TemporaryFailure:
-    """The session broke during a message: it may or may not have gone; retry later."""
+def connection_lost(
+    detail: str, *, recipient: str, stage: str = ""
+) -> TemporaryFailure | UncertainFailure:
+    """The session broke during a message, at ``stage`` (as in :func:`refusal`). Before
+    the body's end was written nothing can have been queued: retry later. From
+    ``message`` on (any byte of the final dot may have reached the relay, so the relay
+    may have queued it and its 250 been lost, or come after we stopped waiting) a retry
+    could be a second copy: :class:`UncertainFailure`, never a retry."""
+    if stage == "message":
+        return UncertainFailure(
+            f"connection lost after the message was sent, before its reply: {detail}",
+            recipient=recipient,
+        )
     return TemporaryFailure(f"connection lost: {detail}", recipient=recipient)
 
 
 def ends_session(failure: DeliveryError) -> bool:
     """Whether the connection is done after ``failure``: the relay said 421 (it is
     closing this session) or the session broke. The pool reconnects for the next message."""
-    return failure.code == 421 or (isinstance(failure, TemporaryFailure) and failure.code is None)
+    return failure.code == 421 or (
+        isinstance(failure, TemporaryFailure | UncertainFailure) and failure.code is None
+    )
 
 
 # --- a session that could not start ----------------------------------------------------

@@ -117,7 +117,7 @@ class PipeliningConnection:
         if isinstance(exc, SmtpRecipientsRefused):
             return self._failure(next(iter(exc.errors.values())), recipients)
         if isinstance(exc, SmtpConnectionLost):
-            return connection_lost(exc.message, recipient=recipient)
+            return connection_lost(exc.message, recipient=recipient, stage=exc.stage)
         if exc.code is None:
             return unsendable(exc.message, recipient=recipient, about=exc.about)
         return refusal(

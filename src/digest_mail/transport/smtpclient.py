@@ -178,6 +178,8 @@ class _ReplyReader(asyncio.Protocol):
         self._wanted = 0
         # wait_for(body=…): the message to write as soon as its envelope is accepted.
         self._body: bytes | None = None
+        # Whether the current message's body and final dot were handed to the socket.
+        self.body_written = False
         self._timer: asyncio.TimerHandle | None = None
         self._timeout = 0.0
 
@@ -245,10 +247,13 @@ class _ReplyReader(asyncio.Protocol):
         for index in range(1, wanted - 1):
             if replies[index].code not in (250, 251):
                 return
+        waiter = self._waiter
+        if waiter is None or waiter.done():
+            return  # the wait already ended (a timeout): the message is not sent now
+        self.body_written = True
         self.transport.write(body + b".\r\n")
         self._wanted = wanted + 1
-        waiter = self._waiter
-        if self._timer is not None and waiter is not None:
+        if self._timer is not None:
             # The reply to the body gets a timeout of its own, as a separate wait would.
             self._timer.cancel()
             self._timer = self.loop.call_later(self._timeout, _time_out, waiter, self._timeout)
@@ -599,9 +604,28 @@ class SmtpConnection:
         Raises :class:`SmtpRecipientsRefused` (or, for one recipient, that recipient's
         :class:`SmtpReplyError`) when nobody was accepted, an :class:`SmtpReplyError`
         without a recipient when the server refused the sender or the message, and
-        :class:`SmtpConnectionLost` when the connection broke; after that the connection
-        is closed and must not be used again.
+        :class:`SmtpConnectionLost` when the connection broke (its ``stage`` is
+        ``message`` once the body and its final dot were written); after that the
+        connection is closed and must not be used again.
         """
+        self._reader.body_written = False
+        try:
+            return await self._send(envelope_from, recipients, data, prepared=prepared)
+        except SmtpConnectionLost as exc:
+            if self._reader.body_written:
+                # Any byte of the final dot may have reached the server: whether it
+                # queued the message, only its lost reply could have said.
+                exc.stage = "message"
+            raise
+
+    async def _send(
+        self,
+        envelope_from: str,
+        recipients: Sequence[str],
+        data: bytes,
+        *,
+        prepared: bool,
+    ) -> dict[str, SmtpReplyError]:
         if not recipients:
             raise ValueError("a message needs at least one recipient")
         body = data if prepared else prepare_data(data)
@@ -682,6 +706,7 @@ class SmtpConnection:
         if data_reply.code != 354:
             await self._reset()
             raise reply_error(data_reply.code, data_reply.text, what="DATA", stage="data")
+        self._reader.body_written = True
         self._write(body + b".\r\n")
         final = (await self._replies(1))[0]
         if final.code != 250:
