@@ -246,10 +246,11 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
     assert status.output.splitlines()[1:] == [
         f"  {len(addresses) - 2} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, "
         "0 skipped-invalid, 2 uncertain",
-        "  Uncertain (in flight when a run died; may have been delivered):",
+        "  Uncertain (in flight when a run or its connection died; may have been delivered):",
         f"    {addresses[2]}",
         f"    {addresses[5]}",
-        "  Stopped: 2 uncertain (in flight when a run died): resend with --resend-uncertain",
+        "  Stopped: 2 uncertain (in flight when a run or its connection died):"
+        " resend with --resend-uncertain",
         "  Resume: digest-mail send 2026-W48 --list weekly",
         "  Resend the uncertain ones: digest-mail send 2026-W48 --list weekly --resend-uncertain",
     ]
@@ -288,7 +289,7 @@ def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
         f"2026-W48/weekly (campaign, sending): {len(addresses)} recipients",
         f"  {len(addresses) - 2} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, "
         "0 skipped-invalid, 2 uncertain",
-        "  Uncertain (in flight when a run died; may have been delivered):",
+        "  Uncertain (in flight when a run or its connection died; may have been delivered):",
         f"    {addresses[2]}",
         f"    {addresses[5]}",
         "  Stopped: no sender is running: 2 were in flight when it died",

@@ -192,7 +192,7 @@ def send(
         3  stopped: the relay refused us, the circuit breaker tripped, or
            interrupted; nobody suppressed: fix, then rerun
         4  incomplete: recipients queued or deferred: rerun to resume
-        5  uncertain: only rows in flight when a run died remain:
+        5  uncertain: only rows in flight when a run or its connection died remain:
            --resend-uncertain
 
     \b
@@ -380,7 +380,10 @@ def status(workspace: Workspace, campaign: str | None, show_all: bool, as_json: 
                 plural = "s" if attempts != 1 else ""
                 click.echo(f"    {failure['email']}: {reply} ({attempts} attempt{plural})")
         if report.uncertain_addresses:
-            click.echo("  Uncertain (in flight when a run died; may have been delivered):")
+            click.echo(
+                "  Uncertain (in flight when a run or its connection died;"
+                " may have been delivered):"
+            )
             for address in report.uncertain_addresses:
                 click.echo(f"    {address}")
         if report.stopped:

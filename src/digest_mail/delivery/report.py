@@ -366,8 +366,8 @@ def uncertain_note(report: CampaignReport) -> str:
         )
     if report.uncertain:
         return (
-            f"{report.uncertain} uncertain (in flight when a run died): resend with "
-            f"--resend-uncertain"
+            f"{report.uncertain} uncertain (in flight when a run or its connection died):"
+            " resend with --resend-uncertain"
         )
     if report.deferred:
         return f"{report.deferred} deferred after retrying: rerun to try them again"
