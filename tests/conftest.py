@@ -119,6 +119,39 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[Database]:
     postgres_server.drop_database(database.name)
 
 
+# The stages whose every test runs against both ledgers (issue 18): what is sent, resumed,
+# killed and scheduled must keep its promises on SQLite and on PostgreSQL alike. Elsewhere
+# a test asks for both by naming ``ledger_kind`` among its arguments.
+BOTH_LEDGERS: tuple[str, ...] = ()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    stage = Path(metafunc.definition.path).parent.name
+    wanted = "ledger_kind" in metafunc.fixturenames
+    if stage in BOTH_LEDGERS or wanted:
+        if not wanted:
+            metafunc.fixturenames.append("ledger_kind")
+        metafunc.parametrize("ledger_kind", ["sqlite", "postgresql"])
+
+
+@pytest.fixture(autouse=True)
+def _ledger_environment(
+    request: pytest.FixtureRequest, _clean_environment: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test run with ``ledger_kind`` "postgresql" gets a fresh database of the suite's
+    PostgreSQL as its workspace's ledger, through ``DIGEST_MAIL_LEDGER_URL`` and
+    ``DIGEST_MAIL_LEDGER_PASSWORD`` (CLI subprocesses inherit them). A test about the
+    SQLite file itself is marked ``sqlite_only``."""
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is None or callspec.params.get("ledger_kind") != "postgresql":
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite ledger file itself")
+    database = request.getfixturevalue("postgres_db")
+    monkeypatch.setenv("DIGEST_MAIL_LEDGER_URL", database.url)
+    monkeypatch.setenv("DIGEST_MAIL_LEDGER_PASSWORD", database.password)
+
+
 @pytest.fixture
 async def unsubscribe_endpoint(workspace: Path) -> AsyncIterator[tuple[str, Workspace]]:
     """The one-click endpoint served for real on 127.0.0.1: (its URL, the workspace)."""

@@ -35,6 +35,9 @@ from digest_mail.text import CONTROL, looks_like_encoded_word
 
 CONFIG_NAME = "digest-mail.toml"
 ENV_PREFIX = "DIGEST_MAIL_"
+# sqlite:///var/ledger.sqlite3 is relative to the workspace, sqlite:////srv/l.sqlite3 absolute.
+SQLITE_SCHEME = "sqlite:///"
+DEFAULT_LEDGER_URL = "sqlite:///var/ledger.sqlite3"
 
 
 # The one grammar of edition ids. An id names a folder (drafts/<id>, archive/<id>) and is
@@ -131,6 +134,16 @@ class ServeSettings:
 
 
 @dataclass(frozen=True)
+class LedgerSettings:
+    # Where the ledger lives: empty (or sqlite:///var/ledger.sqlite3, relative to the
+    # workspace) is the embedded SQLite file; postgresql://user@host:port/db a shared
+    # PostgreSQL. Never a password in it: DIGEST_MAIL_LEDGER_PASSWORD, ``passfile``
+    # (a .pgpass-format, owner-only file, relative to the workspace) or the PG* variables.
+    url: str = ""
+    passfile: str = ""
+
+
+@dataclass(frozen=True)
 class ScheduleSettings:
     name: str
     # One list name, or several: one campaign to all of them, each address once.
@@ -151,6 +164,7 @@ class Settings:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     dkim: DkimSettings = field(default_factory=DkimSettings)
     serve: ServeSettings = field(default_factory=ServeSettings)
+    ledger: LedgerSettings = field(default_factory=LedgerSettings)
     schedules: tuple[ScheduleSettings, ...] = ()
 
 
@@ -167,6 +181,7 @@ _SECRET_VARIABLES = {
     "DIGEST_MAIL_SECRET",
     "DIGEST_MAIL_WORKSPACE",
     "DIGEST_MAIL_DKIM_KEY",
+    "DIGEST_MAIL_LEDGER_PASSWORD",
 }
 
 
@@ -218,8 +233,27 @@ class Workspace:
         return self.root / "var"
 
     @property
+    def ledger_url(self) -> str:
+        """``[ledger] url``, or the embedded default ``sqlite:///var/ledger.sqlite3``."""
+        return self.settings.ledger.url.strip() or DEFAULT_LEDGER_URL
+
+    @property
     def ledger_path(self) -> Path:
-        return self.var_dir / "ledger.sqlite3"
+        """The SQLite ledger's file (the default one when the ledger is PostgreSQL)."""
+        url = self.ledger_url
+        if not url.startswith(SQLITE_SCHEME):
+            return self.var_dir / "ledger.sqlite3"
+        path = Path(url[len(SQLITE_SCHEME) :]).expanduser()
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def ledger_passfile(self) -> Path | None:
+        """``[ledger] passfile`` as a path (relative to the workspace), or None."""
+        value = self.settings.ledger.passfile.strip()
+        if not value:
+            return None
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else self.root / path
 
     def list_path(self, name: str) -> Path:
         # The name becomes the X-Digest-List header: no control characters or RFC 2047.
@@ -416,7 +450,46 @@ def load_settings(path: Path | None, *, environ: Mapping[str, str] | None = None
         ("lists", "default", built["lists"].default),
     ):
         _check_header_text(value, *source(section, key))
+    if problem := ledger_url_problem(built["ledger"].url.strip() or DEFAULT_LEDGER_URL):
+        path, where = source("ledger", "url")
+        raise ConfigError(problem[0], path=path, key=where, hint=problem[1])
     return Settings(**built, schedules=tuple(schedules))
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def ledger_url_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with a ledger URL, as (message, hint); None if nothing.
+
+    A password in the URL is refused: the URL is shown in messages and may sit on a
+    command line (``ledger copy``), where every user of the host can read it."""
+    if url.startswith(SQLITE_SCHEME):
+        if len(url) == len(SQLITE_SCHEME) or CONTROL.search(url):
+            return (
+                "the SQLite ledger URL names no file",
+                "e.g. sqlite:///var/ledger.sqlite3 (relative to the workspace)",
+            )
+        return None
+    if not url.startswith(POSTGRES_SCHEMES):
+        return (
+            f"{mask_url(url)!r} is not a ledger URL",
+            "use sqlite:///var/ledger.sqlite3 or postgresql://USER@HOST:PORT/DATABASE",
+        )
+    authority = url.split("://", 1)[1].split("/", 1)[0]
+    if "@" in authority and ":" in authority.rsplit("@", 1)[0]:
+        return (
+            "the ledger URL carries a password; it would be shown in messages and on command lines",
+            "remove it from the URL and set DIGEST_MAIL_LEDGER_PASSWORD, [ledger] passfile "
+            "(an owner-only .pgpass file) or PGPASSWORD",
+        )
+    _, _, query = url.partition("?")
+    if "password=" in query:
+        return (
+            "the ledger URL carries a password parameter",
+            "set DIGEST_MAIL_LEDGER_PASSWORD or [ledger] passfile instead",
+        )
+    return None
 
 
 def _check_edition(

@@ -79,3 +79,8 @@ class InputError(DigestMailError):
         self.path = path
         self.line = line
         self.field = field
+
+
+class LedgerError(DigestMailError):
+    """The ledger cannot be opened, is newer (or, shared, older) than this program, or
+    refused a statement."""

@@ -236,7 +236,7 @@ def test_report_without_date_uses_the_injected_clock(tmp_path: Path) -> None:
     mbox = make_mbox(tmp_path / "nodate.mbox", [message.as_bytes()])
     with Ledger(tmp_path / "ledger.sqlite3") as ledger:
         import_bounces(mbox, ledger, clock=lambda: NOW, trust_unmatched=True)
-        row = ledger.db.execute("SELECT bounced_at FROM soft_bounces").fetchone()
+        row = ledger.execute("SELECT bounced_at FROM soft_bounces").fetchone()
     assert row[0] == "2026-11-26T03:00:00+00:00"
 
 

@@ -124,12 +124,12 @@ def ledger_states(root: Path) -> tuple[dict[str, int], int]:
     ws = find_workspace(root)
     with Ledger(ws.ledger_path) as ledger:
         states = dict(
-            ledger.db.execute(
+            ledger.execute(
                 "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = '2026-W48/weekly' "
                 "GROUP BY state"
             ).fetchall()
         )
-        suppressed = ledger.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0]
+        suppressed = ledger.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0]
     return states, suppressed
 
 

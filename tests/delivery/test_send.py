@@ -51,7 +51,7 @@ def smtp_workspace(
 
 def states(ws: Workspace, campaign: str) -> dict[str, int]:
     with Ledger(ws.ledger_path) as ledger:
-        rows = ledger.db.execute(
+        rows = ledger.execute(
             "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
             (campaign,),
         ).fetchall()
@@ -133,7 +133,7 @@ def test_temporary_failures_are_retried_until_delivered(
     assert all(s > 0 for s in clock.slept)
     with Ledger(ws.ledger_path) as ledger:
         attempts = dict(
-            ledger.db.execute(
+            ledger.execute(
                 "SELECT email, attempts FROM deliveries WHERE campaign_id = '2026-W48/readers'"
             ).fetchall()
         )
@@ -161,7 +161,7 @@ def test_retrying_stops_after_retry_for_and_a_rerun_delivers(
         }
     ]
     with Ledger(ws.ledger_path) as ledger:
-        ledger.db.execute("SELECT 1")
+        ledger.execute("SELECT 1")
     smtp_server.handler.rcpt_replies.clear()
     again = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert (again.sent, again.deferred, again.sent_this_run) == (5, 0, 1)
@@ -257,7 +257,7 @@ def test_relay_refusing_auth_stops_cleanly_with_ledger_intact(
         # The resumed run completed it: the first run's stop reason no longer applies.
         assert (report.state, report.stopped, report.complete) == ("finished", "", True)
         with Ledger(ws.ledger_path) as ledger:
-            row = ledger.db.execute(
+            row = ledger.execute(
                 "SELECT state, note FROM campaigns WHERE id = '2026-W48/readers'"
             ).fetchone()
         assert tuple(row) == ("finished", "")
@@ -287,7 +287,7 @@ def test_uncertain_rows_are_reported_and_resent_only_on_request(
     run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     # What a run killed mid-batch leaves behind: rows claimed ('sending'), results unknown.
     with Ledger(ws.ledger_path) as ledger, ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[3], addresses[4]),
         )
@@ -301,9 +301,7 @@ def test_uncertain_rows_are_reported_and_resent_only_on_request(
     assert (resent.sent, resent.uncertain, resent.sent_this_run) == (10, 0, 2)
     assert resent.complete
     with Ledger(ws.ledger_path) as ledger:
-        flagged = {
-            r[0] for r in ledger.db.execute("SELECT email FROM deliveries WHERE uncertain = 1")
-        }
+        flagged = {r[0] for r in ledger.execute("SELECT email FROM deliveries WHERE uncertain = 1")}
     assert flagged == {addresses[3], addresses[4]}
 
 
@@ -337,7 +335,7 @@ def test_test_send_goes_to_staff_with_test_prefix_and_refuses_subscriber_lists(
     assert subjects == {"[TEST] " + SAMPLE_DRAFT.subject}
     assert smtp_server.counts()["editors@example.jp"] == 2
     with Ledger(ws.ledger_path) as ledger:
-        kinds = ledger.db.execute("SELECT kind, COUNT(*) FROM campaigns GROUP BY kind").fetchall()
+        kinds = ledger.execute("SELECT kind, COUNT(*) FROM campaigns GROUP BY kind").fetchall()
     assert [tuple(k) for k in kinds] == [("test", 2)]
 
 
@@ -435,7 +433,7 @@ def test_an_unreadable_list_leaves_no_campaign_behind(
         run_campaign(ws, SAMPLE_DRAFT, "broken", clock=FakeClock())
     assert "broken.csv" in str(info.value)
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
+        assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
     with pytest.raises(InputError, match=r"nothing\.csv"):
         run_campaign(ws, SAMPLE_DRAFT, "nothing", clock=FakeClock())
     assert smtp_server.received == []
@@ -507,14 +505,17 @@ def test_a_campaign_half_sent_under_ledger_version_4_resumes_after_the_upgrade(
         # What migration 6 added did not exist then either.
         db.execute("DROP TABLE campaign_lists")
         db.execute("ALTER TABLE campaigns DROP COLUMN already_received")
+        # Nor what migration 7 added.
+        db.execute("DROP TABLE senders")
+        db.execute("ALTER TABLE deliveries DROP COLUMN sender")
         db.execute("PRAGMA user_version = 4")
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert (report.sent, report.uncertain, report.sent_this_run) == (29, 1, 9)
     resumed = smtp_server.counts() - before
     assert sorted(resumed) == sorted(addresses[21:]) and set(resumed.values()) == {1}
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert ledger.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         indexes = {
-            r[0] for r in ledger.db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            r[0] for r in ledger.execute("SELECT name FROM sqlite_master WHERE type='index'")
         }
         assert "deliveries_by_state" not in indexes

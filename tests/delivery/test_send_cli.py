@@ -232,7 +232,7 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
     # What a killed run leaves: two rows claimed, their outcome unknown.
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger, ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[2], addresses[5]),
         )
@@ -271,11 +271,11 @@ def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
     # What a run killed mid-send leaves: rows claimed, the campaign still 'sending'.
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger, ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[2], addresses[5]),
         )
-        ledger.db.execute("UPDATE campaigns SET state = 'sending'")
+        ledger.execute("UPDATE campaigns SET state = 'sending'")
     # While a sender holds the campaign's lock, its rows are in flight, not uncertain.
     with campaign_lock(ws, "2026-W48/weekly"):
         live = run("status", "2026-W48/weekly", env=env)

@@ -73,7 +73,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
 
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
-        in_flight = ledger.db.execute(
+        in_flight = ledger.execute(
             "SELECT COUNT(*) FROM deliveries WHERE state = 'sending'"
         ).fetchone()[0]
     assert 0 < in_flight <= 200, "at most the claimed batch is in doubt"
@@ -85,7 +85,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     )
     lines = status.stdout.decode().splitlines()
     with Ledger(ws.ledger_path) as ledger:
-        sent_so_far = ledger.db.execute(
+        sent_so_far = ledger.execute(
             "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
         ).fetchone()[0]
     print(f"\nstatus after kill -9: {lines[1].strip()}")
@@ -154,7 +154,7 @@ def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
         by_state = dict(
-            ledger.db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+            ledger.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         )
     assert "sending" not in by_state and "uncertain" not in by_state
     # Exactly what the server accepted is recorded as sent: nothing in doubt.
@@ -210,7 +210,7 @@ def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertai
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
         by_state = dict(
-            ledger.db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
+            ledger.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         )
     assert "sending" not in by_state
     assert 1 <= by_state["uncertain"] <= 8  # at most one per connection was in flight
@@ -260,8 +260,8 @@ def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_d
     ws = find_workspace(workspace)
     wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
     with Ledger(ws.ledger_path) as ledger:
-        state = ledger.db.execute("SELECT state FROM campaigns").fetchone()[0]
-        written = ledger.db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
+        state = ledger.execute("SELECT state FROM campaigns").fetchone()[0]
+        written = ledger.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
     assert state == "snapshotting" and written < len(addresses)
 
     rerun = subprocess.run(send, cwd=workspace, env=env, capture_output=True, timeout=120)

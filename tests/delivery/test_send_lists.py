@@ -180,6 +180,8 @@ def test_a_one_list_campaign_from_before_migration_6_resumes(
         db.execute("UPDATE campaigns SET state = 'stopped'")
         db.execute("DROP TABLE campaign_lists")
         db.execute("ALTER TABLE campaigns DROP COLUMN already_received")
+        db.execute("DROP TABLE senders")
+        db.execute("ALTER TABLE deliveries DROP COLUMN sender")
         db.execute("PRAGMA user_version = 5")
     report = run_campaign(ws, SAMPLE_DRAFT, "weekly", clock=FakeClock())
     assert (report.sent, report.sent_this_run, report.complete) == (2, 1, True)
@@ -187,7 +189,7 @@ def test_a_one_list_campaign_from_before_migration_6_resumes(
     assert report.resume_command() == "digest-mail send 2026-W48 --list weekly"
     assert smtp_server.counts()["suzuki@example.jp"] == 2  # the row put back to queued
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert ledger.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert sent_editions(ledger, "weekly") == {"2026-W48"}
 
 
@@ -244,7 +246,7 @@ def test_a_streamed_snapshot_of_two_lists_sends_each_address_once(
     )
     assert len(forked) == 2
     with Ledger(ws.ledger_path) as ledger:
-        ids = [r[0] for r in ledger.db.execute("SELECT id FROM campaigns ORDER BY id")]
+        ids = [r[0] for r in ledger.execute("SELECT id FROM campaigns ORDER BY id")]
     assert ids == ["2026-W48/first+second"]
 
 

@@ -57,7 +57,7 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
     assert (dry.exit_code, dry.output) == (1, empty)
     ws = find_workspace(tmp_path / "news")
     with Ledger(ws.ledger_path) as ledger:
-        assert ledger.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
+        assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
         assert sent_editions(ledger, "weekly") == set()
     assert smtp_server.received == []
 
@@ -94,7 +94,7 @@ def test_a_campaign_recorded_complete_with_nobody_is_not_a_sent_campaign(
     write_draft_folder(workspace)
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger, ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
             "created_at, started_at, finished_at) VALUES (?, '2026-W48', 'weekly', 'campaign', "
             "'old', 'finished', ?, ?, ?)",
@@ -152,7 +152,7 @@ def test_a_list_where_everyone_is_suppressed_or_invalid_is_an_error(
         "with 'digest-mail subscribers add weekly ADDRESS'\n",
     )
     with Ledger(find_workspace(workspace).ledger_path) as ledger:
-        assert ledger.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
+        assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
     assert smtp_server.received == []
 
 

@@ -57,7 +57,7 @@ def recipients(root: Path) -> Counter[str]:
 
 def campaign_row(ws: Workspace) -> Any:
     with Ledger(ws.ledger_path) as ledger:
-        return ledger.db.execute(
+        return ledger.execute(
             "SELECT state, total, started_at, finished_at, note FROM campaigns "
             "WHERE id = '2026-W48/readers'"
         ).fetchone()
@@ -79,7 +79,7 @@ def test_a_streamed_snapshot_reaches_everyone_once_in_list_order(
     with Ledger(ws.ledger_path) as ledger:
         in_order = [
             r[0]
-            for r in ledger.db.execute(
+            for r in ledger.execute(
                 "SELECT email FROM deliveries WHERE campaign_id = '2026-W48/readers' ORDER BY seq"
             )
         ]

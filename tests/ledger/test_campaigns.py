@@ -75,7 +75,7 @@ def test_a_claim_marks_rows_sending_in_seq_order_and_gives_new_rows_message_ids(
     assert [row[0] for row in claimed] == [1, 2, 3] and last == 3
     assert [row[5] for row in claimed] == ["<1@example.jp>", "<2@example.jp>", "<3@example.jp>"]
     assert campaigns.count_states(ledger, CAMPAIGN) == {"sending": 3, "queued": 2}
-    stored = dict(ledger.db.execute("SELECT seq, message_id FROM deliveries").fetchall())
+    stored = dict(ledger.execute("SELECT seq, message_id FROM deliveries").fetchall())
     assert stored[2] == "<2@example.jp>" and stored[4] == ""
 
     # A row queued again keeps its Message-ID: a retry is the same message.
@@ -96,7 +96,7 @@ def test_a_reader_suppressed_since_the_snapshot_is_not_claimed(ledger: Ledger) -
     suppress(ledger, "r2@example.jp", reason="unsubscribed", source="one-click")
     claimed, last = campaigns.claim(ledger, CAMPAIGN, 0, 2, message_ids=ids())
     assert [row[0] for row in claimed] == [1] and last == 2
-    state, reply, message_id = ledger.db.execute(
+    state, reply, message_id = ledger.execute(
         "SELECT state, last_reply, message_id FROM deliveries WHERE seq = 2"
     ).fetchone()
     assert (state, reply, message_id) == ("suppressed", "suppressed since the snapshot", "")
@@ -114,7 +114,7 @@ def test_results_are_recorded_per_outcome_and_a_bounce_suppresses(ledger: Ledger
     assert campaigns.failures(ledger, CAMPAIGN, limit=10) == [
         {"email": "r4@example.jp", "code": 550, "reply": "5.1.1 no such user", "attempts": 1}
     ]
-    flags = ledger.db.execute("SELECT seq FROM deliveries WHERE uncertain = 1").fetchall()
+    flags = ledger.execute("SELECT seq FROM deliveries WHERE uncertain = 1").fetchall()
     assert [row[0] for row in flags] == [5]
 
 

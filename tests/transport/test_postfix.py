@@ -43,12 +43,12 @@ def states(workspace: Path) -> tuple[dict[str, int], int]:
     ws = find_workspace(workspace)
     with Ledger(ws.ledger_path) as ledger:
         by_state = dict(
-            ledger.db.execute(
+            ledger.execute(
                 "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = '2026-W48/pf' "
                 "GROUP BY state"
             ).fetchall()
         )
-        suppressed = ledger.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0]
+        suppressed = ledger.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0]
     return by_state, suppressed
 
 

@@ -25,7 +25,7 @@ from aiohttp.typedefs import Handler
 from digest_mail.audience.unsubscribe import Token, TokenError, read_token, signing_key
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
-from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.db import Ledger, open_ledger, utcnow
 from digest_mail.ledger.suppressions import suppress
 
 __all__ = ["ServerInfo", "make_app", "make_runner", "serve", "start_site", "unsubscribe_path"]
@@ -200,8 +200,8 @@ def make_app(
             "ご購読ありがとうございました。</p>",
         )
 
-    async def open_ledger(app: web.Application) -> None:
-        app[_LEDGER] = Ledger(workspace.ledger_path)
+    async def start_ledger(app: web.Application) -> None:
+        app[_LEDGER] = open_ledger(workspace)
 
     async def close_ledger(app: web.Application) -> None:
         app[_LEDGER].close()
@@ -209,7 +209,7 @@ def make_app(
     path = unsubscribe_path(workspace)
     app.router.add_get(path, confirm)
     app.router.add_post(path, unsubscribe)
-    app.on_startup.append(open_ledger)
+    app.on_startup.append(start_ledger)
     app.on_cleanup.append(close_ledger)
     return app
 

@@ -29,7 +29,7 @@ from digest_mail.cli import echo_json, json_option, pass_workspace, printable
 from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError, InputError
 from digest_mail.files import display_path
-from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.db import Ledger, ledger_exists, open_ledger, utcnow
 from digest_mail.ledger.suppressions import (
     SUPPRESSION_REASONS,
     get_suppression,
@@ -42,10 +42,10 @@ from digest_mail.ledger.suppressions import (
 @contextmanager
 def _existing_ledger(workspace: Workspace) -> Iterator[Ledger | None]:
     """The ledger if there is one: reading a list must not create var/ledger.sqlite3."""
-    if not workspace.ledger_path.exists():
+    if not ledger_exists(workspace):
         yield None
         return
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         yield ledger
 
 
@@ -344,7 +344,7 @@ def unsubscribe_command(
         email = address.strip()
         if "@" not in email:
             raise
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         if suppress(ledger, email, reason=reason, source=list_name or "cli", detail="cli"):
             click.echo(f"suppressed {email} ({reason}, source {list_name or 'cli'})")
         else:
@@ -399,7 +399,7 @@ def suppressions_remove(workspace: Workspace, address: str) -> None:
     Example:
         digest-mail suppressions remove hanako@example.jp
     """
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         existing = get_suppression(ledger, address)
         if existing is None or not unsuppress(ledger, address):
             raise DigestMailError(
@@ -488,7 +488,7 @@ def bounces_import(workspace: Workspace, path: Path, trust_unmatched: bool, as_j
     Example:
         digest-mail bounces import bounces.mbox
     """
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         result = import_bounces(path, ledger, trust_unmatched=trust_unmatched)
     if as_json:
         echo_json(result.as_dict())

@@ -117,6 +117,15 @@ base_url = "https://chrysanthemum-digest.example.jp/newsletter"
 host = "127.0.0.1"
 port = 8025
 
+[ledger]
+# What was sent to whom. Empty: the embedded SQLite file var/ledger.sqlite3 (one host).
+# postgresql://USER@HOST:PORT/DATABASE shares it between hosts (docs/deployment.md); the
+# password goes in DIGEST_MAIL_LEDGER_PASSWORD or an owner-only .pgpass-format file:
+# url = "postgresql://digest_mail@db.example.jp:5432/digest_mail"
+url = ""
+# passfile = "secrets/ledger.pgpass"
+passfile = ""
+
 # Weekly sends, run by `digest-mail schedule run-due` from cron or a systemd timer.
 # [[schedule]]
 # name = "weekly"

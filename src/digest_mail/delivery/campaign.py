@@ -53,7 +53,7 @@ from digest_mail.delivery.snapshot import (
 )
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.ledger import campaigns
-from digest_mail.ledger.db import Ledger, LedgerError
+from digest_mail.ledger.db import Ledger, LedgerError, open_ledger
 from digest_mail.mail.body import BodyEncoding
 from digest_mail.mail.message import MessageTemplate
 from digest_mail.transport.errors import SMTPUTF8_MISSING, RelayError
@@ -190,7 +190,7 @@ def send_campaign(
         refuse_sample_identity(workspace)
     with (
         campaign_lock(workspace, campaign_id),
-        Ledger(workspace.ledger_path) as ledger,
+        open_ledger(workspace) as ledger,
         contextlib.ExitStack() as turn,
     ):
         row = _existing_campaign(ledger, campaign_id, draft, dry_run=dry_run)

@@ -25,7 +25,7 @@ from digest_mail.delivery.report import DeliveryState, SnapshotFailed
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger import campaigns
 from digest_mail.ledger.campaigns import AlreadyReceived
-from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.db import Ledger, open_ledger, utcnow
 
 SNAPSHOT_BATCH = 1000
 # While this process sends, the snapshot writer commits smaller batches: the claims
@@ -223,7 +223,7 @@ def _write_snapshot(  # pragma: no cover - runs in the forked child
                 os._exit(1)  # the sender died: the next run completes the snapshot
             os.write(pipe, b".")
 
-        with Ledger(workspace.ledger_path) as ledger:
+        with open_ledger(workspace) as ledger:
             write_snapshot(
                 ledger,
                 campaign_id,

@@ -12,7 +12,7 @@ from digest_mail.delivery.campaign import campaign_id_for
 from digest_mail.delivery.lock import sender_alive
 from digest_mail.delivery.report import CampaignError, CampaignReport, campaign_report
 from digest_mail.ledger import campaigns
-from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.db import ledger_exists, open_ledger
 
 
 def campaign_status(
@@ -21,12 +21,12 @@ def campaign_status(
     """Reports for ``ref`` (a campaign id like 2026-W48/weekly, or an edition id), or for
     the most recent campaign when ``ref`` is None. Test sends only by their id, or with
     ``include_tests`` (then every campaign when ``ref`` is None)."""
-    if not workspace.ledger_path.exists():
+    if not ledger_exists(workspace):
         raise CampaignError(
             "no campaigns yet (the ledger is empty)",
             hint="run 'digest-mail send DRAFT --list NAME'",
         )
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         if ref is not None and not include_tests:
             edition, slash, tail = ref.partition("/")
             if slash and "+" in tail and not tail.startswith("test/"):

@@ -37,7 +37,7 @@ def _row(row: object) -> Approval:
 
 
 def get_approval(ledger: Ledger, edition: str) -> Approval | None:
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT edition, content_hash, approved_at, approved_by, withdrawn_at"
         " FROM approvals WHERE edition = ?",
         (edition,),
@@ -47,7 +47,7 @@ def get_approval(ledger: Ledger, edition: str) -> Approval | None:
 
 def list_approvals(ledger: Ledger) -> list[Approval]:
     """Every approval ever recorded (withdrawn ones too), newest approval first."""
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT edition, content_hash, approved_at, approved_by, withdrawn_at"
         " FROM approvals ORDER BY approved_at DESC, edition DESC"
     ).fetchall()
@@ -58,7 +58,7 @@ def record_approval(
     ledger: Ledger, edition: str, *, content_hash: str, approved_at: str, approved_by: str
 ) -> None:
     """Approve ``edition`` at ``content_hash``, replacing any earlier (or withdrawn) one."""
-    ledger.db.execute(
+    ledger.execute(
         "INSERT INTO approvals"
         " (edition, content_hash, approved_at, approved_by, withdrawn_at)"
         " VALUES (?, ?, ?, ?, NULL)"
@@ -70,4 +70,4 @@ def record_approval(
 
 
 def withdraw_approval(ledger: Ledger, edition: str, *, at: str) -> None:
-    ledger.db.execute("UPDATE approvals SET withdrawn_at = ? WHERE edition = ?", (at, edition))
+    ledger.execute("UPDATE approvals SET withdrawn_at = ? WHERE edition = ?", (at, edition))

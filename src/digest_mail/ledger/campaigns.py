@@ -65,7 +65,7 @@ Claimed = tuple[int, str, str, str, int, str]
 
 # --- the campaign row ----------------------------------------------------------
 def campaign_row(ledger: Ledger, campaign_id: str) -> Any:
-    return ledger.db.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
+    return ledger.execute("SELECT * FROM campaigns WHERE id = ?", (campaign_id,)).fetchone()
 
 
 def create_campaign(
@@ -79,12 +79,12 @@ def create_campaign(
     lists: Sequence[str] = (),
 ) -> None:
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
             "created_at) VALUES (?, ?, ?, ?, ?, 'snapshotting', ?)",
             (campaign_id, edition, list_name, kind, content_hash, utcnow()),
         )
-        ledger.db.executemany(
+        ledger.executemany(
             "INSERT INTO campaign_lists (campaign_id, list_name) VALUES (?, ?)",
             [(campaign_id, name) for name in (lists or (list_name,))],
         )
@@ -92,13 +92,13 @@ def create_campaign(
 
 def discard_campaign(ledger: Ledger, campaign_id: str) -> None:
     with ledger.transaction():
-        ledger.db.execute("DELETE FROM deliveries WHERE campaign_id = ?", (campaign_id,))
-        ledger.db.execute("DELETE FROM campaign_lists WHERE campaign_id = ?", (campaign_id,))
-        ledger.db.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,))
+        ledger.execute("DELETE FROM deliveries WHERE campaign_id = ?", (campaign_id,))
+        ledger.execute("DELETE FROM campaign_lists WHERE campaign_id = ?", (campaign_id,))
+        ledger.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,))
 
 
 def campaign_lists(ledger: Ledger, campaign_id: str) -> tuple[str, ...]:
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT list_name FROM campaign_lists WHERE campaign_id = ? ORDER BY list_name",
         (campaign_id,),
     ).fetchall()
@@ -107,14 +107,14 @@ def campaign_lists(ledger: Ledger, campaign_id: str) -> tuple[str, ...]:
 
 def set_content_hash(ledger: Ledger, campaign_id: str, content_hash: str) -> None:
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE campaigns SET content_hash = ? WHERE id = ?", (content_hash, campaign_id)
         )
 
 
 def mark_started(ledger: Ledger, campaign_id: str) -> None:
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE campaigns SET started_at = COALESCE(started_at, ?) WHERE id = ?",
             (utcnow(), campaign_id),
         )
@@ -124,7 +124,7 @@ def finish_campaign(ledger: Ledger, campaign_id: str, state: str, note: str = ""
     """Record how the run ended. A campaign whose snapshot never completed stays
     ``snapshotting``, so that the next run completes it."""
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE campaigns SET note = ?, "
             "finished_at = CASE WHEN state = 'snapshotting' THEN NULL ELSE ? END, "
             "state = CASE WHEN state = 'snapshotting' THEN state ELSE ? END WHERE id = ?",
@@ -141,10 +141,10 @@ def restart_snapshot(ledger: Ledger, campaign_id: str) -> int:
     as they are, so nobody gets the edition twice: the new snapshot skips their
     addresses (:func:`insert_deliveries`)."""
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "DELETE FROM deliveries WHERE campaign_id = ? AND message_id = ''", (campaign_id,)
         )
-        last: int = ledger.db.execute(
+        last: int = ledger.execute(
             "SELECT COALESCE(MAX(seq), 0) FROM deliveries WHERE campaign_id = ?", (campaign_id,)
         ).fetchone()[0]
     return last
@@ -154,7 +154,7 @@ def insert_deliveries(ledger: Ledger, campaign_id: str, rows: Sequence[tuple[Any
     """Commit snapshot rows (campaign_id, seq, address, email, name, state, last_reply,
     updated_at); an address that already has a row keeps it."""
     with ledger.transaction():
-        ledger.db.executemany(
+        ledger.executemany(
             "INSERT INTO deliveries (campaign_id, seq, address, email, name, state, "
             "last_reply, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (campaign_id, address) DO NOTHING",
@@ -168,7 +168,7 @@ def complete_snapshot(ledger: Ledger, campaign_id: str, *, already_received: int
     with ledger.transaction():
         counts = count_states(ledger, campaign_id)
         skipped = counts["skipped"]
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE campaigns SET state = 'sending', total = ?, skipped_invalid = ?, "
             "already_received = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
             (sum(counts.values()) - skipped, skipped, already_received, utcnow(), campaign_id),
@@ -178,7 +178,7 @@ def complete_snapshot(ledger: Ledger, campaign_id: str, *, already_received: int
 # --- where the rows stand ----------------------------------------------------------
 def count_states(ledger: Ledger, campaign_id: str) -> Counter[str]:
     """Rows by state; a state no row is in counts 0."""
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
         (campaign_id,),
     ).fetchall()
@@ -187,7 +187,7 @@ def count_states(ledger: Ledger, campaign_id: str) -> Counter[str]:
 
 def claimed_any(ledger: Ledger, campaign_id: str) -> bool:
     """Whether any row was ever claimed for sending (it has a Message-ID)."""
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT 1 FROM deliveries WHERE campaign_id = ? AND message_id != '' LIMIT 1",
         (campaign_id,),
     ).fetchone()
@@ -205,12 +205,12 @@ def delivery_emails(
     if limit is not None:
         sql += " LIMIT ?"
         params += (limit,)
-    return [row[0] for row in ledger.db.execute(sql, params)]
+    return [row[0] for row in ledger.execute(sql, params)]
 
 
 def failures(ledger: Ledger, campaign_id: str, *, limit: int) -> list[dict[str, Any]]:
     """Failed and deferred rows, in queue order: whom, the last reply, how often tried."""
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT email, last_code AS code, last_reply AS reply, attempts FROM deliveries "
         "WHERE campaign_id = ? AND state IN ('failed', 'deferred') ORDER BY seq LIMIT ?",
         (campaign_id, limit),
@@ -220,7 +220,7 @@ def failures(ledger: Ledger, campaign_id: str, *, limit: int) -> list[dict[str, 
 
 def count_unanswered_failures(ledger: Ledger, campaign_id: str, reply: str) -> int:
     """Failed rows the relay never answered (no code) that carry our own ``reply``."""
-    count: int = ledger.db.execute(
+    count: int = ledger.execute(
         "SELECT COUNT(*) FROM deliveries WHERE campaign_id = ? AND state = 'failed' "
         "AND last_code IS NULL AND last_reply = ?",
         (campaign_id, reply),
@@ -232,7 +232,7 @@ def count_unanswered_failures(ledger: Ledger, campaign_id: str, reply: str) -> i
 def mark_uncertain(ledger: Ledger, campaign_id: str) -> int:
     """Rows left ``sending`` by a run that died: we cannot know if they went out."""
     with ledger.transaction():
-        cursor = ledger.db.execute(
+        cursor = ledger.execute(
             "UPDATE deliveries SET state = 'uncertain', uncertain = 1, updated_at = ? "
             "WHERE campaign_id = ? AND state = 'sending'",
             (utcnow(), campaign_id),
@@ -244,7 +244,7 @@ def requeue(ledger: Ledger, campaign_id: str, *, uncertain: bool, unanswered_rep
     """Deferred rows get a fresh retry window; uncertain ones only when asked. Failed
     rows the relay never answered that carry ``unanswered_reply`` are queued again."""
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id = ? "
             "AND (state IN ('deferred', ?) "
             "OR (state = 'failed' AND last_code IS NULL AND last_reply = ?))",
@@ -255,7 +255,7 @@ def requeue(ledger: Ledger, campaign_id: str, *, uncertain: bool, unanswered_rep
 def apply_suppressions(ledger: Ledger, campaign_id: str) -> None:
     """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent."""
     with ledger.transaction():
-        ledger.db.execute(
+        ledger.execute(
             "UPDATE deliveries SET state = 'suppressed', last_reply = ?, "
             "updated_at = ? WHERE campaign_id = ? AND state = 'queued' "
             "AND address IN (SELECT address FROM suppressions)",
@@ -282,7 +282,7 @@ def claim(
     with ledger.transaction():
         if results:
             _record(ledger, campaign_id, results, source=source)
-        batch = ledger.db.execute(
+        batch = ledger.execute(
             "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' AND seq > ? "
             "ORDER BY seq LIMIT ?",
             (campaign_id, after_seq, limit),
@@ -291,7 +291,7 @@ def claim(
             return [], None
         # Each row is offered a new Message-ID; one it already has (a row queued again) stays.
         values = ", ".join("(?, ?)" for _ in batch)
-        rows = ledger.db.execute(
+        rows = ledger.execute(
             f"WITH batch (seq, new_id) AS (VALUES {values}) "
             "UPDATE deliveries SET "
             "state = CASE WHEN address IN (SELECT address FROM suppressions) "
@@ -319,7 +319,7 @@ def claim_retries(ledger: Ledger, campaign_id: str, jobs: Sequence[ClaimedRow]) 
     """Jobs whose retry is due go back to ``sending``, keeping their Message-ID."""
     now = utcnow()
     with ledger.transaction():
-        ledger.db.executemany(
+        ledger.executemany(
             "UPDATE deliveries SET state = 'sending', message_id = ?, updated_at = ? "
             "WHERE campaign_id = ? AND seq = ? AND address = ?",
             [(job.message_id, now, campaign_id, job.seq, job.address) for job in jobs],
@@ -346,7 +346,7 @@ def _record(ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, sou
         groups.setdefault(key, []).append(result.job)
     for (state, attempts, code, reply), jobs in groups.items():
         marks = ", ".join("?" * len(jobs))
-        updated = ledger.db.execute(
+        updated = ledger.execute(
             "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
             "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
             f"WHERE campaign_id = ? AND seq IN ({marks}) RETURNING address",
@@ -377,10 +377,10 @@ class AlreadyReceived:
     other campaign; test sends (``edition`` None) are never compared."""
 
     def __init__(self, ledger: Ledger, campaign_id: str, edition: str | None) -> None:
-        self.db = ledger.db
+        self.execute = ledger.execute
         self.others = [
             row[0]
-            for row in self.db.execute(
+            for row in self.execute(
                 "SELECT id FROM campaigns WHERE kind = 'campaign' AND id != ? AND edition = ?",
                 (campaign_id, edition),
             )
@@ -394,7 +394,7 @@ class AlreadyReceived:
     def __call__(self, key: str) -> bool:
         if not self.others:
             return False
-        return self.db.execute(self.sql, (*self.others, key)).fetchone() is not None
+        return self.execute(self.sql, (*self.others, key)).fetchone() is not None
 
 
 # --- finding campaigns -------------------------------------------------------------------
@@ -417,12 +417,12 @@ def find_campaign_ids(ledger: Ledger, ref: str | None, *, include_tests: bool) -
             "SELECT id FROM campaigns WHERE id = ? OR (edition = ? AND kind = 'campaign') "
             "ORDER BY created_at, id"
         )
-    return [row[0] for row in ledger.db.execute(sql, params).fetchall()]
+    return [row[0] for row in ledger.execute(sql, params).fetchall()]
 
 
 def count_campaigns(ledger: Ledger) -> int:
     """How many campaigns the ledger holds, test sends included."""
-    count: int = ledger.db.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
+    count: int = ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0]
     return count
 
 
@@ -438,7 +438,7 @@ class Mailed:
 
 def mailed_campaigns(ledger: Ledger, edition: str) -> list[Mailed]:
     """Campaigns (not test sends) of ``edition`` with a delivery sent or possibly sent."""
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT c.id, c.list_name, c.content_hash, COUNT(d.address) AS sent"
         " FROM campaigns c JOIN deliveries d ON d.campaign_id = c.id"
         " WHERE c.edition = ? AND c.kind = 'campaign'"
@@ -458,7 +458,7 @@ def sent_editions(ledger: Ledger, lists: str | Sequence[str]) -> set[str]:
     versions recorded an empty list's send as finished) does not count.
     """
     names = {lists} if isinstance(lists, str) else set(lists)
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT campaigns.edition, campaign_lists.list_name FROM campaigns"
         " JOIN campaign_lists ON campaign_lists.campaign_id = campaigns.id"
         " WHERE campaigns.kind = 'campaign'"
@@ -478,7 +478,7 @@ def sent_message(ledger: Ledger, address: str, message_id: str) -> bool:
     if not message_id:
         return False
     # One probe of the (campaign_id, address) index per campaign, not a table scan.
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT 1 FROM deliveries WHERE campaign_id IN (SELECT id FROM campaigns) "
         "AND address = ? AND message_id = ? LIMIT 1",
         (address, message_id),

@@ -112,4 +112,23 @@ MIGRATIONS: list[str] = [
     INSERT INTO campaign_lists (campaign_id, list_name) SELECT id, list_name FROM campaigns;
     ALTER TABLE campaigns ADD COLUMN already_received INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: several senders on one campaign (a shared PostgreSQL ledger): each run of
+    # 'send' is a sender, with its host, process and relay; a delivery row names the
+    # sender that holds it (claimed, or waiting for its retry) or last answered it.
+    # Whether a sender is alive is a session lock, not a column: it dies with its process.
+    """
+    ALTER TABLE deliveries ADD COLUMN sender TEXT NOT NULL DEFAULT '';
+    CREATE TABLE senders (
+        campaign_id  TEXT NOT NULL REFERENCES campaigns (id),
+        sender       TEXT NOT NULL,            -- HOST/PID/random: one run of 'send'
+        host         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        relay        TEXT NOT NULL DEFAULT '', -- the transport it sends through
+        state        TEXT NOT NULL CHECK (state IN ('sending', 'finished', 'stopped')),
+        note         TEXT NOT NULL DEFAULT '',
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        PRIMARY KEY (campaign_id, sender)
+    );
+    """,
 ]

@@ -49,7 +49,7 @@ def slot_key(slot: datetime) -> str:
 
 
 def get_run(ledger: Ledger, schedule: str, slot: datetime) -> ScheduleRun | None:
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT schedule, slot, state, edition, campaign_id, claimed_at, finished_at, note"
         " FROM schedule_runs WHERE schedule = ? AND slot = ?",
         (schedule, slot_key(slot)),
@@ -67,7 +67,7 @@ def list_runs(ledger: Ledger, schedule: str | None = None) -> list[ScheduleRun]:
         query += " WHERE schedule = ?"
         args = (schedule,)
     return [
-        ScheduleRun(**dict(r)) for r in ledger.db.execute(query + " ORDER BY slot, schedule", args)
+        ScheduleRun(**dict(r)) for r in ledger.execute(query + " ORDER BY slot, schedule", args)
     ]
 
 
@@ -91,7 +91,7 @@ def claim_slot(
             " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (schedule, slot) DO NOTHING",
             (schedule, slot_key(slot), state, edition, stamp, finished, note),
         )
-        return cursor.rowcount == 1
+        return bool(cursor.rowcount == 1)
 
 
 def update_run(

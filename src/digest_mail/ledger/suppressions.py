@@ -45,23 +45,23 @@ def suppress(
         raise LedgerError(
             f"{reason!r} is not a suppression reason ({', '.join(SUPPRESSION_REASONS)})"
         )
-    cursor = ledger.db.execute(
+    cursor = ledger.execute(
         "INSERT INTO suppressions (address, reason, source, detail, created_at) "
         "VALUES (?, ?, ?, ?, ?) ON CONFLICT (address) DO NOTHING",
         (address_key(address), reason, source, detail, at or utcnow()),
     )
-    return cursor.rowcount == 1
+    return bool(cursor.rowcount == 1)
 
 
 def is_suppressed(ledger: Ledger, address: str) -> bool:
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT 1 FROM suppressions WHERE address = ?", (address_key(address),)
     ).fetchone()
     return row is not None
 
 
 def get_suppression(ledger: Ledger, address: str) -> Suppression | None:
-    row = ledger.db.execute(
+    row = ledger.execute(
         "SELECT address, reason, source, detail, created_at FROM suppressions WHERE address = ?",
         (address_key(address),),
     ).fetchone()
@@ -74,7 +74,7 @@ def unsuppress(ledger: Ledger, address: str) -> bool:
     with ledger.transaction() as db:
         cursor = db.execute("DELETE FROM suppressions WHERE address = ?", (key,))
         db.execute("DELETE FROM soft_bounces WHERE address = ?", (key,))
-    return cursor.rowcount == 1
+    return bool(cursor.rowcount == 1)
 
 
 def list_suppressions(ledger: Ledger, *, reason: str | None = None) -> list[Suppression]:
@@ -84,17 +84,17 @@ def list_suppressions(ledger: Ledger, *, reason: str | None = None) -> list[Supp
     if reason is not None:
         sql += " WHERE reason = ?"
         params = (reason,)
-    rows = ledger.db.execute(sql + " ORDER BY created_at, address", params).fetchall()
+    rows = ledger.execute(sql + " ORDER BY created_at, address", params).fetchall()
     return [Suppression(*row) for row in rows]
 
 
 def count_suppressions(ledger: Ledger) -> int:
-    return int(ledger.db.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0])
+    return int(ledger.execute("SELECT COUNT(*) FROM suppressions").fetchone()[0])
 
 
 def suppressed_keys(ledger: Ledger) -> Iterator[str]:
     """Every suppressed address key, streamed (a big ledger is never a list in memory)."""
-    for (address,) in ledger.db.execute("SELECT address FROM suppressions"):
+    for (address,) in ledger.execute("SELECT address FROM suppressions"):
         yield address
 
 
@@ -110,17 +110,17 @@ def record_soft_bounce(
 ) -> bool:
     """Remember one soft bounce of the message ``message_id`` (the one we sent);
     False if a soft bounce of that message was recorded before."""
-    cursor = ledger.db.execute(
+    cursor = ledger.execute(
         "INSERT INTO soft_bounces (address, message_id, status, detail, source, bounced_at) "
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (address, message_id) DO NOTHING",
         (address_key(address), message_id, status, detail, source, at),
     )
-    return cursor.rowcount == 1
+    return bool(cursor.rowcount == 1)
 
 
 def soft_bounce_times(ledger: Ledger, address: str) -> list[str]:
     """When each recorded soft bounce of ``address`` happened (ISO 8601 UTC)."""
-    rows = ledger.db.execute(
+    rows = ledger.execute(
         "SELECT bounced_at FROM soft_bounces WHERE address = ?", (address_key(address),)
     ).fetchall()
     return [str(row[0]) for row in rows]

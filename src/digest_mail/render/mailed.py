@@ -18,7 +18,7 @@ from digest_mail.config import Workspace
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger.approvals import Approval, list_approvals
 from digest_mail.ledger.campaigns import Mailed, mailed_campaigns
-from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.db import Ledger, ledger_exists, open_ledger
 
 if TYPE_CHECKING:
     from digest_mail.render.draft import Draft
@@ -93,10 +93,10 @@ def guard_replacement(
     """Refuse to replace a mailed or approved draft of ``edition`` with other content,
     unless ``force``; forced, the approval no longer counts (it pinned the old content).
     Same content: nothing to guard."""
-    if not workspace.ledger_path.exists():
+    if not ledger_exists(workspace):
         return Replacement()
     label = draft_label(workspace, None, edition)
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         mailed = [m for m in mailed_campaigns(ledger, edition) if m.content_hash != new_hash]
         approval = _active_approval(ledger, edition)
     # Only an approval of the draft on disk counts: once it was replaced (--force), the
@@ -137,8 +137,8 @@ def check_archivable(workspace: Workspace, draft: Draft) -> None:
     verify_content(draft)  # a hand edit of index.html would not show in edition.json
     label = draft_label(workspace, draft, draft.id)
     mailed: list[Mailed] = []
-    if workspace.ledger_path.exists():
-        with Ledger(workspace.ledger_path) as ledger:
+    if ledger_exists(workspace):
+        with open_ledger(workspace) as ledger:
             mailed = mailed_campaigns(ledger, draft.id)
     if not mailed:
         raise DigestMailError(

@@ -21,7 +21,7 @@ from digest_mail.ledger.approvals import (
     record_approval,
     withdraw_approval,
 )
-from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.db import Ledger, open_ledger
 from digest_mail.render.mailed import draft_label
 
 if TYPE_CHECKING:
@@ -162,7 +162,7 @@ def approve(
     verify_content(draft)
     who = user if user is not None else _current_user()
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         with ledger.transaction():
             previous = approval_state(workspace, ledger, draft)
             if previous.ok:
@@ -177,7 +177,7 @@ def withdraw(workspace: Workspace, ref: str, *, now: datetime | None = None) -> 
     """Withdraw the approval of ``ref`` (an edition id or draft folder)."""
     edition = _edition_of(workspace, ref)
     when = (now or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="seconds")
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         with ledger.transaction():
             approval = get_approval(ledger, edition)
             label = draft_label(workspace, None, edition)

@@ -13,7 +13,7 @@ from typing import Any
 
 from digest_mail.config import Workspace
 from digest_mail.errors import ConfigError
-from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.db import open_ledger
 from digest_mail.ledger.schedule_runs import ScheduleRun, list_runs, slot_key
 from digest_mail.schedule.editions import EditionChoice, choose_edition
 from digest_mail.schedule.slots import Schedule, aware, require_schedules
@@ -57,7 +57,7 @@ def overview(
     moment = aware(now) if now is not None else datetime.now(UTC)
     schedules = require_schedules(workspace)
     views = []
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         for schedule in schedules:
             runs = list_runs(ledger, schedule.name)
             views.append(

@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 
 from digest_mail.config import Workspace
 from digest_mail.errors import EXIT_COMPLETE, EXIT_ERROR, EXIT_INCOMPLETE, DigestMailError
-from digest_mail.ledger.db import Ledger
+from digest_mail.ledger.db import Ledger, open_ledger
 from digest_mail.ledger.schedule_runs import (
     ScheduleRun,
     claim_slot,
@@ -149,7 +149,7 @@ def rehearse_due(workspace: Workspace, *, now: datetime | None = None) -> list[R
     moment = aware(now) if now is not None else datetime.now(UTC)
     schedules = require_schedules(workspace)
     via = describe_transport(workspace)
-    with Ledger(workspace.ledger_path) as ledger:
+    with open_ledger(workspace) as ledger:
         return [_rehearse(workspace, ledger, s, moment, via) for s in schedules]
 
 
@@ -226,7 +226,7 @@ def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> Ru
     outcome = partial(_outcome, schedule, slot)
     with _slot_lock(workspace, schedule) as locked:
         if not locked:
-            with Ledger(workspace.ledger_path) as ledger:
+            with open_ledger(workspace) as ledger:
                 run = get_run(ledger, schedule.name, slot)
             return outcome(
                 "busy",
@@ -234,7 +234,7 @@ def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> Ru
                 "another digest-mail process is running this schedule now",
                 edition=run.edition if run is not None else None,
             )
-        with Ledger(workspace.ledger_path) as ledger:
+        with open_ledger(workspace) as ledger:
             run = get_run(ledger, schedule.name, slot)
             if run is None:
                 late = now - slot
