@@ -76,8 +76,11 @@ system-deps:
 	  fi; \
 	else echo "system-deps: not root or no apt-get; tests that need chromium/postfix/spamassassin/postgresql will skip"; fi
 
+# run.py: the send path against smtp-source (SQLite ledger); bench_postgres.py: the same
+# send with the ledger on PostgreSQL, one sender and two (skipped, saying why, without it).
 bench: $(VENV)/.dev system-deps
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/bench_postgres.py
 
 clean:
 	rm -rf $(VENV) drafts outbox var archive
