@@ -40,6 +40,7 @@ LAZY_COMMANDS = {
     "compose": "compose",
     "dev-smtp": "delivery",
     "init": "extras",
+    "ledger": "ledger",
     "preview": "compose",
     "schedule": "schedule",
     "send": "delivery",

@@ -40,7 +40,15 @@ from digest_mail.ledger.sqlite import SqliteBackend
 if TYPE_CHECKING:
     from digest_mail.ledger.postgres import PostgresBackend
 
-__all__ = ["Ledger", "LedgerError", "connect", "ledger_exists", "open_ledger", "utcnow"]
+__all__ = [
+    "Ledger",
+    "LedgerError",
+    "connect",
+    "ledger_exists",
+    "open_ledger",
+    "sqlite_path",
+    "utcnow",
+]
 
 PASSWORD_VARIABLE = "DIGEST_MAIL_LEDGER_PASSWORD"
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -72,10 +80,7 @@ class Ledger:
         if isinstance(target, Path):
             self.backend = SqliteBackend(target, timeout=timeout)
         elif target.startswith(SQLITE_SCHEME):
-            path = Path(target[len(SQLITE_SCHEME) :]).expanduser()
-            if not path.is_absolute():
-                path = (base or Path.cwd()) / path
-            self.backend = SqliteBackend(path, timeout=timeout)
+            self.backend = SqliteBackend(sqlite_path(target, base=base), timeout=timeout)
         elif target.startswith(POSTGRES_SCHEMES):
             from digest_mail.ledger.postgres import PostgresBackend
 
@@ -100,6 +105,8 @@ class Ledger:
         self.skip_locked = backend.skip_locked
         #: The database as shown to people: a file, or the URL (never a password).
         self.description = backend.description
+        #: The schema version found when opened, before any migration ran (0: a new one).
+        self.found_version = 0
         try:
             self._check_schema(migrate=migrate)
         except BaseException:
@@ -137,7 +144,7 @@ class Ledger:
         return self.backend.schema_version()
 
     def _check_schema(self, *, migrate: bool) -> None:
-        version = self.backend.schema_version()
+        version = self.found_version = self.backend.schema_version()
         if version > SCHEMA_VERSION:
             raise LedgerError(
                 f"{self.description}: ledger schema version {version} is newer than this "
@@ -233,6 +240,12 @@ def connect(
     return Ledger(
         url, base=base, password=password, passfile=passfile, migrate=migrate, timeout=timeout
     )
+
+
+def sqlite_path(url: str, *, base: Path | None = None) -> Path:
+    """The file of a ``sqlite:///…`` URL; a relative one is relative to ``base``."""
+    path = Path(url[len(SQLITE_SCHEME) :]).expanduser()
+    return path if path.is_absolute() else (base or Path.cwd()) / path
 
 
 def ledger_exists(workspace: Workspace) -> bool:
