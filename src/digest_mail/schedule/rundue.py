@@ -6,12 +6,15 @@ slot at or before *now*:
 
 * not yet recorded, and missed by more than ``late_after`` → recorded as skipped (late);
 * not yet recorded, nothing approved → skipped, and the staff list gets a short notice;
-* not yet recorded → claimed (one INSERT on PRIMARY KEY (schedule, slot) inside
-  BEGIN IMMEDIATE: of two overlapping runs exactly one claims it), then the approved
+* not yet recorded → claimed (one INSERT on PRIMARY KEY (schedule, slot), ON CONFLICT DO
+  NOTHING: of any number of overlapping runs, on one host or on several sharing a
+  PostgreSQL ledger, the database lets exactly one claim it), then the approved
   edition goes to the list through :func:`digest_mail.delivery.campaign.run_campaign`, the same
   path as ``send --yes``;
-* claimed or sending, and no other process holds the slot's lock → the run that claimed
-  it died: the campaign is resumed (run_campaign sends only what is not yet sent);
+* claimed or sending, and no process holds the schedule's session lock in the ledger
+  (:meth:`~digest_mail.ledger.db.Ledger.try_lock`, dropped when its holder dies) → the run
+  that claimed it died, here or on another host: the campaign is resumed (run_campaign
+  sends only what is not yet sent);
 * failed (the relay was down, the list unreadable …) → retried by later runs until the
   slot is ``late_after`` old, then left failed;
 * sent or skipped → nothing to do.
@@ -19,8 +22,6 @@ slot at or before *now*:
 
 from __future__ import annotations
 
-import fcntl
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -54,28 +55,24 @@ __all__ = ["RunOutcome", "rehearse_due", "run_due"]
 
 
 @contextmanager
-def _slot_lock(workspace: Workspace, schedule: Schedule) -> Iterator[bool]:
-    """An OS lock held while a process works on a schedule: it dies with the process.
+def _slot_lock(ledger: Ledger, schedule: Schedule) -> Iterator[bool]:
+    """The ledger's session lock on a schedule, held while a process works on it.
 
     The ledger claim decides who sends a slot; this lock tells a slot whose sender died
     (claimed, lock free: resume it) from one being sent right now (lock held: leave it).
+    It lives where the ledger does (a ``flock`` file beside the SQLite file, an advisory
+    lock on PostgreSQL), so run-due on every host sharing the ledger sees it, and it goes
+    with the process (or the host) holding it: the ``ledger`` connection stays open for
+    as long as the slot is worked on.
     """
-    folder = workspace.var_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", schedule.name)
-    handle = open(folder / f"schedule-{safe}.lock", "a+b")  # noqa: SIM115 - held across the yield
+    name = f"schedule:{schedule.name}"
+    if not ledger.try_lock(name):
+        yield False
+        return
     try:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        yield True
     finally:
-        handle.close()
+        ledger.unlock(name)
 
 
 # --- running what is due -------------------------------------------------------------------
@@ -222,79 +219,71 @@ def _rehearse(
 
 
 def _run_schedule(workspace: Workspace, schedule: Schedule, now: datetime) -> RunOutcome:
+    with open_ledger(workspace) as ledger, _slot_lock(ledger, schedule) as locked:
+        return _run_locked(workspace, ledger, schedule, now, locked=locked)
+
+
+def _run_locked(
+    workspace: Workspace, ledger: Ledger, schedule: Schedule, now: datetime, *, locked: bool
+) -> RunOutcome:
+    """The slot due at ``now``, on a ledger connection that holds the schedule's lock
+    (``locked``) for as long as this runs; without it, only what another process does."""
     slot = schedule.latest_slot(now)
     outcome = partial(_outcome, schedule, slot)
-    with _slot_lock(workspace, schedule) as locked:
-        if not locked:
-            with open_ledger(workspace) as ledger:
-                run = get_run(ledger, schedule.name, slot)
-            return outcome(
-                "busy",
-                run.state if run is not None else "unclaimed",
-                "another digest-mail process is running this schedule now",
-                edition=run.edition if run is not None else None,
+    run = get_run(ledger, schedule.name, slot)
+    if not locked:
+        return outcome(
+            "busy",
+            run.state if run is not None else "unclaimed",
+            "another digest-mail process is running this schedule now",
+            edition=run.edition if run is not None else None,
+        )
+    if run is None:
+        late = now - slot
+        if late > schedule.late_after:
+            note = _late_note(ledger, schedule, slot, late)
+            if not claim_slot(
+                ledger, schedule.name, slot, state="skipped", edition=None, note=note, now=now
+            ):
+                return _recorded(outcome, get_run(ledger, schedule.name, slot))
+            return outcome("skipped", "skipped", note)
+        try:
+            choice = choose_edition(workspace, ledger, schedule)
+        except DigestMailError as exc:
+            return outcome("failed", "unclaimed", f"cannot choose an edition: {exc}")
+        if choice.draft is None:
+            note = f"nothing sent: {choice.reason}"
+            if not claim_slot(
+                ledger, schedule.name, slot, state="skipped", edition=None, note=note, now=now
+            ):
+                return _recorded(outcome, get_run(ledger, schedule.name, slot))
+            notice = notify_staff(
+                workspace, ledger, schedule, slot, choice.reason_ja or choice.reason
             )
-        with open_ledger(workspace) as ledger:
-            run = get_run(ledger, schedule.name, slot)
-            if run is None:
-                late = now - slot
-                if late > schedule.late_after:
-                    note = _late_note(ledger, schedule, slot, late)
-                    if not claim_slot(
-                        ledger,
-                        schedule.name,
-                        slot,
-                        state="skipped",
-                        edition=None,
-                        note=note,
-                        now=now,
-                    ):
-                        return _recorded(outcome, get_run(ledger, schedule.name, slot))
-                    return outcome("skipped", "skipped", note)
-                try:
-                    choice = choose_edition(workspace, ledger, schedule)
-                except DigestMailError as exc:
-                    return outcome("failed", "unclaimed", f"cannot choose an edition: {exc}")
-                if choice.draft is None:
-                    note = f"nothing sent: {choice.reason}"
-                    if not claim_slot(
-                        ledger,
-                        schedule.name,
-                        slot,
-                        state="skipped",
-                        edition=None,
-                        note=note,
-                        now=now,
-                    ):
-                        return _recorded(outcome, get_run(ledger, schedule.name, slot))
-                    notice = notify_staff(
-                        workspace, ledger, schedule, slot, choice.reason_ja or choice.reason
-                    )
-                    return outcome("skipped", "skipped", note, notice=notice)
-                note = "claimed"
-                if not claim_slot(
-                    ledger,
-                    schedule.name,
-                    slot,
-                    state="claimed",
-                    edition=choice.draft.id,
-                    note=note,
-                    now=now,
-                ):
-                    return _recorded(outcome, get_run(ledger, schedule.name, slot))
-                run = get_run(ledger, schedule.name, slot)
-                assert run is not None
-            elif run.state in ("sent", "skipped"):
-                return _recorded(outcome, run)
-            elif run.state == "failed" and now - slot > schedule.late_after:
-                return outcome(
-                    "done",
-                    "failed",
-                    f"failed earlier and now past late_after, not retried: {run.note}",
-                    edition=run.edition,
-                    campaign_id=run.campaign_id,
-                )
-            return _send(workspace, ledger, schedule, slot, run, outcome, now)
+            return outcome("skipped", "skipped", note, notice=notice)
+        if not claim_slot(
+            ledger,
+            schedule.name,
+            slot,
+            state="claimed",
+            edition=choice.draft.id,
+            note="claimed",
+            now=now,
+        ):
+            return _recorded(outcome, get_run(ledger, schedule.name, slot))
+        run = get_run(ledger, schedule.name, slot)
+        assert run is not None
+    elif run.state in ("sent", "skipped"):
+        return _recorded(outcome, run)
+    elif run.state == "failed" and now - slot > schedule.late_after:
+        return outcome(
+            "done",
+            "failed",
+            f"failed earlier and now past late_after, not retried: {run.note}",
+            edition=run.edition,
+            campaign_id=run.campaign_id,
+        )
+    return _send(workspace, ledger, schedule, slot, run, outcome, now)
 
 
 def _late_note(ledger: Ledger, schedule: Schedule, slot: datetime, late: timedelta) -> str:
