@@ -122,3 +122,15 @@ def test_session_locks_are_seen_by_other_connections_and_die_with_them(
                 break
             two.execute("SELECT pg_sleep(0.02)")
         assert two.try_lock("sender:a")
+
+
+def test_the_server_notices_a_vanished_host_within_a_minute(postgres_db: Database) -> None:
+    # A dead sender's or scheduler's advisory locks go only when the server drops its
+    # session: its keepalives on our socket must not be the system's two hours.
+    with open_pg(postgres_db) as ledger:
+        row = ledger.execute(
+            "SELECT current_setting('tcp_keepalives_idle'),"
+            " current_setting('tcp_keepalives_interval'),"
+            " current_setting('tcp_keepalives_count')"
+        ).fetchone()
+        assert tuple(row) == ("30", "10", "3")

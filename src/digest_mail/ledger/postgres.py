@@ -28,6 +28,18 @@ from digest_mail.text import CONTROL
 # Every migration takes this advisory lock first: two hosts upgrading at once take turns.
 _MIGRATION_LOCK = 0x6469676573746D6C  # "digestml"
 _SCHEMA_TABLE = "ledger_schema"
+# A host that vanishes without closing its connection (power, network) must be noticed
+# by the server, which alone drops its advisory locks (a dead sender's, a dead
+# scheduler's): the server's keepalives on this session's socket, 30 s idle then 3
+# probes 10 s apart, so about a minute, not the system's default of two hours and more.
+# Client-side keepalives (libpq's) only tell this end about a dead server. Set per
+# session (not by the 'options' startup parameter, which a pooler may refuse); ignored
+# on a Unix socket.
+_SERVER_KEEPALIVES = (
+    "SELECT set_config('tcp_keepalives_idle', '30', false),"
+    " set_config('tcp_keepalives_interval', '10', false),"
+    " set_config('tcp_keepalives_count', '3', false)"
+)
 
 
 class Row(tuple[Any, ...]):
@@ -124,8 +136,8 @@ class PostgresBackend:
             "autocommit": True,
             "connect_timeout": max(1, int(self._timeout)),
             "application_name": "digest-mail",
-            # A host that vanishes without closing its connection (power, network) is
-            # noticed within a minute: its advisory locks, its liveness, go with it.
+            # This end notices a database server that vanished (see _SERVER_KEEPALIVES
+            # for the server's side).
             "keepalives": 1,
             "keepalives_idle": 30,
             "keepalives_interval": 10,
@@ -138,6 +150,11 @@ class PostgresBackend:
         try:
             db = psycopg.connect(self.url, row_factory=_row_factory, **extra)
         except psycopg.Error as exc:
+            raise self.error(exc, "cannot connect to the ledger") from None
+        try:
+            db.execute(_SERVER_KEEPALIVES)
+        except psycopg.Error as exc:
+            db.close()
             raise self.error(exc, "cannot connect to the ledger") from None
         return db
 
