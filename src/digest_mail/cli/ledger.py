@@ -1,9 +1,10 @@
-"""The ledger itself: ``ledger info``, ``ledger migrate``.
+"""The ledger itself: ``ledger info``, ``ledger migrate``, ``ledger copy``.
 
 What an operator does to the database rather than with the newsletter: see which ledger a
-workspace uses and what it holds, and bring a shared schema up to this digest-mail's
-after an upgrade. A URL given here never carries a password
-(config.ledger_url_problem refuses one before anything connects).
+workspace uses and what it holds, bring a shared schema up to this digest-mail's after
+an upgrade, and move a ledger (SQLite into PostgreSQL, say) whole. A URL given here
+never carries a password (config.ledger_url_problem refuses one before anything
+connects).
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from pathlib import Path
 import click
 
 from digest_mail.cli import echo_json, json_option, pass_workspace
-from digest_mail.config import Workspace
-from digest_mail.errors import LedgerError
+from digest_mail.config import SQLITE_SCHEME, Workspace, ledger_url_problem
+from digest_mail.errors import ConfigError, LedgerError
 from digest_mail.files import display_path
-from digest_mail.ledger.db import Ledger, connect, ledger_exists, open_ledger
+from digest_mail.ledger.copy import PAGE, TableCopy, copy_ledger
+from digest_mail.ledger.db import Ledger, connect, ledger_exists, open_ledger, sqlite_path
 from digest_mail.ledger.tables import describe_ledger
 
 
@@ -29,6 +31,12 @@ def _open(workspace: Workspace, url: str | None, *, migrate: bool = False) -> Le
     if url is None:
         return open_ledger(workspace, migrate=migrate)
     return connect(url, base=workspace.root, passfile=workspace.ledger_passfile, migrate=migrate)
+
+
+def _verdict(table: TableCopy) -> str:
+    if table.ok:
+        return "ok"
+    return f"MISMATCH: {table.source_rows} rows in the source, checksum {table.source_checksum}"
 
 
 @click.group()
@@ -110,6 +118,77 @@ def migrate_command(workspace: Workspace, url: str | None, as_json: bool) -> Non
         click.echo(f"ledger {shown}: new, schema {after}")
     else:
         click.echo(f"ledger {shown}: schema {before} → {after}")
+
+
+@ledger.command("copy")
+@click.argument("source_url", metavar="SOURCE_URL")
+@click.argument("dest_url", metavar="DEST_URL")
+@click.option(
+    "--page",
+    type=click.IntRange(1, 100_000),
+    default=PAGE,
+    show_default=True,
+    help="Rows read and written at a time.",
+)
+@json_option
+@pass_workspace
+def copy_command(
+    workspace: Workspace, source_url: str, dest_url: str, page: int, as_json: bool
+) -> None:
+    """Copy a whole ledger into an empty one, e.g. SQLite into PostgreSQL.
+
+    Suppressions, soft bounces, approvals, schedule runs, campaigns, their lists,
+    deliveries and senders move in one transaction on DEST_URL; before it commits,
+    every table's row count and a checksum of its rows are compared with the source's
+    and printed. On any difference nothing is written (exit 1). DEST_URL must hold no
+    rows (an empty database, or a new SQLite file): nothing is ever overwritten or
+    doubled. Stop sends and schedules on the source first; its rows are read as one
+    moment, and what is written after that moment is not copied.
+
+    A sqlite:/// URL is relative to the workspace (sqlite:////srv/l.sqlite3 is
+    absolute). URLs never carry a password: a PostgreSQL password comes from
+    DIGEST_MAIL_LEDGER_PASSWORD, [ledger] passfile or libpq's PGPASSWORD and
+    ~/.pgpass. When both ends are PostgreSQL with different passwords, leave
+    DIGEST_MAIL_LEDGER_PASSWORD unset and put one line for each in the passfile
+    (HOST:PORT:DATABASE:USER:PASSWORD): libpq picks the line matching each URL. Then
+    set [ledger] url to DEST_URL.
+
+    \b
+    Example:
+        digest-mail ledger copy sqlite:///var/ledger.sqlite3 \\
+            postgresql://digest_mail@127.0.0.1:5432/digest
+    """
+    for url in (source_url, dest_url):
+        if problem := ledger_url_problem(url):
+            raise ConfigError(problem[0], hint=problem[1])
+    if source_url.startswith(SQLITE_SCHEME):
+        path = sqlite_path(source_url, base=workspace.root)
+        if not path.is_file():
+            raise LedgerError(
+                f"no ledger to copy: {display_path(path)} does not exist",
+                hint="a relative sqlite:/// URL is relative to the workspace",
+            )
+    with _open(workspace, source_url) as source, _open(workspace, dest_url) as destination:
+        report = copy_ledger(source, destination, page=page)
+        shown = _shown(source), _shown(destination)
+    if as_json:
+        echo_json({**report.as_dict(), "source": shown[0], "destination": shown[1]})
+    else:
+        click.echo(f"{shown[0]} → {shown[1]}")
+        width = max(len(table.table) for table in report.tables)
+        for table in report.tables:
+            click.echo(
+                f"  {table.table:<{width}}  {table.copied_rows:>9} rows  "
+                f"checksum {table.copied_checksum}  {_verdict(table)}"
+            )
+    if not report.ok:
+        raise LedgerError(
+            f"the copy differs from the source in {', '.join(report.mismatched())}; "
+            f"rolled back, nothing was written to {shown[1]}",
+            hint="stop every send and schedule on the source, then copy again",
+        )
+    if not as_json:
+        click.echo(f"Copied {report.rows} rows; every table's count and checksum match the source.")
 
 
 COMMANDS = [ledger]
