@@ -147,11 +147,11 @@ def copy_command(
 
     A sqlite:/// URL is relative to the workspace (sqlite:////srv/l.sqlite3 is
     absolute). URLs never carry a password: a PostgreSQL password comes from
-    DIGEST_MAIL_LEDGER_PASSWORD, [ledger] passfile or libpq's PGPASSWORD and
+    DIGEST_MAIL_LEDGER_PASSWORD, else libpq's PGPASSWORD, [ledger] passfile or
     ~/.pgpass. When both ends are PostgreSQL with different passwords, leave
-    DIGEST_MAIL_LEDGER_PASSWORD unset and put one line for each in the passfile
-    (HOST:PORT:DATABASE:USER:PASSWORD): libpq picks the line matching each URL. Then
-    set [ledger] url to DEST_URL.
+    DIGEST_MAIL_LEDGER_PASSWORD and PGPASSWORD unset and put one line for each in the
+    passfile (HOST:PORT:DATABASE:USER:PASSWORD): libpq picks the line matching each
+    URL. Then set [ledger] url to DEST_URL.
 
     \b
     Example:
