@@ -134,3 +134,14 @@ def test_the_server_notices_a_vanished_host_within_a_minute(postgres_db: Databas
             " current_setting('tcp_keepalives_count')"
         ).fetchone()
         assert tuple(row) == ("30", "10", "3")
+
+
+def test_statements_are_planned_with_their_values_never_prepared(postgres_db: Database) -> None:
+    # A prepared statement may keep a generic plan made while the deliveries table was
+    # nearly empty, and a claim then scans the whole campaign (benchmarks/bench_postgres.py).
+    with open_pg(postgres_db) as ledger:
+        for seq in range(10):
+            ledger.execute(
+                "SELECT seq FROM deliveries WHERE campaign_id = ? AND seq > ?", ("c", seq)
+            )
+        assert ledger.execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0] == 0

@@ -142,6 +142,13 @@ class PostgresBackend:
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
+            # No server-side prepared statements: each statement is planned with its own
+            # values. psycopg prepares one after 5 runs, and PostgreSQL may then keep a
+            # generic plan made while the deliveries table was nearly empty (the snapshot
+            # is written as the send starts): a claim that probes 64 rows by index became
+            # a scan of the whole campaign, ~50 ms a batch at 20,000 rows
+            # (benchmarks/bench_postgres.py). Also what a transaction pooler needs.
+            "prepare_threshold": None,
         }
         if self._password is not None:
             extra["password"] = self._password
