@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from digest_mail.config import Workspace
+from ledger_rows import workspace_ledger
 
 SURNAMES = ["山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村", "小林", "加藤"]
 GIVEN = ["太郎", "花子", "一郎", "美咲", "翔太", "陽菜", "蓮", "結衣", "大輔", "さくら"]
@@ -56,17 +58,15 @@ class Delivery:
     message_id: str
 
 
-def deliveries(ledger_path: Path, campaign_id: str) -> dict[str, Delivery]:
-    """Every delivery row of the campaign, keyed by the casefolded address."""
-    db = sqlite3.connect(f"file:{ledger_path}?mode=ro", uri=True)
-    try:
-        rows = db.execute(
+def deliveries(where: Workspace | Path, campaign_id: str) -> dict[str, Delivery]:
+    """Every delivery row of the campaign, keyed by the casefolded address, from the
+    ledger of the workspace (or workspace folder) ``where``, SQLite or PostgreSQL."""
+    with workspace_ledger(where) as ledger:
+        rows = ledger.execute(
             "SELECT address, email, state, uncertain, attempts, last_code, last_reply, message_id "
             "FROM deliveries WHERE campaign_id = ?",
             (campaign_id,),
         ).fetchall()
-    finally:
-        db.close()
     return {r[0]: Delivery(r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7]) for r in rows}
 
 

@@ -102,9 +102,9 @@ def ran_before(
     root: Path, schedule: str = "weekly", slot: str = "2026-11-23T08:00:00+09:00"
 ) -> None:
     """Record an earlier slot of ``schedule`` as run: the schedule has been running since."""
-    from digest_mail.ledger.db import Ledger
     from digest_mail.ledger.schedule_runs import claim_slot
+    from ledger_rows import workspace_ledger
 
     moment = dt.datetime.fromisoformat(slot)
-    with Ledger(find_workspace(root).ledger_path) as ledger:
+    with workspace_ledger(root) as ledger:
         claim_slot(ledger, schedule, moment, state="skipped", edition=None, note="", now=moment)

@@ -49,7 +49,7 @@ def test_a_message_the_relay_may_have_queued_is_uncertain_not_retried(
         report = run_campaign(ws, make_draft(), "chaos", concurrency=2, clock=FastClock())
         time.sleep(2.0)  # whatever the relay still does with the first try, it has done
     recorder = server.recorder
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     # late-250 and accept-drop queued it (once); slow and stall never finished it.
     assert recorder.accepted_counts()[doubtful] == (fault in ("late-250", "accept-drop"))
     assert report.uncertain == 1 and report.exit_code == 5

@@ -10,7 +10,6 @@ and only recipients the ledger reported uncertain may have been accepted twice.
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
@@ -25,6 +24,7 @@ from conftest import Runner
 from digest_mail.config import find_workspace
 from digest_mail.render.draft import latest_draft
 from faultserver import FAULTS, FaultPlan, FaultServer, Recorder, check_against_ledger
+from ledger_rows import child_env
 
 RECIPIENTS = 5000
 SEED = 7_2026
@@ -33,7 +33,7 @@ DIGEST_MAIL = Path(sys.executable).with_name("digest-mail")
 
 
 def _env(url: str, root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env = child_env()
     env.update(env_for(url))
     env["DIGEST_MAIL_SMTP_RETRY_BACKOFF"] = "0s"
     env["DIGEST_MAIL_WORKSPACE"] = str(root)
@@ -125,7 +125,7 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
             code, out = _run_until([*argv, *flags], env, None, deadline)
             runs += 1
             outputs.append(out)
-            rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+            rows = deliveries(workspace, f"{draft.id}/chaos")
             waiting = sum(r.state == "uncertain" for r in rows.values())
             if waiting:
                 # The run says how many are uncertain and how to resend them.
@@ -133,7 +133,7 @@ def test_send_survives_sigkill_at_random_points(workspace: Path, run: Runner) ->
             if code == 0 and all(r.state in ("sent", "failed") for r in rows.values()):
                 break
     faults = recorder.faults_by_kind()
-    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    rows = deliveries(workspace, f"{draft.id}/chaos")
     uncertain = {k for k, r in rows.items() if r.uncertain}
     counts = recorder.accepted_counts()
     doubled = {a for a, n in counts.items() if n > 1}
@@ -183,7 +183,7 @@ def test_two_senders_of_one_campaign_never_double(workspace: Path, run: Runner) 
         outputs = [p.communicate(timeout=120)[0].decode() for p in procs]
         codes = [p.returncode for p in procs]
         rerun = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    rows = deliveries(workspace, f"{draft.id}/chaos")
     print(f"\ntwo senders: exits {codes}, {len(server.recorder.injected)} faults")
     assert "Traceback" not in "".join(outputs) + rerun.stdout + rerun.stderr
     # One of them sent (5: all but the server's own stalls and drops after a message).
@@ -228,7 +228,7 @@ def test_ctrl_c_at_random_points_leaves_nothing_uncertain(workspace: Path, run: 
             out = proc.communicate(timeout=30)[0].decode()
             assert "Traceback" not in out, out
         done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
-    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.id}/chaos")
+    rows = deliveries(workspace, f"{draft.id}/chaos")
     faults = sum(recorder.faults_by_kind().values())
     print(f"\nctrl-c chaos: {interrupts} interrupts, {faults} faults")
     assert interrupts >= 2

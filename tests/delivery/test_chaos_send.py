@@ -65,7 +65,7 @@ def test_five_thousand_with_ten_percent_faults(
     assert sum(faults.values()) >= 0.09 * size
     assert len(faults) >= 10  # nearly every kind met at least once
 
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     assert len(rows) == size
     expected = _verdicts(plan, addresses)
     states = Counter(r.state for r in rows.values())
@@ -116,7 +116,7 @@ def test_a_lost_250_is_reported_uncertain_never_sent_twice(
         f"\nlost 250 ({client}): {len(recorder.injected)} faults, {len(lost_replies)} "
         f"replies lost, {sum(n > 1 for n in recorder.accepted_counts().values())} doubled"
     )
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     assert {r.state for r in rows.values()} == {"sent", "uncertain"}
     assert len(rows) == len(addresses)
     assert [a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]] == []
@@ -148,7 +148,7 @@ def test_a_relay_refusing_connections_in_its_greeting(
     faults = sum(server.recorder.faults_by_kind().values())
     print(f"\ngreeting 421 ({client}): {server.refused} connections refused, {faults} faults")
     assert server.refused >= 5
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     wrong = [a for a in addresses if rows[a.lower()].state != plan.expected(a)[0]]
     assert wrong == []
     sent = {k for k, r in rows.items() if r.state == "sent"}

@@ -15,7 +15,6 @@ from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import run_campaign
 from digest_mail.delivery.report import BreakerTripped
 from digest_mail.delivery.retry import BREAKER_MIN_REJECTED, BREAKER_SAME_REPLY
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.suppressions import is_suppressed
 from digest_mail.render.draft import load_draft
 from digest_mail.transport.errors import (
@@ -25,6 +24,7 @@ from digest_mail.transport.errors import (
     classify_refusal,
     refusal,
 )
+from ledger_rows import workspace_ledger
 from smtpserver import SmtpServer
 
 SENDER_REJECTED = "553 5.7.1 <digest@example.jp>: Sender address rejected: not owned by user taro"
@@ -122,7 +122,7 @@ def subscribed(root: Path, name: str) -> list[str]:
 
 def ledger_states(root: Path) -> tuple[dict[str, int], int]:
     ws = find_workspace(root)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         states = dict(
             ledger.execute(
                 "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = '2026-W48/weekly' "
@@ -172,7 +172,7 @@ def test_a_mailbox_refusal_fails_and_suppresses_only_that_reader(
     states, suppressed = ledger_states(workspace)
     assert (states, suppressed) == ({"sent": len(addresses) - 2, "failed": 2}, 1)
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert is_suppressed(ledger, addresses[3]) and not is_suppressed(ledger, addresses[4])
 
 

@@ -16,9 +16,9 @@ from digest_mail.delivery.campaign import run_campaign
 from digest_mail.delivery.report import CampaignError
 from digest_mail.delivery.status import campaign_status
 from digest_mail.delivery.testsend import send_test
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.migrations import MIGRATIONS
 from digest_mail.ledger.suppressions import get_suppression, is_suppressed, suppress
+from ledger_rows import workspace_ledger
 from smtpserver import SmtpServer
 
 SURNAMES = ["山田", "佐藤", "鈴木", "高橋", "田中", "渡辺", "伊藤", "中村", "小林", "加藤"]
@@ -50,7 +50,7 @@ def smtp_workspace(
 
 
 def states(ws: Workspace, campaign: str) -> dict[str, int]:
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         rows = ledger.execute(
             "SELECT state, COUNT(*) FROM deliveries WHERE campaign_id = ? GROUP BY state",
             (campaign,),
@@ -131,7 +131,7 @@ def test_temporary_failures_are_retried_until_delivered(
     assert set(smtp_server.counts().values()) == {1} and len(smtp_server.counts()) == 30
     assert clock.slept, "the retries waited (on the injected clock)"
     assert all(s > 0 for s in clock.slept)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         attempts = dict(
             ledger.execute(
                 "SELECT email, attempts FROM deliveries WHERE campaign_id = '2026-W48/readers'"
@@ -160,7 +160,7 @@ def test_retrying_stops_after_retry_for_and_a_rerun_delivers(
             "attempts": report.failures[0]["attempts"],
         }
     ]
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         ledger.execute("SELECT 1")
     smtp_server.handler.rcpt_replies.clear()
     again = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
@@ -183,7 +183,7 @@ def test_permanent_failures_fail_and_bounces_are_suppressed(
     failures = {f["email"]: (f["code"], f["reply"]) for f in report.failures}
     assert failures[addresses[1]] == (550, "5.1.1 No such user")
     assert failures[addresses[3]] == (552, "5.2.2 Mailbox full, over quota")
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert is_suppressed(ledger, addresses[1]) and is_suppressed(ledger, addresses[2])
         assert not is_suppressed(ledger, addresses[3])
         suppression = get_suppression(ledger, addresses[1])
@@ -224,7 +224,7 @@ def test_suppressed_and_invalid_rows_are_recorded_not_sent(
         extra="taro@@example.jp,壊れた,subscribed,2026-01-01\nREADER00001@example.com,重複,subscribed,2026-01-01\n",
     )
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         suppress(ledger, addresses[4], reason="unsubscribed", source="test")
     report = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert (report.total, report.sent, report.suppressed, report.skipped_invalid) == (8, 7, 1, 2)
@@ -256,7 +256,7 @@ def test_relay_refusing_auth_stops_cleanly_with_ledger_intact(
         assert report.sent == 5 and len(server.received) == 5
         # The resumed run completed it: the first run's stop reason no longer applies.
         assert (report.state, report.stopped, report.complete) == ("finished", "", True)
-        with Ledger(ws.ledger_path) as ledger:
+        with workspace_ledger(ws) as ledger:
             row = ledger.execute(
                 "SELECT state, note FROM campaigns WHERE id = '2026-W48/readers'"
             ).fetchone()
@@ -286,7 +286,7 @@ def test_uncertain_rows_are_reported_and_resent_only_on_request(
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
     run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     # What a run killed mid-batch leaves behind: rows claimed ('sending'), results unknown.
-    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+    with workspace_ledger(ws) as ledger, ledger.transaction():
         ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[3], addresses[4]),
@@ -300,7 +300,7 @@ def test_uncertain_rows_are_reported_and_resent_only_on_request(
     resent = run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock(), resend_uncertain=True)
     assert (resent.sent, resent.uncertain, resent.sent_this_run) == (10, 0, 2)
     assert resent.complete
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         flagged = {r[0] for r in ledger.execute("SELECT email FROM deliveries WHERE uncertain = 1")}
     assert flagged == {addresses[3], addresses[4]}
 
@@ -334,7 +334,7 @@ def test_test_send_goes_to_staff_with_test_prefix_and_refuses_subscriber_lists(
     subjects = {item.message["Subject"] for item in smtp_server.received}
     assert subjects == {"[TEST] " + SAMPLE_DRAFT.subject}
     assert smtp_server.counts()["editors@example.jp"] == 2
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         kinds = ledger.execute("SELECT kind, COUNT(*) FROM campaigns GROUP BY kind").fetchall()
     assert [tuple(k) for k in kinds] == [("test", 2)]
 
@@ -383,10 +383,10 @@ def test_ledger_rows_never_stay_sending_after_a_clean_run(
     smtp_server.reply_for("reader00003@example.jp", "451 4.3.0 try later")
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
     run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
-    db = sqlite3.connect(ws.ledger_path)
-    assert db.execute("SELECT COUNT(*) FROM deliveries WHERE state != 'sent'").fetchone()[0] == 0
-    assert db.execute("SELECT state FROM campaigns").fetchall() == [("finished",)]
-    db.close()
+    with workspace_ledger(ws) as ledger:
+        left = ledger.execute("SELECT COUNT(*) FROM deliveries WHERE state != 'sent'")
+        assert left.fetchone()[0] == 0
+        assert [tuple(r) for r in ledger.execute("SELECT state FROM campaigns")] == [("finished",)]
 
 
 def test_an_unsubscribe_during_the_send_is_honoured(
@@ -398,7 +398,7 @@ def test_an_unsubscribe_during_the_send_is_honoured(
 
     def unsubscribe_late_reader(_: object) -> None:
         if len(smtp_server.handler.received) == 1:
-            with Ledger(ws.ledger_path) as ledger:
+            with workspace_ledger(ws) as ledger:
                 suppress(ledger, late, reason="unsubscribed", source="one-click")
 
     smtp_server.handler.on_message = unsubscribe_late_reader
@@ -432,7 +432,7 @@ def test_an_unreadable_list_leaves_no_campaign_behind(
     with pytest.raises(InputError) as info:
         run_campaign(ws, SAMPLE_DRAFT, "broken", clock=FakeClock())
     assert "broken.csv" in str(info.value)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
     with pytest.raises(InputError, match=r"nothing\.csv"):
         run_campaign(ws, SAMPLE_DRAFT, "nothing", clock=FakeClock())
@@ -485,6 +485,7 @@ def test_the_callers_signal_handlers_are_restored_after_a_send(
         signal.signal(signal.SIGTERM, previous)
 
 
+@pytest.mark.sqlite_only  # the file's PRAGMA user_version, rewound by hand
 def test_a_campaign_half_sent_under_ledger_version_4_resumes_after_the_upgrade(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -513,7 +514,7 @@ def test_a_campaign_half_sent_under_ledger_version_4_resumes_after_the_upgrade(
     assert (report.sent, report.uncertain, report.sent_this_run) == (29, 1, 9)
     resumed = smtp_server.counts() - before
     assert sorted(resumed) == sorted(addresses[21:]) and set(resumed.values()) == {1}
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert ledger.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         indexes = {
             r[0] for r in ledger.execute("SELECT name FROM sqlite_master WHERE type='index'")

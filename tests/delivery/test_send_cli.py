@@ -225,13 +225,13 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
     workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer
 ) -> None:
     from digest_mail.config import find_workspace
-    from digest_mail.ledger.db import Ledger
+    from ledger_rows import workspace_ledger
 
     addresses = subscribed(workspace, "weekly")
     assert run("send", "2026-W48", "--list", "weekly", "--yes", env=env).exit_code == 0
     # What a killed run leaves: two rows claimed, their outcome unknown.
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+    with workspace_ledger(ws) as ledger, ledger.transaction():
         ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[2], addresses[5]),
@@ -264,13 +264,13 @@ def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
 ) -> None:
     from digest_mail.config import find_workspace
     from digest_mail.delivery.lock import campaign_lock
-    from digest_mail.ledger.db import Ledger
+    from ledger_rows import workspace_ledger
 
     addresses = subscribed(workspace, "weekly")
     assert run("send", "2026-W48", "--list", "weekly", "--yes", env=env).exit_code == 0
     # What a run killed mid-send leaves: rows claimed, the campaign still 'sending'.
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+    with workspace_ledger(ws) as ledger, ledger.transaction():
         ledger.execute(
             "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
             (addresses[2], addresses[5]),

@@ -4,7 +4,6 @@ among the deliveries the rerun reports as uncertain."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
-from digest_mail.ledger.db import Ledger
+from ledger_rows import child_env, workspace_ledger
 from smtpserver import SmtpServer, parse_message
 
 COUNT = 5000
@@ -31,7 +30,7 @@ def write_big_list(root: Path) -> list[str]:
 
 
 def cli_env(server: SmtpServer) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env = child_env()
     env.update(
         DIGEST_MAIL_SMTP_URL=server.url,
         DIGEST_MAIL_SMTP_CONCURRENCY="8",
@@ -57,7 +56,7 @@ def start_until_received(
 
 @pytest.mark.slow
 def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
-    workspace: Path, smtp_server: SmtpServer
+    workspace: Path, smtp_server: SmtpServer, ledger_kind: str
 ) -> None:
     write_draft_folder(workspace)
     addresses = write_big_list(workspace)
@@ -72,7 +71,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     assert killed_at < COUNT
 
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         in_flight = ledger.execute(
             "SELECT COUNT(*) FROM deliveries WHERE state = 'sending'"
         ).fetchone()[0]
@@ -84,7 +83,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
         [*CLI, "status", "2026-W48/big"], cwd=workspace, env=env, capture_output=True, timeout=60
     )
     lines = status.stdout.decode().splitlines()
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         sent_so_far = ledger.execute(
             "SELECT COUNT(*) FROM deliveries WHERE state = 'sent'"
         ).fetchone()[0]
@@ -124,6 +123,8 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     assert set(counts) == set(addresses), "every address delivered"
     doubled = {a for a, n in counts.items() if n > 1}
     assert doubled <= uncertain, "duplicates only among the reported uncertain ones"
+    # The CLI processes used the test's ledger: on PostgreSQL, no SQLite file was made.
+    assert ws.ledger_path.exists() == (ledger_kind == "sqlite")
     assert max(counts.values()) <= 2
     # Spot-check content: the right person's message, one Message-ID per delivery row.
     for item in smtp_server.received[:: COUNT // 25]:
@@ -152,7 +153,7 @@ def test_ctrl_c_finishes_in_flight_messages_and_leaves_nothing_uncertain(
     assert out.decode().startswith("Stopped 2026-W48 to big: ")
 
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         by_state = dict(
             ledger.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         )
@@ -208,7 +209,7 @@ def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertai
         in err.decode().splitlines()
     )
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         by_state = dict(
             ledger.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state").fetchall()
         )
@@ -259,7 +260,7 @@ def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_d
 
     ws = find_workspace(workspace)
     wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         state = ledger.execute("SELECT state FROM campaigns").fetchone()[0]
         written = ledger.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
     assert state == "snapshotting" and written < len(addresses)

@@ -16,9 +16,9 @@ from delivery_draft import SAMPLE_DRAFT, write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import run_campaign
 from digest_mail.ledger.campaigns import sent_editions
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.migrations import MIGRATIONS
 from digest_mail.ledger.suppressions import suppress
+from ledger_rows import workspace_ledger
 from schedule_helpers import compose_draft, outbox_messages, set_schedules, write_list
 from smtpserver import SmtpServer
 
@@ -87,7 +87,7 @@ def test_two_lists_one_campaign_each_address_once(
         "  0 sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, 0 skipped-invalid, "
         "0 uncertain\n"
     )
-    with Ledger(find_workspace(workspace).ledger_path) as ledger:
+    with workspace_ledger(workspace) as ledger:
         assert sent_editions(ledger, ["partners", "weekly"]) == {"2026-W48"}
         assert sent_editions(ledger, "weekly") == {"2026-W48"}
 
@@ -113,7 +113,7 @@ def test_a_reader_who_had_the_edition_from_one_list_does_not_get_it_again(
         ("suzuki@example.jp", 1),
         ("yamada@example.jp", 1),
     ]
-    with Ledger(find_workspace(workspace).ledger_path) as ledger:
+    with workspace_ledger(workspace) as ledger:
         assert sent_editions(ledger, "partners") == {"2026-W48"}
 
 
@@ -166,6 +166,7 @@ def test_a_schedule_list_that_is_neither_a_name_nor_names_is_refused(
     )
 
 
+@pytest.mark.sqlite_only  # the file's PRAGMA user_version, rewound by hand
 def test_a_one_list_campaign_from_before_migration_6_resumes(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -188,7 +189,7 @@ def test_a_one_list_campaign_from_before_migration_6_resumes(
     assert report.lists == ("weekly",)
     assert report.resume_command() == "digest-mail send 2026-W48 --list weekly"
     assert smtp_server.counts()["suzuki@example.jp"] == 2  # the row put back to queued
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert ledger.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert sent_editions(ledger, "weekly") == {"2026-W48"}
 
@@ -236,7 +237,7 @@ def test_a_streamed_snapshot_of_two_lists_sends_each_address_once(
     assert received == sorted(everyone)
 
     # A list whose every reader is suppressed, streamed too: an error, nothing recorded.
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         for address in everyone[:600]:
             suppress(ledger, address, reason="unsubscribed", source="test")
     with pytest.raises(NothingToSend) as info:
@@ -245,7 +246,7 @@ def test_a_streamed_snapshot_of_two_lists_sends_each_address_once(
         "nothing to send: all 600 readers of list first are suppressed (unsubscribed or bounced)"
     )
     assert len(forked) == 2
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         ids = [r[0] for r in ledger.execute("SELECT id FROM campaigns ORDER BY id")]
     assert ids == ["2026-W48/first+second"]
 

@@ -13,7 +13,8 @@ from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import campaign_id_for
 from digest_mail.ledger.campaigns import sent_editions
-from digest_mail.ledger.db import Ledger, utcnow
+from digest_mail.ledger.db import utcnow
+from ledger_rows import workspace_ledger
 from schedule_helpers import set_schedules, weekly
 from smtpserver import SmtpServer
 
@@ -56,7 +57,7 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
     dry = run("send", "--list", "weekly", "--dry-run", env=env)
     assert (dry.exit_code, dry.output) == (1, empty)
     ws = find_workspace(tmp_path / "news")
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
         assert sent_editions(ledger, "weekly") == set()
     assert smtp_server.received == []
@@ -81,7 +82,7 @@ def test_an_empty_list_is_an_error_and_readers_added_later_get_the_edition(
     (message,) = smtp_server.received
     assert message.recipients == ("Reader@example.jp",)
     assert message.message["To"].addresses[0].addr_spec == "Reader@example.jp"
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert sent_editions(ledger, "weekly") == {edition}
     listed = run("schedule", "list", env=env)
     assert f"the newest approved edition {edition} was already sent to weekly" in listed.output
@@ -93,14 +94,14 @@ def test_a_campaign_recorded_complete_with_nobody_is_not_a_sent_campaign(
     # What an older digest-mail left after sending to an empty list: finished, 0 rows.
     write_draft_folder(workspace)
     ws = find_workspace(workspace)
-    with Ledger(ws.ledger_path) as ledger, ledger.transaction():
+    with workspace_ledger(ws) as ledger, ledger.transaction():
         ledger.execute(
             "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
             "created_at, started_at, finished_at) VALUES (?, '2026-W48', 'weekly', 'campaign', "
             "'old', 'finished', ?, ?, ?)",
             (campaign_id_for("2026-W48", "weekly"), utcnow(), utcnow(), utcnow()),
         )
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert sent_editions(ledger, "weekly") == set()
     env = _env(smtp_server)
     count = _subscribed(workspace, "weekly")
@@ -151,7 +152,7 @@ def test_a_list_where_everyone_is_suppressed_or_invalid_is_an_error(
         "Hint: fix the invalid rows (see 'digest-mail subscribers check weekly') or add readers "
         "with 'digest-mail subscribers add weekly ADDRESS'\n",
     )
-    with Ledger(find_workspace(workspace).ledger_path) as ledger:
+    with workspace_ledger(workspace) as ledger:
         assert ledger.execute("SELECT COUNT(*) FROM campaigns").fetchone()[0] == 0
     assert smtp_server.received == []
 

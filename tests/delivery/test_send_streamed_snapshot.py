@@ -24,6 +24,7 @@ from digest_mail.delivery.report import SNAPSHOT_UNFINISHED, CampaignError
 from digest_mail.delivery.status import campaign_status
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger.db import Ledger
+from ledger_rows import workspace_ledger
 from schedule_helpers import outbox_messages
 from test_send import write_list
 
@@ -56,7 +57,7 @@ def recipients(root: Path) -> Counter[str]:
 
 
 def campaign_row(ws: Workspace) -> Any:
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         return ledger.execute(
             "SELECT state, total, started_at, finished_at, note FROM campaigns "
             "WHERE id = '2026-W48/readers'"
@@ -76,7 +77,7 @@ def test_a_streamed_snapshot_reaches_everyone_once_in_list_order(
     row = campaign_row(ws)
     assert (row["state"], row["total"]) == ("finished", COUNT)
     assert row["started_at"] and row["finished_at"]
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         in_order = [
             r[0]
             for r in ledger.execute(

@@ -13,9 +13,9 @@ from conftest import Runner
 from delivery_draft import make_draft, write_draft_folder
 from digest_mail.config import find_workspace
 from digest_mail.delivery.campaign import run_campaign
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.suppressions import list_suppressions
 from faultserver import FaultServer
+from ledger_rows import workspace_ledger
 
 ROWS = "yamada@example.jp,山田\n太郎@example.jp,太郎\n花子@example.jp,花子\n"
 
@@ -31,14 +31,14 @@ def test_a_japanese_local_part_fails_naming_smtputf8_and_is_not_suppressed(
         monkeypatch.setenv("DIGEST_MAIL_SMTP_CLIENT", client)
         ws = find_workspace(workspace)
         report = run_campaign(ws, make_draft(), "idn", concurrency=1)
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     reason = "the relay does not offer SMTPUTF8, needed for this non-ASCII address"
     assert {r.email: (r.state, r.code, r.reply) for r in rows.values()} == {
         "yamada@example.jp": ("sent", 250, ""),
         "太郎@example.jp": ("failed", None, reason),
         "花子@example.jp": ("failed", None, reason),
     }
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         assert list_suppressions(ledger) == []
 
 

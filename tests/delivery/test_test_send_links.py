@@ -17,14 +17,14 @@ from conftest import Runner
 from delivery_draft import write_draft_folder
 from digest_mail.audience.unsubscribe import make_token, read_token, signing_key, verify_token
 from digest_mail.config import Workspace
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.suppressions import list_suppressions
+from ledger_rows import workspace_ledger
 
 ONE_CLICK = {"List-Unsubscribe": "One-Click"}
 
 
 def _suppressed(ws: Workspace) -> list[str]:
-    with Ledger(ws.ledger_path) as ledger:
+    with workspace_ledger(ws) as ledger:
         return [s.address for s in list_suppressions(ledger)]
 
 

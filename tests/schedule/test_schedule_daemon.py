@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import signal
 import subprocess
@@ -10,9 +9,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.schedule_runs import list_runs
 from digest_mail.schedule.timers import run_daemon
+from ledger_rows import child_env, workspace_ledger
 from schedule_helpers import compose_draft, outbox_messages, set_schedules, weekly, workspace_of
 
 SLOT = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)  # Monday 08:00 in Tokyo
@@ -58,7 +57,7 @@ def test_daemon_survives_a_failed_run_retries_and_sleeps_until_the_next_slot(
     assert lines[4:] == ["stopping"]
     assert waits == [300.0, 3600.0]
     assert len(outbox_messages(workspace)) == 31
-    with Ledger(workspace_of(workspace).ledger_path) as ledger:
+    with workspace_ledger(workspace) as ledger:
         assert [(r.slot, r.state) for r in list_runs(ledger)] == [
             ("2026-11-29T23:00:00+00:00", "sent")
         ]
@@ -88,7 +87,7 @@ def test_daemon_stops_cleanly_on_sigterm_after_a_send(workspace: Path, run) -> N
     set_schedules(workspace, weekly(cron="* * * * *", late_after="1h"))
     compose_draft(workspace, "2026-W48", title="トランプ再選で変わる世界? 同盟と核軍縮のゆくえ")
     assert run("approve", "2026-W48").exit_code == 0
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env = child_env()
     process = subprocess.Popen(
         [sys.executable, "-m", "digest_mail", "schedule", "daemon"],
         cwd=workspace,
@@ -218,7 +217,7 @@ def test_sigterm_during_a_scheduled_send_stops_the_daemon_and_the_slot_resumes(
         return "451 4.3.0 try again later"
 
     server.handler.data_reply = data_reply
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env = child_env()
     env.update(DIGEST_MAIL_SMTP_URL=server.url, DIGEST_MAIL_SMTP_CONCURRENCY="1")
     try:
         process = subprocess.Popen(
@@ -235,7 +234,7 @@ def test_sigterm_during_a_scheduled_send_stops_the_daemon_and_the_slot_resumes(
         out, errors = process.communicate(timeout=60)
         assert process.returncode == 0, errors
         assert out.splitlines()[-1].split(" ", 1)[1].startswith("stopping: interrupted")
-        with Ledger(workspace_of(workspace).ledger_path) as ledger:
+        with workspace_ledger(workspace) as ledger:
             ((slot_time, state, note),) = [(r.slot, r.state, r.note) for r in list_runs(ledger)]
         assert (state, note) == ("sending", "interrupted; resumes")
         server.handler.data_reply = None

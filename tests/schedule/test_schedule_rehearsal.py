@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import Runner
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.schedule_runs import list_runs
+from ledger_rows import workspace_ledger
 from schedule_helpers import (
     compose_draft,
     outbox_messages,
@@ -30,7 +30,7 @@ def _approved(workspace: Path, run: Runner) -> None:
 
 
 def _runs(workspace: Path) -> list[object]:
-    with Ledger(workspace / "var" / "ledger.sqlite3") as ledger:
+    with workspace_ledger(workspace) as ledger:
         return list(list_runs(ledger))
 
 

@@ -17,8 +17,8 @@ import pytest
 
 from digest_mail.audience.csvfiles import scan_list
 from digest_mail.audience.rows import Recipient
-from digest_mail.ledger.db import Ledger
 from digest_mail.ledger.schedule_runs import claim_slot, list_runs
+from ledger_rows import child_env, workspace_ledger
 from schedule_helpers import (
     compose_draft,
     outbox_messages,
@@ -42,7 +42,7 @@ def subscribed(root: Path, name: str) -> list[str]:
 
 
 def runs(root: Path) -> list[tuple[str, str, str | None]]:
-    with Ledger(workspace_of(root).ledger_path) as ledger:
+    with workspace_ledger(root) as ledger:
         return [(r.slot, r.state, r.edition) for r in list_runs(ledger, "weekly")]
 
 
@@ -155,13 +155,13 @@ def test_only_the_most_recent_due_slot_is_considered(workspace: Path, run) -> No
 
 def test_claim_is_exactly_once_across_connections(workspace: Path) -> None:
     ws = workspace_of(workspace)
-    Ledger(ws.ledger_path).close()  # migrate once, before the race
+    workspace_ledger(ws).close()  # migrate once, before the race
     slot = datetime(2026, 11, 29, 23, 0, tzinfo=UTC)
     barrier = threading.Barrier(8)
     won: list[bool] = []
 
     def contender() -> None:
-        with Ledger(ws.ledger_path) as ledger:
+        with workspace_ledger(ws) as ledger:
             barrier.wait()
             won.append(
                 claim_slot(
@@ -189,12 +189,14 @@ def _run_due_process(root: Path, now: str, env: dict[str, str]) -> subprocess.Po
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_MAIL_")}
+    env = child_env()
     env.update(extra)
     return env
 
 
-def test_two_run_due_processes_for_the_same_slot_send_once(workspace: Path, run) -> None:
+def test_two_run_due_processes_for_the_same_slot_send_once(
+    workspace: Path, run, ledger_kind: str
+) -> None:
     set_schedules(workspace, weekly())
     approved(workspace, run)
     processes = [_run_due_process(workspace, SLOT, _env()) for _ in range(2)]
@@ -210,6 +212,8 @@ def test_two_run_due_processes_for_the_same_slot_send_once(workspace: Path, run)
     assert sorted(received) == sorted(subscribed(workspace, "weekly"))
     assert set(received.values()) == {1}
     assert runs(workspace) == [(SLOT, "sent", "2026-W48")]
+    # The processes claimed the slot in the test's ledger: on PostgreSQL, no SQLite file.
+    assert workspace_of(workspace).ledger_path.exists() == (ledger_kind == "sqlite")
 
 
 def test_interrupted_scheduled_send_resumes_without_duplicates(
