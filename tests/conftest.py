@@ -122,7 +122,7 @@ def postgres_db(postgres_server: PostgresServer) -> Iterator[Database]:
 # The stages whose every test runs against both ledgers (issue 18): what is sent, resumed,
 # killed and scheduled must keep its promises on SQLite and on PostgreSQL alike. Elsewhere
 # a test asks for both by naming ``ledger_kind`` among its arguments.
-BOTH_LEDGERS: tuple[str, ...] = ()
+BOTH_LEDGERS: tuple[str, ...] = ("delivery", "schedule")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
