@@ -112,6 +112,11 @@ def test_a_sqlite_history_moves_to_postgresql_whole_and_sending_goes_on_from_it(
     assert postgres_db.password not in result.output
     with pg(postgres_db) as ledger:
         assert rows_of(ledger) == before
+        # Analyzed: the first send from the copy plans with the real row counts.
+        (planned,) = ledger.execute(
+            "SELECT reltuples FROM pg_class WHERE relname = 'deliveries'"
+        ).fetchone()
+        assert planned == len(before["deliveries"])
 
     # The workspace now uses the copy: its history is recognized.
     on_pg = {**pg_env, "DIGEST_MAIL_LEDGER_URL": postgres_db.url}

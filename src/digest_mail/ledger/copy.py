@@ -12,7 +12,8 @@ foreign keys hold at every insert. The source is read as one moment (a read tran
 a WAL snapshot on SQLite, REPEATABLE READ on PostgreSQL) a page at a time, so a table of
 millions of rows never sits in memory. Before committing, every table of the copy is
 counted and read back: its row count and a checksum of every row must equal the
-source's, else the transaction is rolled back and nothing was written.
+source's, else the transaction is rolled back and nothing was written. A PostgreSQL copy
+is then analyzed, so that the first send from it is planned with its real sizes.
 
 The checksum adds up a hash of each row, so it does not depend on the order two
 databases sort text in; it covers every column, not only the keys.
@@ -50,6 +51,8 @@ _SNAPSHOT_BEGIN = {
     "sqlite": "BEGIN",
     "postgresql": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 }
+
+_POSTGRES_ANALYZE = "ANALYZE {table}"
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,11 @@ def copy_ledger(source: Ledger, destination: Ledger, *, page: int = PAGE) -> Cop
                 raise _Mismatch(report)
     except _Mismatch as mismatch:
         return mismatch.report
+    if destination.kind == "postgresql":
+        # The planner knows nothing of rows that arrived in bulk until autovacuum gets to
+        # them; the first send from the copy should not plan its claims blind.
+        for table in TABLES:
+            destination.execute(_POSTGRES_ANALYZE.format(table=table.name))
     return report
 
 
