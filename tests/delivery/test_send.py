@@ -408,15 +408,19 @@ def test_an_unsubscribe_during_the_send_is_honoured(
     assert states(ws, "2026-W48/readers") == {"sent": 119, "suppressed": 1}
 
 
-def test_one_sender_per_campaign(
+@pytest.mark.sqlite_only  # several senders share a campaign on PostgreSQL (test_senders.py)
+def test_one_sender_per_campaign_on_sqlite(
     workspace: Path, smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from digest_mail.delivery.lock import campaign_lock
+    from digest_mail.delivery.lock import only_sender
+    from digest_mail.ledger.db import open_ledger
 
     write_list(workspace, "readers", 3)
     ws = smtp_workspace(workspace, smtp_server, monkeypatch)
-    with campaign_lock(ws, "2026-W48/readers"), pytest.raises(CampaignError) as info:
-        run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
+    with open_ledger(ws) as other:
+        only_sender(other, "2026-W48/readers")
+        with pytest.raises(CampaignError) as info:
+            run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock())
     assert str(info.value) == "campaign 2026-W48/readers is being sent by another process"
     assert smtp_server.received == []
     assert run_campaign(ws, SAMPLE_DRAFT, "readers", clock=FakeClock()).sent == 3

@@ -260,38 +260,51 @@ def test_status_lists_uncertain_deliveries_and_both_resume_commands(
 
 
 def test_status_right_after_a_crash_shows_the_in_flight_rows_as_uncertain(
-    workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer
+    workspace: Path, env: dict[str, str], run: Runner, smtp_server: SmtpServer, ledger_kind: str
 ) -> None:
+    import socket
+
     from digest_mail.config import find_workspace
-    from digest_mail.delivery.lock import campaign_lock
-    from ledger_rows import workspace_ledger
+    from digest_mail.delivery import lock
+    from digest_mail.ledger.db import open_ledger
 
     addresses = subscribed(workspace, "weekly")
     assert run("send", "2026-W48", "--list", "weekly", "--yes", env=env).exit_code == 0
-    # What a run killed mid-send leaves: rows claimed, the campaign still 'sending'.
     ws = find_workspace(workspace)
-    with workspace_ledger(ws) as ledger, ledger.transaction():
-        ledger.execute(
-            "UPDATE deliveries SET state = 'sending' WHERE email IN (?, ?)",
-            (addresses[2], addresses[5]),
-        )
-        ledger.execute("UPDATE campaigns SET state = 'sending'")
-    # While a sender holds the campaign's lock, its rows are in flight, not uncertain.
-    with campaign_lock(ws, "2026-W48/weekly"):
+    # A sender that claimed two rows: while it lives, they are in flight, not uncertain.
+    with open_ledger(ws) as ledger, lock.sender_seat(ledger, "2026-W48/weekly") as sender:
+        with ledger.transaction():
+            ledger.execute(
+                "UPDATE deliveries SET state = 'sending', sender = ? WHERE email IN (?, ?)",
+                (sender, addresses[2], addresses[5]),
+            )
+            ledger.execute("UPDATE campaigns SET state = 'sending'")
         live = run("status", "2026-W48/weekly", env=env)
+        # Its seat is left without a word: as a process killed mid-send leaves it.
     assert live.output.splitlines()[1] == (
         f"  {len(addresses) - 2} sent, 2 queued, 0 deferred, 0 failed, 0 suppressed, "
         "0 skipped-invalid, 0 uncertain"
     )
     status = run("status", "2026-W48/weekly", env=env)
     assert status.exit_code == 0
-    assert status.output.splitlines() == [
+    host, pid = socket.gethostname(), sender.split("/")[1]
+    lines = status.output.splitlines()
+    assert lines[:5] == [
         f"2026-W48/weekly (campaign, sending): {len(addresses)} recipients",
         f"  {len(addresses) - 2} sent, 0 queued, 0 deferred, 0 failed, 0 suppressed, "
         "0 skipped-invalid, 2 uncertain",
         "  Uncertain (in flight when a run or its connection died; may have been delivered):",
         f"    {addresses[2]}",
         f"    {addresses[5]}",
+    ]
+    if ledger_kind == "postgresql":
+        # A shared ledger shows each sender's share: the first run, and the one that died.
+        assert lines[5] == "  Senders:"
+        assert lines[6].startswith(f"    {host} pid ") and "(finished via " in lines[6]
+        assert lines[6].endswith(f"{len(addresses) - 2} sent, 0 uncertain, 0 failed, 0 deferred")
+        assert lines[7] == f"    {host} pid {pid} (died): 0 sent, 2 uncertain, 0 failed, 0 deferred"
+        lines = lines[:5] + lines[8:]
+    assert lines[5:] == [
         "  Stopped: no sender is running: 2 were in flight when it died",
         "  Resume: digest-mail send 2026-W48 --list weekly",
         "  Resend the uncertain ones: digest-mail send 2026-W48 --list weekly --resend-uncertain",

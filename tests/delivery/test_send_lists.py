@@ -280,10 +280,10 @@ def test_a_forked_snapshot_holds_the_editions_turn_until_it_is_written(
 ) -> None:
     """Two sends of one edition at once must not both take an address: their snapshots
     take turns, and a forked writer keeps the turn until its last row is in."""
-    import fcntl
     import threading
 
     from digest_mail.delivery import snapshot
+    from digest_mail.ledger.db import open_ledger
     from test_send import write_list as write_numbered
 
     monkeypatch.setenv("DIGEST_MAIL_SECRET", SECRET)
@@ -300,16 +300,12 @@ def test_a_forked_snapshot_holds_the_editions_turn_until_it_is_written(
     # the first messages go out while the writer is still at work.
     write_numbered(workspace, "readers", 100, extra="".join(f"bad{i}@@x,\n" for i in range(20000)))
     ws = find_workspace(workspace)
-    turn = ws.var_dir / "locks" / "2026-W48.snapshot.lock"
+    # The turn is a session lock of the ledger: a flock file, or a PostgreSQL advisory lock.
+    watcher = open_ledger(ws)
     seen: list[tuple[bool, bool]] = []
 
     def turn_is_free() -> bool:
-        with open(turn, "a+", encoding="utf-8") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            return True
+        return not watcher.is_locked("edition:2026-W48")
 
     def progress(report: object) -> None:
         seen.append((writers[0].done, turn_is_free()))
@@ -319,3 +315,4 @@ def test_a_forked_snapshot_holds_the_editions_turn_until_it_is_written(
     assert all(free for done, free in seen if done), seen
     assert (False, False) in seen, seen  # a look while the writer was still at work
     assert turn_is_free()
+    watcher.close()

@@ -124,7 +124,7 @@ def test_a_result_for_a_row_that_holds_another_address_changes_nothing(ledger: L
         Result("sent", Job(1, "r1@example.jp", 1, ""), 250, ""),
         Result("sent", Job(2, "x@example.jp", 1, ""), 250, ""),
     ]
-    with pytest.raises(LedgerError, match="moved while it was being sent"):
+    with pytest.raises(LedgerError, match="moved or were taken over while"):
         campaigns.record_results(ledger, CAMPAIGN, wrong, source="")
     assert campaigns.count_states(ledger, CAMPAIGN)["sending"] == 2
 

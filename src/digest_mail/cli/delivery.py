@@ -98,6 +98,14 @@ def _finish(report: CampaignReport, *, as_json: bool, verb: str) -> None:
             click.echo(f"  {failure['email']}: {reply}")
         if len(report.failures) > 20:
             click.echo(f"  … {len(report.failures) - 20} more: see 'digest-mail status'")
+        if report.handed_over:
+            click.echo(
+                f"  This sender's share is done; {report.with_other_senders} still in flight "
+                f"with other senders, which finish the campaign "
+                f"(follow it with 'digest-mail status {report.campaign_id}')"
+            )
+    if report.handed_over:
+        return
     if not report.complete:
         raise DigestMailError(
             f"campaign {report.campaign_id} is not complete ({report.stopped or report.summary()})",
@@ -386,6 +394,16 @@ def status(workspace: Workspace, campaign: str | None, show_all: bool, as_json: 
             )
             for address in report.uncertain_addresses:
                 click.echo(f"    {address}")
+        if report.shared_ledger and report.senders:
+            click.echo("  Senders:")
+            for sender in report.senders:
+                relay = f" via {printable(sender.relay)}" if sender.relay else ""
+                in_flight = f", {sender.in_flight} in flight" if sender.in_flight else ""
+                click.echo(
+                    f"    {printable(sender.host)} pid {sender.pid} ({sender.state}{relay}): "
+                    f"{sender.sent} sent{in_flight}, {sender.uncertain} uncertain, "
+                    f"{sender.failed} failed, {sender.deferred} deferred"
+                )
         if report.stopped:
             click.echo(f"  Stopped: {report.stopped}")
         if not report.complete and report.kind == "campaign":

@@ -26,9 +26,9 @@ from digest_mail import eventloop
 from digest_mail.audience.csvfiles import check_readable
 from digest_mail.audience.lists import require_list
 from digest_mail.config import Workspace
+from digest_mail.delivery import lock
 from digest_mail.delivery.dryrun import dry_run_report
 from digest_mail.delivery.interrupts import stop_on_signals
-from digest_mail.delivery.lock import campaign_lock, snapshot_turn
 from digest_mail.delivery.report import (
     CampaignError,
     CampaignInterrupted,
@@ -46,13 +46,14 @@ from digest_mail.delivery.sender import Options, Progress, Sender, options_for
 from digest_mail.delivery.snapshot import (
     Item,
     Items,
+    SnapshotFollower,
     SnapshotWriter,
     can_stream,
     list_items,
     write_snapshot,
 )
 from digest_mail.errors import ConfigError, DigestMailError
-from digest_mail.ledger import campaigns
+from digest_mail.ledger import campaigns, senders
 from digest_mail.ledger.db import Ledger, LedgerError, open_ledger
 from digest_mail.mail.body import BodyEncoding
 from digest_mail.mail.message import MessageTemplate
@@ -188,11 +189,8 @@ def send_campaign(
         from digest_mail.delivery.identity import refuse_sample_identity
 
         refuse_sample_identity(workspace)
-    with (
-        campaign_lock(workspace, campaign_id),
-        open_ledger(workspace) as ledger,
-        contextlib.ExitStack() as turn,
-    ):
+    with open_ledger(workspace) as ledger, contextlib.ExitStack() as stack:
+        lock.only_sender(ledger, campaign_id)
         row = _existing_campaign(ledger, campaign_id, draft, dry_run=dry_run)
         if dry_run:
             return dry_run_report(
@@ -206,32 +204,49 @@ def send_campaign(
                 label=list_name,
             )
         row = _open_campaign(ledger, campaign_id, draft, row, list_name, kind=kind, lists=lists)
+        me = stack.enter_context(lock.sender_seat(ledger, campaign_id))
         expected = after_seq = 0
+        follower: SnapshotFollower | None = None
+        turn: lock.SnapshotTurn | None = None
         if row["state"] == "snapshotting":
-            if kind == "campaign":
-                turn.enter_context(snapshot_turn(workspace, draft.id))
-            expected, after_seq = _snapshot_here_or_count(ledger, campaign_id, items, list_paths)
+            turn = lock.snapshot_writer(
+                ledger,
+                campaign_id,
+                draft.id if kind == "campaign" else None,
+                lambda: campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting",
+            )
+            if turn is not None:
+                stack.callback(turn.release)
+                expected, after_seq = _snapshot_here_or_count(
+                    ledger, campaign_id, items, list_paths
+                )
+                if not expected:
+                    turn.release()
+            elif campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting":
+                # Another sender writes it: send its rows as they come.
+                follower = SnapshotFollower(
+                    ledger, campaign_id, lambda: lock.snapshot_being_written(ledger, campaign_id)
+                )
         writer: SnapshotWriter | None = None
         try:
-            if expected:
-                writer = _start_writer(workspace, ledger, campaign_id, items, after_seq)
-            # Our copy of the turn goes; a snapshot writer's copy lasts until it exits.
-            turn.close()
+            if expected and turn is not None:
+                writer = _start_writer(workspace, ledger, campaign_id, items, after_seq, turn)
             report = _ready_to_send(ledger, campaign_id, resend_uncertain=resend_uncertain)
             options = options_for(workspace, concurrency, clock, progress, breaker=breaker)
-            if writer is not None:
+            if writer is not None or follower is not None:
                 # Until the snapshot is complete, the list's data rows are the progress total.
                 report.queued = max(report.queued, expected)
                 report.stopped = ""
             elif report.queued == 0:
-                return _nothing_left(ledger, campaign_id, kind, report)
+                return _nothing_left(ledger, campaign_id, kind, report, me)
             the_transport = transport or open_transport(
                 workspace, concurrency=options.concurrency, rate=rate, clock=options.clock
             )
             report.transport = the_transport.description
-            run = _Run(workspace, ledger, campaign_id, draft, list_name, subject_prefix)
-            _send(run, report, options, the_transport, writer)
-            return _finished(ledger, campaign_id, kind, report)
+            senders.set_relay(ledger, campaign_id, me, the_transport.description)
+            run = _Run(workspace, ledger, campaign_id, draft, list_name, subject_prefix, me)
+            _send(run, report, options, the_transport, writer or follower)
+            return _finished(ledger, campaign_id, kind, report, me)
         finally:
             if writer is not None:
                 writer.close()
@@ -316,18 +331,25 @@ def _snapshot_here_or_count(
 
 
 def _start_writer(
-    workspace: Workspace, ledger: Ledger, campaign_id: str, items: Items, after_seq: int
+    workspace: Workspace,
+    ledger: Ledger,
+    campaign_id: str,
+    items: Items,
+    after_seq: int,
+    turn: lock.SnapshotTurn,
 ) -> SnapshotWriter:
+    """The forked snapshot writer; this run keeps the snapshot's turn until it is done
+    (a forked child does not inherit PostgreSQL's locks)."""
     campaigns.mark_started(ledger, campaign_id)
     with ledger.disconnected():
-        return SnapshotWriter(workspace, campaign_id, items, after_seq)
+        return SnapshotWriter(workspace, campaign_id, items, after_seq, on_done=turn.release)
 
 
 def _ready_to_send(ledger: Ledger, campaign_id: str, *, resend_uncertain: bool) -> CampaignReport:
     """What this run has to send: rows a dead run left in flight become uncertain,
     deferred ones (and uncertain ones, when asked) are queued again, readers suppressed
     since the snapshot are left out."""
-    campaigns.mark_uncertain(ledger, campaign_id)
+    lock.settle_dead_senders(ledger, campaign_id)
     campaigns.requeue(
         ledger, campaign_id, uncertain=resend_uncertain, unanswered_reply=SMTPUTF8_MISSING
     )
@@ -336,10 +358,11 @@ def _ready_to_send(ledger: Ledger, campaign_id: str, *, resend_uncertain: bool) 
 
 
 def _nothing_left(
-    ledger: Ledger, campaign_id: str, kind: str, report: CampaignReport
+    ledger: Ledger, campaign_id: str, kind: str, report: CampaignReport, me: str
 ) -> CampaignReport:
     """A run with nothing queued: record the campaign as it stands (or refuse one that
     reached nobody)."""
+    senders.finish(ledger, campaign_id, me, "finished")
     if not campaigns.claimed_any(ledger, campaign_id) and not report.already_received:
         raise _discard_nobody(ledger, campaign_id, kind)
     campaigns.finish_campaign(
@@ -353,9 +376,19 @@ def _nothing_left(
     return final
 
 
-def _finished(ledger: Ledger, campaign_id: str, kind: str, run: CampaignReport) -> CampaignReport:
-    """Record a run that went to its end; the campaign's report with this run's figures."""
+def _finished(
+    ledger: Ledger, campaign_id: str, kind: str, run: CampaignReport, me: str
+) -> CampaignReport:
+    """Record a run that went to its end; the campaign's report with this run's figures.
+    While other senders still have rows in flight, the campaign is theirs to finish:
+    this run's share is done, and the campaign stays ``sending``."""
+    senders.finish(ledger, campaign_id, me, "finished")
+    lock.settle_dead_senders(ledger, campaign_id)
     final = campaign_report(ledger, campaign_id)
+    if final.with_other_senders:
+        _add_run(final, run)
+        final.stopped = ""
+        return final
     nobody = not campaigns.claimed_any(ledger, campaign_id) and not final.already_received
     if final.complete and nobody:
         # The streamed snapshot found only suppressed or invalid rows.
@@ -397,6 +430,7 @@ class _Run:
     draft: HashedDraft
     list_name: str
     subject_prefix: str
+    sender_id: str
 
 
 def _send(
@@ -404,7 +438,7 @@ def _send(
     report: CampaignReport,
     options: Options,
     transport: Transport,
-    writer: SnapshotWriter | None,
+    writer: SnapshotWriter | SnapshotFollower | None,
 ) -> None:
     """Send until done or stopped. A stop is recorded on the campaign and raised again
     with the campaign's report (:meth:`~.report.CampaignStopped.reported`)."""
@@ -412,6 +446,7 @@ def _send(
     try:
         eventloop.run(_deliver(run, report, options, transport, writer))
     except KeyboardInterrupt:  # a second Ctrl-C: whatever was claimed stays 'sending'
+        senders.finish(ledger, campaign_id, run.sender_id, "stopped", "killed while sending")
         campaigns.finish_campaign(ledger, campaign_id, "stopped", "killed while sending")
         raise
     except (CampaignError, LedgerError) as exc:  # the ledger refused a batch of results
@@ -420,6 +455,7 @@ def _send(
             if isinstance(exc, CampaignStopped)
             else CampaignStopped(exc.message, hint=exc.hint, exit_code=exc.exit_code)
         )
+        senders.finish(ledger, campaign_id, run.sender_id, "stopped", stop.message)
         campaigns.finish_campaign(ledger, campaign_id, "stopped", stop.message)
         final = campaign_report(ledger, campaign_id)
         _add_run(final, report)
@@ -432,7 +468,7 @@ async def _deliver(
     report: CampaignReport,
     options: Options,
     transport: Transport,
-    snapshot: SnapshotWriter | None,
+    snapshot: SnapshotWriter | SnapshotFollower | None,
 ) -> None:
     """The sender's run on the event loop, from the relay's first answer to its close."""
     from digest_mail.mail.dkim import load_signer
@@ -465,6 +501,7 @@ async def _deliver(
             options=options,
             sign=sign,
             snapshot=snapshot,
+            sender_id=run.sender_id,
         )
         with stop_on_signals(sender) as signals:
             await sender.run()

@@ -1,76 +1,121 @@
-"""The campaign's locks: one sender per campaign, and snapshots of an edition in turn.
+"""Who may send a campaign now, and whose turn it is to write a snapshot.
 
-Both are ``flock`` locks on files under ``var/locks/``, which the kernel drops when
-their process dies: a crashed send never leaves a campaign locked, and ``status`` can
-tell a campaign being sent (its lock is held) from one whose sender died.
+All of it is the ledger's session locks (:meth:`~digest_mail.ledger.db.Ledger.try_lock`):
+``flock`` files beside a SQLite ledger, advisory locks on PostgreSQL. Both are dropped
+when their process dies, so a crashed send never leaves a campaign locked, and a
+sender's liveness is a fact the database (or the kernel) keeps, not a guess from a
+timestamp.
+
+- On SQLite (one host), one sender per campaign (:func:`only_sender`).
+- On a shared PostgreSQL ledger, any number: each run is a sender
+  (:func:`sender_seat`: a ``senders`` row and its lock); they claim disjoint batches.
+- A campaign's snapshot is written once, by the sender that takes its lock first
+  (:func:`snapshot_writer`); the snapshots of one edition's campaigns take turns, so
+  that each sees the readers the others took.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import re
-from collections.abc import Iterator
-from pathlib import Path
-from typing import IO
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterator
 
-from digest_mail.config import Workspace
 from digest_mail.delivery.report import CampaignError
+from digest_mail.ledger import campaigns, senders
+from digest_mail.ledger.db import Ledger
 
 
-def lock_path(workspace: Workspace, campaign_id: str) -> Path:
-    return workspace.var_dir / "locks" / (re.sub(r"[^A-Za-z0-9._-]", "_", campaign_id) + ".lock")
-
-
-def sender_alive(workspace: Workspace, campaign_id: str) -> bool:
-    """Whether a process holds the campaign's lock now (it sends, or writes its snapshot)."""
-    path = lock_path(workspace, campaign_id)
-    try:
-        handle = open(path, encoding="utf-8")  # noqa: SIM115
-    except FileNotFoundError:
-        return False
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        return False
+def only_sender(ledger: Ledger, campaign_id: str) -> None:
+    """On a ledger one host owns (SQLite), the campaign is this process's until it ends
+    (the lock lives as long as the ledger connection)."""
+    if ledger.shared:
+        return
+    if not ledger.try_lock(f"campaign:{campaign_id}"):
+        raise CampaignError(
+            f"campaign {campaign_id} is being sent by another process",
+            hint=(
+                "wait for it to finish, or check 'digest-mail status' (several senders "
+                "on one campaign need a PostgreSQL ledger: docs/deployment.md)"
+            ),
+        )
 
 
 @contextlib.contextmanager
-def campaign_lock(workspace: Workspace, campaign_id: str) -> Iterator[None]:
-    """One sender per campaign at a time (a lock the kernel drops if the process dies)."""
-    path = lock_path(workspace, campaign_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle: IO[str] = open(path, "a+", encoding="utf-8")  # noqa: SIM115
+def sender_seat(ledger: Ledger, campaign_id: str) -> Iterator[str]:
+    """This run as a sender of the campaign: its id (``HOST/PID/random``), alive while
+    the block runs. The lock is taken before the row is written, so no other sender
+    ever sees this one recorded but unlocked (taken for dead)."""
+    sender = f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+    name = senders.lock_name(campaign_id, sender)
+    ledger.try_lock(name, wait=True)
     try:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CampaignError(
-                f"campaign {campaign_id} is being sent by another process",
-                hint="wait for it to finish, or check 'digest-mail status'",
-            ) from None
-        yield
+        senders.register(ledger, campaign_id, sender, host=socket.gethostname(), pid=os.getpid())
+        yield sender
     finally:
-        handle.close()
+        ledger.unlock(name)
 
 
-@contextlib.contextmanager
-def snapshot_turn(workspace: Workspace, edition: str) -> Iterator[None]:
-    """The snapshots of one edition's campaigns take turns, so that each sees every row
-    the others wrote and leaves out their readers
-    (:class:`~digest_mail.ledger.campaigns.AlreadyReceived`): two sends of one edition at
-    once (a scheduled run, a manual one) never both take an address.
-    A blocking lock the kernel drops with its last holder; a forked snapshot writer
-    inherits it and holds it until it exits."""
-    directory = workspace.var_dir / "locks"
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / (re.sub(r"[^A-Za-z0-9._-]", "_", edition) + ".snapshot.lock")
-    handle: IO[str] = open(path, "a+", encoding="utf-8")  # noqa: SIM115
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-    finally:
-        handle.close()
+def settle_dead_senders(ledger: Ledger, campaign_id: str) -> list[str]:
+    """Senders of the campaign whose process died: recorded so, the rows they had in
+    flight made uncertain, the rows they held for a retry freed. Returns them."""
+    dead = senders.record_dead(ledger, campaign_id)
+    # Rows in flight whose holder is not alive, whatever its row says (a lock, once
+    # free, is never taken again: sender ids are new each run).
+    for holder in campaigns.in_flight_holders(ledger, campaign_id):
+        if holder not in dead and not ledger.is_locked(senders.lock_name(campaign_id, holder)):
+            dead.append(holder)
+    campaigns.mark_uncertain(ledger, campaign_id, dead)
+    return dead
+
+
+def being_sent(ledger: Ledger, campaign_id: str) -> bool:
+    """Whether a sender of the campaign is alive now."""
+    if not ledger.shared and ledger.is_locked(f"campaign:{campaign_id}"):
+        return True
+    return bool(senders.live_senders(ledger, campaign_id))
+
+
+class SnapshotTurn:
+    """The right to write a campaign's snapshot, held until :meth:`release` (when the
+    snapshot is complete, or this run gave up). Releasing twice is harmless."""
+
+    def __init__(self, ledger: Ledger, names: list[str]) -> None:
+        self._ledger = ledger
+        self._names = names
+
+    def release(self) -> None:
+        names, self._names = self._names, []
+        for name in reversed(names):
+            self._ledger.unlock(name)
+
+
+def snapshot_lock_name(campaign_id: str) -> str:
+    return f"snapshot:{campaign_id}"
+
+
+def snapshot_writer(
+    ledger: Ledger, campaign_id: str, edition: str | None, still_needed: Callable[[], bool]
+) -> SnapshotTurn | None:
+    """This run's turn to write the campaign's snapshot, or None when another sender is
+    writing it now (this one sends the rows as they come) or has just completed it
+    (``still_needed()`` false once the lock is ours). With ``edition``, the snapshots of
+    the edition's campaigns also take turns (a blocking wait)."""
+    name = snapshot_lock_name(campaign_id)
+    if not ledger.try_lock(name):
+        return None
+    names = [name]
+    if edition is not None:
+        turn = f"edition:{edition}"
+        ledger.try_lock(turn, wait=True)
+        names.append(turn)
+    taken = SnapshotTurn(ledger, names)
+    if not still_needed():
+        taken.release()
+        return None
+    return taken
+
+
+def snapshot_being_written(ledger: Ledger, campaign_id: str) -> bool:
+    return ledger.is_locked(snapshot_lock_name(campaign_id))

@@ -22,7 +22,7 @@ from digest_mail.errors import (
     EXIT_UNCERTAIN,
     DigestMailError,
 )
-from digest_mail.ledger import campaigns
+from digest_mail.ledger import campaigns, senders
 from digest_mail.ledger.db import Ledger
 from digest_mail.transport.errors import SMTPUTF8_MISSING
 
@@ -161,6 +161,26 @@ def nobody_to_send(
 
 
 @dataclass
+class SenderStanding:
+    """One sender of a campaign (a run of ``send`` on some host) and its share."""
+
+    sender: str
+    host: str
+    pid: int
+    relay: str
+    state: str  # sending (alive now), finished, stopped, died
+    note: str
+    sent: int = 0
+    in_flight: int = 0  # claimed or held for a retry
+    uncertain: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+@dataclass
 class CampaignReport:
     """What a run of a campaign did, and where the campaign stands now."""
 
@@ -197,6 +217,12 @@ class CampaignReport:
     lists: tuple[str, ...] = ()
     # Readers left out because another campaign of this edition already had them.
     already_received: int = 0
+    # Each run of send on the campaign (several at once on a shared ledger).
+    senders: list[SenderStanding] = field(default_factory=list)
+    # Rows in flight or held for a retry by live senders: theirs to finish.
+    with_other_senders: int = 0
+    # A ledger several hosts share (PostgreSQL): status shows each sender's share.
+    shared_ledger: bool = False
 
     @property
     def list_names(self) -> tuple[str, ...]:
@@ -213,11 +239,26 @@ class CampaignReport:
         )
 
     @property
+    def handed_over(self) -> bool:
+        """This run's share is done and nothing failed it: what is left is in flight
+        with other live senders, which finish the campaign."""
+        return bool(
+            self.with_other_senders
+            and not self.stopped
+            and self.queued <= self.with_other_senders
+            and self.deferred == 0
+            and self.uncertain == 0
+            and self.unsent_smtputf8 == 0
+        )
+
+    @property
     def exit_code(self) -> int:
         """The exit status of a run that ended this way (a run the relay or the breaker
         stopped ends on its :class:`DeliveryStop` instead): 0 complete, 5 only uncertain
         rows remain, 4 anything else is left to send."""
         if self.complete:
+            return EXIT_COMPLETE
+        if self.handed_over:
             return EXIT_COMPLETE
         if self.queued == 0 and self.deferred == 0 and self.uncertain:
             return EXIT_UNCERTAIN
@@ -271,6 +312,8 @@ class CampaignReport:
             "uncertain_addresses": self.uncertain_addresses,
             "unsent_smtputf8": self.unsent_smtputf8,
             "warnings": self.warnings,
+            "senders": [sender.as_dict() for sender in self.senders],
+            "with_other_senders": self.with_other_senders,
             "resume": self.resume_command(),
         }
 
@@ -303,20 +346,22 @@ def nothing_to_send(ledger: Ledger, campaign_id: str, kind: str) -> NothingToSen
     )
 
 
-def campaign_report(
-    ledger: Ledger, campaign_id: str, *, sender_alive: bool = True
-) -> CampaignReport:
-    """Where the campaign stands. With ``sender_alive`` False (no process holds the
-    campaign's lock), rows left ``sending`` by a run that died are counted and listed
-    as uncertain, as the next run will mark them."""
+def campaign_report(ledger: Ledger, campaign_id: str) -> CampaignReport:
+    """Where the campaign stands. Rows in flight whose sender is no longer alive (its
+    lock is free: the process died) are counted and listed as uncertain, as the next
+    run will mark them; rows live senders hold are queued, theirs to finish."""
     row = campaigns.campaign_row(ledger, campaign_id)
     counts = state_counts(ledger, campaign_id)
-    in_flight = 0 if sender_alive else counts[DeliveryState.SENDING]
+    live = senders.live_senders(ledger, campaign_id)
+    by_sender = campaigns.count_by_sender(ledger, campaign_id)
+    in_flight = sum(
+        got[DeliveryState.SENDING] for sender, got in by_sender.items() if sender not in live
+    )
     counts[DeliveryState.UNCERTAIN] += in_flight
     counts[DeliveryState.SENDING] -= in_flight
-    uncertain_states = [DeliveryState.UNCERTAIN]
-    if not sender_alive:
-        uncertain_states.append(DeliveryState.SENDING)
+    uncertain_addresses = campaigns.delivery_emails(ledger, campaign_id, [DeliveryState.UNCERTAIN])
+    if in_flight:
+        uncertain_addresses += campaigns.orphaned_emails(ledger, campaign_id, live)
     return CampaignReport(
         campaign_id=campaign_id,
         edition=row["edition"],
@@ -344,7 +389,14 @@ def campaign_report(
         uncertain=counts[DeliveryState.UNCERTAIN],
         queued=counts[DeliveryState.QUEUED] + counts[DeliveryState.SENDING],
         failures=campaigns.failures(ledger, campaign_id, limit=1000),
-        uncertain_addresses=campaigns.delivery_emails(ledger, campaign_id, uncertain_states),
+        uncertain_addresses=uncertain_addresses,
+        senders=_standings(ledger, campaign_id, live, by_sender),
+        shared_ledger=ledger.shared,
+        with_other_senders=sum(
+            got[DeliveryState.SENDING] + got[DeliveryState.QUEUED]
+            for sender, got in by_sender.items()
+            if sender in live
+        ),
         stopped=(
             row["note"]
             if row["state"] == "stopped"
@@ -355,6 +407,37 @@ def campaign_report(
             else ""
         ),
     )
+
+
+def _standings(
+    ledger: Ledger, campaign_id: str, live: set[str], by_sender: dict[str, Any]
+) -> list[SenderStanding]:
+    out = []
+    for row in senders.sender_rows(ledger, campaign_id):
+        got = by_sender.get(row.sender, {})
+        alive = row.sender in live
+        died = row.note == senders.DIED or (row.state == "sending" and not alive)
+        orphaned = 0 if alive else got.get(DeliveryState.SENDING, 0)
+        out.append(
+            SenderStanding(
+                sender=row.sender,
+                host=row.host,
+                pid=row.pid,
+                relay=row.relay,
+                state="died" if died else row.state,
+                note=row.note,
+                sent=got.get(DeliveryState.SENT, 0),
+                in_flight=(
+                    got.get(DeliveryState.SENDING, 0) + got.get(DeliveryState.QUEUED, 0)
+                    if alive
+                    else 0
+                ),
+                uncertain=got.get(DeliveryState.UNCERTAIN, 0) + orphaned,
+                failed=got.get(DeliveryState.FAILED, 0),
+                deferred=got.get(DeliveryState.DEFERRED, 0),
+            )
+        )
+    return out
 
 
 def uncertain_note(report: CampaignReport) -> str:

@@ -45,7 +45,7 @@ from digest_mail.delivery.report import (
     state_counts,
 )
 from digest_mail.delivery.retry import BACKOFF_BASE, BACKOFF_CAP, Breaker, backoff
-from digest_mail.delivery.snapshot import SnapshotWriter
+from digest_mail.delivery.snapshot import SnapshotFollower, SnapshotWriter
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.eventloop import Wake
 from digest_mail.ledger import campaigns
@@ -158,9 +158,13 @@ class Sender:
         report: CampaignReport,
         options: Options,
         sign: Callable[[bytes], bytes] | None,
-        snapshot: SnapshotWriter | None = None,
+        snapshot: SnapshotWriter | SnapshotFollower | None = None,
+        sender_id: str = "",
     ) -> None:
         self.ledger = ledger
+        # The rows this run claims are held in its name (several senders may share a
+        # campaign on a shared ledger).
+        self.sender_id = sender_id
         self.campaign_id = campaign_id
         self.snapshot = snapshot
         self.snapshot_counted = False
@@ -209,7 +213,7 @@ class Sender:
     async def run(self) -> None:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.options.concurrency)]
         self.workers = workers
-        snapshot = self.snapshot
+        snapshot = self.snapshot if isinstance(self.snapshot, SnapshotWriter) else None
         if snapshot is not None and not snapshot.done:
             asyncio.get_running_loop().add_reader(snapshot.fd, snapshot.on_readable, self.wake.set)
         try:
@@ -234,11 +238,16 @@ class Sender:
             else:
                 self._release_held()
             self._flush(force=True)
+            # What this run held for a retry, or claimed and never tried, is anyone's again.
+            campaigns.release(self.ledger, self.campaign_id, self.sender_id)
 
     async def _feed(self) -> None:
         clock = self.options.clock
         cursor = 0
         exhausted = False
+        # Another sender's claim may have held rows behind our cursor and then given
+        # them up (its transaction failed): one last pass from the start finds them.
+        swept = False
         low_water = self.low_water
         # All of a claim may be in doubt after a SIGKILL, so it stays small.
         claim_size = low_water * 2
@@ -254,7 +263,7 @@ class Sender:
                 # Their 'queued' results must be written before they are claimed again,
                 # or a late flush would mark an in-flight message 'queued'.
                 self._flush(force=True)
-                campaigns.claim_retries(self.ledger, self.campaign_id, due)
+                campaigns.claim_retries(self.ledger, self.campaign_id, due, sender=self.sender_id)
                 for job in due:
                     self.queue.put_nowait(job)
             if not exhausted and self.queue.qsize() < low_water and len(self.retries) < retry_cap:
@@ -266,6 +275,7 @@ class Sender:
                     cursor,
                     claim_size,
                     message_ids=self.message_ids,
+                    sender=self.sender_id,
                     results=results,
                     source=self._source,
                 )
@@ -273,6 +283,8 @@ class Sender:
                 if last is None:
                     # With a snapshot still being written, more rows are on their way.
                     exhausted = self._snapshot_complete()
+                    if exhausted and not swept and cursor and self.ledger.shared:
+                        swept, exhausted, cursor = True, False, 0
                 else:
                     cursor = last
                 for row in claimed:
@@ -293,6 +305,7 @@ class Sender:
         snapshot = self.snapshot
         if snapshot is None:
             return True
+        snapshot.check()
         if snapshot.error is not None:
             if self.stop_error is None:
                 self.stop_error = snapshot.error
@@ -449,7 +462,9 @@ class Sender:
         if not force and len(self.results) < FLUSH_SIZE and now - self.last_flush < FLUSH_EVERY:
             return
         results, self.results = self.results, []
-        campaigns.record_results(self.ledger, self.campaign_id, results, source=self._source)
+        campaigns.record_results(
+            self.ledger, self.campaign_id, results, source=self._source, sender=self.sender_id
+        )
         self.last_flush = now
 
 

@@ -153,7 +153,9 @@ class SnapshotWriter:
         campaign_id: str,
         items: Items,
         after_seq: int,
+        on_done: Callable[[], None] | None = None,
     ) -> None:
+        self._on_done = on_done
         read_end, write_end = os.pipe()
         parent = os.getpid()
         pid = os.fork()
@@ -182,8 +184,13 @@ class SnapshotWriter:
         self._reap(os.waitpid(self.pid, 0)[1])
         wake()
 
+    def check(self) -> None:
+        """Nothing to poll: the pipe wakes the feeder (see :class:`SnapshotFollower`)."""
+
     def _reap(self, status: int) -> None:
         self.done = True
+        if self._on_done is not None:
+            self._on_done()
         code = os.waitstatus_to_exitcode(status)
         if code == 0:
             return
@@ -201,6 +208,41 @@ class SnapshotWriter:
             self._reap(os.waitpid(self.pid, 0)[1])
         with contextlib.suppress(OSError):
             os.close(self.fd)
+
+
+class SnapshotFollower:
+    """A snapshot another sender is writing (a shared ledger): this one sends the rows
+    as they are committed and knows the list is all in once the campaign is
+    ``sending``. If the writer dies first, the run stops: the next run completes the
+    snapshot. Polled by the feeder when it finds nothing to claim (:meth:`check`)."""
+
+    fd = None
+
+    def __init__(self, ledger: Ledger, campaign_id: str, being_written: Callable[[], bool]):
+        self.ledger = ledger
+        self.campaign_id = campaign_id
+        self.being_written = being_written
+        self.done = False
+        self.error: SnapshotFailed | None = None
+
+    def check(self) -> None:
+        if self.done:
+            return
+        if campaigns.campaign_row(self.ledger, self.campaign_id)["state"] != "snapshotting":
+            self.done = True
+        elif not self.being_written():
+            # Read once more: the writer may have completed it and left since.
+            if campaigns.campaign_row(self.ledger, self.campaign_id)["state"] != "snapshotting":
+                self.done = True
+                return
+            self.done = True
+            self.error = SnapshotFailed(
+                "the sender writing the list snapshot stopped before it was complete",
+                hint="run the send again: it completes the snapshot and sends the rest",
+            )
+
+    def close(self) -> None:
+        pass
 
 
 def _write_snapshot(  # pragma: no cover - runs in the forked child

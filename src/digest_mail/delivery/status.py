@@ -2,14 +2,13 @@
 
 A campaign is named ``EDITION/LIST`` (``EDITION/A+B`` for several lists, in any order);
 an edition id names all its campaigns. Rows a dead run left in flight are shown as
-uncertain: no process holds the campaign's lock any more (:func:`~.lock.sender_alive`).
+uncertain: their sender's lock is free, its process died (:mod:`~.lock`).
 """
 
 from __future__ import annotations
 
 from digest_mail.config import Workspace
 from digest_mail.delivery.campaign import campaign_id_for
-from digest_mail.delivery.lock import sender_alive
 from digest_mail.delivery.report import CampaignError, CampaignReport, campaign_report
 from digest_mail.ledger import campaigns
 from digest_mail.ledger.db import ledger_exists, open_ledger
@@ -44,6 +43,4 @@ def campaign_status(
                 f"no campaign {ref!r}" if ref else "no campaigns yet",
                 hint="campaigns are named EDITION/LIST, e.g. 2026-W48/weekly",
             )
-        return [
-            campaign_report(ledger, id_, sender_alive=sender_alive(workspace, id_)) for id_ in ids
-        ]
+        return [campaign_report(ledger, id_) for id_ in ids]

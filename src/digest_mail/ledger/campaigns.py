@@ -21,10 +21,11 @@ are written with one UPDATE per distinct outcome.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from digest_mail.ledger import senders
 from digest_mail.ledger.db import Ledger, LedgerError, utcnow
 from digest_mail.ledger.suppressions import suppress
 
@@ -78,14 +79,17 @@ def create_campaign(
     content_hash: str,
     lists: Sequence[str] = (),
 ) -> None:
+    # Two senders starting at once on a shared ledger both try: one row is made.
     with ledger.transaction():
         ledger.execute(
             "INSERT INTO campaigns (id, edition, list_name, kind, content_hash, state, "
-            "created_at) VALUES (?, ?, ?, ?, ?, 'snapshotting', ?)",
+            "created_at) VALUES (?, ?, ?, ?, ?, 'snapshotting', ?) "
+            "ON CONFLICT (id) DO NOTHING",
             (campaign_id, edition, list_name, kind, content_hash, utcnow()),
         )
         ledger.executemany(
-            "INSERT INTO campaign_lists (campaign_id, list_name) VALUES (?, ?)",
+            "INSERT INTO campaign_lists (campaign_id, list_name) VALUES (?, ?) "
+            "ON CONFLICT (campaign_id, list_name) DO NOTHING",
             [(campaign_id, name) for name in (lists or (list_name,))],
         )
 
@@ -94,6 +98,7 @@ def discard_campaign(ledger: Ledger, campaign_id: str) -> None:
     with ledger.transaction():
         ledger.execute("DELETE FROM deliveries WHERE campaign_id = ?", (campaign_id,))
         ledger.execute("DELETE FROM campaign_lists WHERE campaign_id = ?", (campaign_id,))
+        senders.discard(ledger, campaign_id)
         ledger.execute("DELETE FROM campaigns WHERE id = ?", (campaign_id,))
 
 
@@ -208,6 +213,17 @@ def delivery_emails(
     return [row[0] for row in ledger.execute(sql, params)]
 
 
+def orphaned_emails(ledger: Ledger, campaign_id: str, live: Collection[str]) -> list[str]:
+    """The addresses (as written) of rows in flight with no live sender, in queue order."""
+    marks = ", ".join("?" * len(live)) or "''"
+    rows = ledger.execute(
+        "SELECT email FROM deliveries WHERE campaign_id = ? AND state = 'sending' "
+        f"AND sender NOT IN ({marks}) ORDER BY seq",
+        (campaign_id, *live),
+    )
+    return [row[0] for row in rows]
+
+
 def failures(ledger: Ledger, campaign_id: str, *, limit: int) -> list[dict[str, Any]]:
     """Failed and deferred rows, in queue order: whom, the last reply, how often tried."""
     rows = ledger.execute(
@@ -229,15 +245,57 @@ def count_unanswered_failures(ledger: Ledger, campaign_id: str, reply: str) -> i
 
 
 # --- before a run sends ------------------------------------------------------------
-def mark_uncertain(ledger: Ledger, campaign_id: str) -> int:
-    """Rows left ``sending`` by a run that died: we cannot know if they went out."""
+def mark_uncertain(ledger: Ledger, campaign_id: str, dead: Sequence[str]) -> int:
+    """Rows left ``sending`` by senders that died (``dead``, and rows of a ledger made
+    before senders were recorded): we cannot know if they went out. Rows a dead sender
+    held for a retry are free for any sender again. Rows of live senders stay theirs."""
+    marks = ", ".join("?" * len(dead)) or "''"
     with ledger.transaction():
         cursor = ledger.execute(
             "UPDATE deliveries SET state = 'uncertain', uncertain = 1, updated_at = ? "
-            "WHERE campaign_id = ? AND state = 'sending'",
-            (utcnow(), campaign_id),
+            f"WHERE campaign_id = ? AND state = 'sending' AND sender IN ('', {marks})",
+            (utcnow(), campaign_id, *dead),
         )
+        if dead:
+            ledger.execute(
+                "UPDATE deliveries SET sender = '' WHERE campaign_id = ? AND state = 'queued' "
+                f"AND sender IN ({marks})",
+                (campaign_id, *dead),
+            )
     return int(cursor.rowcount)
+
+
+def in_flight_holders(ledger: Ledger, campaign_id: str) -> list[str]:
+    """The senders holding rows in flight now (alive or not)."""
+    rows = ledger.execute(
+        "SELECT DISTINCT sender FROM deliveries WHERE campaign_id = ? AND state = 'sending' "
+        "AND sender != ''",
+        (campaign_id,),
+    )
+    return [row[0] for row in rows]
+
+
+def release(ledger: Ledger, campaign_id: str, sender: str) -> None:
+    """The end of a sender's run: the queued rows it held (waiting for a retry, or
+    claimed and never tried) are free for any sender."""
+    ledger.execute(
+        "UPDATE deliveries SET sender = '' WHERE campaign_id = ? AND sender = ? "
+        "AND state = 'queued'",
+        (campaign_id, sender),
+    )
+
+
+def count_by_sender(ledger: Ledger, campaign_id: str) -> dict[str, Counter[str]]:
+    """Rows by the sender that holds or last answered them, then by state."""
+    rows = ledger.execute(
+        "SELECT sender, state, COUNT(*) FROM deliveries WHERE campaign_id = ? "
+        "GROUP BY sender, state",
+        (campaign_id,),
+    ).fetchall()
+    out: dict[str, Counter[str]] = {}
+    for sender, state, n in rows:
+        out.setdefault(sender, Counter())[state] = n
+    return out
 
 
 def requeue(ledger: Ledger, campaign_id: str, *, uncertain: bool, unanswered_reply: str) -> None:
@@ -245,19 +303,20 @@ def requeue(ledger: Ledger, campaign_id: str, *, uncertain: bool, unanswered_rep
     rows the relay never answered that carry ``unanswered_reply`` are queued again."""
     with ledger.transaction():
         ledger.execute(
-            "UPDATE deliveries SET state = 'queued', updated_at = ? WHERE campaign_id = ? "
-            "AND (state IN ('deferred', ?) "
+            "UPDATE deliveries SET state = 'queued', sender = '', updated_at = ? "
+            "WHERE campaign_id = ? AND (state IN ('deferred', ?) "
             "OR (state = 'failed' AND last_code IS NULL AND last_reply = ?))",
             (utcnow(), campaign_id, "uncertain" if uncertain else "deferred", unanswered_reply),
         )
 
 
 def apply_suppressions(ledger: Ledger, campaign_id: str) -> None:
-    """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent."""
+    """Addresses suppressed since the snapshot (an unsubscribe mid-send) are not sent.
+    Rows another sender holds for a retry are its own to settle."""
     with ledger.transaction():
         ledger.execute(
             "UPDATE deliveries SET state = 'suppressed', last_reply = ?, "
-            "updated_at = ? WHERE campaign_id = ? AND state = 'queued' "
+            "updated_at = ? WHERE campaign_id = ? AND state = 'queued' AND sender = '' "
             "AND address IN (SELECT address FROM suppressions)",
             (SUPPRESSED_SINCE_SNAPSHOT, utcnow(), campaign_id),
         )
@@ -271,20 +330,26 @@ def claim(
     limit: int,
     *,
     message_ids: Callable[[], str],
+    sender: str = "",
     results: Sequence[Outcome] = (),
     source: str = "",
 ) -> tuple[list[Claimed], int | None]:
-    """The next ``limit`` queued rows after ``after_seq``, marked ``sending`` and given
-    a Message-ID (``message_ids()``) unless they have one, committed; and the last seq
-    looked at (None: nothing left). Addresses suppressed since the snapshot (an
-    unsubscribe during the send) are marked ``suppressed`` instead. ``results`` of
-    earlier jobs are recorded in the same transaction: one commit per batch."""
+    """The next ``limit`` free queued rows after ``after_seq``, marked ``sending``, held
+    by ``sender`` and given a Message-ID (``message_ids()``) unless they have one,
+    committed; and the last seq looked at (None: nothing left). Addresses suppressed
+    since the snapshot (an unsubscribe during the send) are marked ``suppressed``
+    instead. ``results`` of earlier jobs are recorded in the same transaction: one
+    commit per batch.
+
+    On a shared ledger, rows another sender's claim has locked at this moment are
+    passed over (``FOR UPDATE SKIP LOCKED``): several senders take disjoint batches
+    without waiting for each other."""
     with ledger.transaction():
         if results:
-            _record(ledger, campaign_id, results, source=source)
+            _record(ledger, campaign_id, results, source=source, sender=sender)
         batch = ledger.execute(
-            "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' AND seq > ? "
-            "ORDER BY seq LIMIT ?",
+            "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' "
+            "AND sender = '' AND seq > ? ORDER BY seq LIMIT ?" + ledger.skip_locked,
             (campaign_id, after_seq, limit),
         ).fetchall()
         if not batch:
@@ -300,12 +365,13 @@ def claim(
             "THEN ? ELSE last_reply END, "
             "message_id = CASE WHEN message_id = '' AND address NOT IN "
             "(SELECT address FROM suppressions) THEN batch.new_id ELSE message_id END, "
-            "updated_at = ? "
+            "sender = ?, updated_at = ? "
             "FROM batch WHERE deliveries.campaign_id = ? AND deliveries.seq = batch.seq "
             "RETURNING deliveries.seq, address, email, name, attempts, message_id, state",
             (
                 *(value for (seq,) in batch for value in (seq, message_ids())),
                 SUPPRESSED_SINCE_SNAPSHOT,
+                sender,
                 utcnow(),
                 campaign_id,
             ),
@@ -315,26 +381,30 @@ def claim(
     return claimed, rows[-1][0]
 
 
-def claim_retries(ledger: Ledger, campaign_id: str, jobs: Sequence[ClaimedRow]) -> None:
+def claim_retries(
+    ledger: Ledger, campaign_id: str, jobs: Sequence[ClaimedRow], *, sender: str = ""
+) -> None:
     """Jobs whose retry is due go back to ``sending``, keeping their Message-ID."""
     now = utcnow()
     with ledger.transaction():
         ledger.executemany(
             "UPDATE deliveries SET state = 'sending', message_id = ?, updated_at = ? "
-            "WHERE campaign_id = ? AND seq = ? AND address = ?",
-            [(job.message_id, now, campaign_id, job.seq, job.address) for job in jobs],
+            "WHERE campaign_id = ? AND seq = ? AND address = ? AND sender = ?",
+            [(job.message_id, now, campaign_id, job.seq, job.address, sender) for job in jobs],
         )
 
 
 def record_results(
-    ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, source: str
+    ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, source: str, sender: str = ""
 ) -> None:
     """Commit a batch of answers; a bounce also suppresses its address."""
     with ledger.transaction():
-        _record(ledger, campaign_id, results, source=source)
+        _record(ledger, campaign_id, results, source=source, sender=sender)
 
 
-def _record(ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, source: str) -> None:
+def _record(
+    ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, source: str, sender: str
+) -> None:
     # Nearly every result of a batch is the same ("sent", 1 attempt, 250): one UPDATE
     # per distinct outcome, over the seqs of its jobs.
     now = utcnow()
@@ -349,14 +419,26 @@ def _record(ledger: Ledger, campaign_id: str, results: Sequence[Outcome], *, sou
         updated = ledger.execute(
             "UPDATE deliveries SET state = ?, attempts = ?, last_code = ?, last_reply = ?, "
             "updated_at = ?, uncertain = CASE WHEN ? = 'uncertain' THEN 1 ELSE uncertain END "
-            f"WHERE campaign_id = ? AND seq IN ({marks}) RETURNING address",
-            (state, attempts, code, reply, now, state, campaign_id, *(job.seq for job in jobs)),
+            f"WHERE campaign_id = ? AND sender = ? AND seq IN ({marks}) RETURNING address",
+            (
+                state,
+                attempts,
+                code,
+                reply,
+                now,
+                state,
+                campaign_id,
+                sender,
+                *(job.seq for job in jobs),
+            ),
         ).fetchall()
         if sorted(row[0] for row in updated) != sorted(job.address for job in jobs):
-            # A row is found by its seq; if one ever held another address, the
+            # A row is found by its seq and its holder; if one ever held another
+            # address, or another sender settled it (this one was taken for dead), the
             # rollback keeps every row as it was.
             raise LedgerError(
-                f"ledger rows of campaign {campaign_id} moved while it was being sent",
+                f"ledger rows of campaign {campaign_id} moved or were taken over while "
+                "they were being sent",
                 hint="run the send again: rows left 'sending' become 'uncertain'",
             )
     for result in results:
