@@ -70,13 +70,6 @@ def settle_dead_senders(ledger: Ledger, campaign_id: str) -> list[str]:
     return dead
 
 
-def being_sent(ledger: Ledger, campaign_id: str) -> bool:
-    """Whether a sender of the campaign is alive now."""
-    if not ledger.shared and ledger.is_locked(f"campaign:{campaign_id}"):
-        return True
-    return bool(senders.live_senders(ledger, campaign_id))
-
-
 class SnapshotTurn:
     """The right to write a campaign's snapshot, held until :meth:`release` (when the
     snapshot is complete, or this run gave up). Releasing twice is harmless."""
