@@ -52,3 +52,18 @@ def uses_sqlite_file(where: Workspace | Path) -> bool:
     """Whether the workspace's ledger is the SQLite file (not a PostgreSQL database)."""
     ws = where if isinstance(where, Workspace) else find_workspace(where)
     return not ws.ledger_url.startswith(POSTGRES_SCHEMES)
+
+
+def wait_until_no_sender(where: Workspace | Path, campaign_id: str, deadline: float) -> None:
+    """Until no process sends the campaign or writes its snapshot: a killed sender's
+    forked snapshot writer holds its locks (its copy of the flock file, or of the
+    database session) until it leaves, at its next committed batch."""
+    import time
+
+    from digest_mail.delivery.lock import snapshot_being_written
+    from digest_mail.ledger.senders import live_senders
+
+    with workspace_ledger(where) as ledger:
+        while live_senders(ledger, campaign_id) or snapshot_being_written(ledger, campaign_id):
+            assert time.monotonic() < deadline, "the snapshot writer outlived its sender"
+            time.sleep(0.01)  # polling a real process

@@ -14,7 +14,7 @@ import pytest
 
 from delivery_draft import write_draft_folder
 from digest_mail.config import find_workspace
-from ledger_rows import child_env, workspace_ledger
+from ledger_rows import child_env, wait_until_no_sender, workspace_ledger
 from smtpserver import SmtpServer, parse_message
 
 COUNT = 5000
@@ -78,7 +78,7 @@ def test_sigkill_mid_send_then_rerun_delivers_everyone_once_except_uncertain(
     assert 0 < in_flight <= 200, "at most the claimed batch is in doubt"
 
     # Right after the crash, before any rerun, status tells what was in flight.
-    wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
+    wait_until_no_sender(ws, "2026-W48/big", time.monotonic() + 30)
     status = subprocess.run(
         [*CLI, "status", "2026-W48/big"], cwd=workspace, env=env, capture_output=True, timeout=60
     )
@@ -218,23 +218,6 @@ def test_second_ctrl_c_abandons_a_stalled_send_and_reports_in_flight_as_uncertai
     assert by_state["sent"] == 50
 
 
-def wait_for_lock(path: Path, deadline: float) -> None:
-    """Until no process holds the campaign's lock (a killed sender's snapshot writer
-    leaves at its next committed batch)."""
-    import fcntl
-
-    with open(path, "a+") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                assert time.monotonic() < deadline, "the snapshot writer outlived its sender"
-                time.sleep(0.01)  # polling a real process
-                continue
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return
-
-
 @pytest.mark.slow
 def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_doubles(
     workspace: Path, smtp_server: SmtpServer
@@ -259,7 +242,7 @@ def test_sigkill_while_the_snapshot_is_written_then_rerun_completes_it_without_d
     proc.communicate(timeout=30)
 
     ws = find_workspace(workspace)
-    wait_for_lock(ws.var_dir / "locks" / "2026-W48_big.lock", time.monotonic() + 30)
+    wait_until_no_sender(ws, "2026-W48/big", time.monotonic() + 30)
     with workspace_ledger(ws) as ledger:
         state = ledger.execute("SELECT state FROM campaigns").fetchone()[0]
         written = ledger.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]

@@ -394,9 +394,14 @@ def status(workspace: Workspace, campaign: str | None, show_all: bool, as_json: 
             )
             for address in report.uncertain_addresses:
                 click.echo(f"    {address}")
-        if report.shared_ledger and report.senders:
+        # On a shared ledger, each sender's share once there is more than one to tell
+        # apart (reruns that found nothing to send are left out), or one died or sends.
+        shares = [s for s in report.senders if s.state in ("sending", "died") or s.has_share]
+        if report.shared_ledger and (
+            len(shares) > 1 or any(s.state in ("sending", "died") for s in shares)
+        ):
             click.echo("  Senders:")
-            for sender in report.senders:
+            for sender in shares:
                 relay = f" via {printable(sender.relay)}" if sender.relay else ""
                 in_flight = f", {sender.in_flight} in flight" if sender.in_flight else ""
                 click.echo(

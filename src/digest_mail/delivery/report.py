@@ -176,6 +176,10 @@ class SenderStanding:
     failed: int = 0
     deferred: int = 0
 
+    @property
+    def has_share(self) -> bool:
+        return bool(self.sent or self.in_flight or self.uncertain or self.failed or self.deferred)
+
     def as_dict(self) -> dict[str, Any]:
         return dict(vars(self))
 

@@ -90,9 +90,16 @@ def write_snapshot(
     # An address on two lists: the second row is dropped here, before it is counted.
     seen = SeenKeys() if several else None
 
+    first = True
+
     def flush() -> None:
+        nonlocal first
         campaigns.insert_deliveries(ledger, campaign_id, batch)
         batch.clear()
+        if first:
+            # The claims start now: planned with the table's real size, not an empty one.
+            campaigns.refresh_statistics(ledger)
+            first = False
         if on_commit is not None:
             on_commit()
 
@@ -126,6 +133,8 @@ def write_snapshot(
     if batch:
         flush()
     campaigns.complete_snapshot(ledger, campaign_id, already_received=skipped_received)
+    if not first:
+        campaigns.refresh_statistics(ledger)
 
 
 class SnapshotWriter:

@@ -155,6 +155,12 @@ def restart_snapshot(ledger: Ledger, campaign_id: str) -> int:
     return last
 
 
+def refresh_statistics(ledger: Ledger) -> None:
+    """The deliveries table just grew (a snapshot's first rows, or all of them): the
+    database plans the claims with its real size."""
+    ledger.analyze("deliveries")
+
+
 def insert_deliveries(ledger: Ledger, campaign_id: str, rows: Sequence[tuple[Any, ...]]) -> None:
     """Commit snapshot rows (campaign_id, seq, address, email, name, state, last_reply,
     updated_at); an address that already has a row keeps it."""

@@ -185,6 +185,10 @@ class Ledger:
     def table_names(self) -> list[str]:
         return sorted(self.backend.table_names())
 
+    def analyze(self, table: str) -> None:
+        """Bring the planner's statistics of ``table`` up to date (PostgreSQL)."""
+        self.backend.analyze(table)
+
     # --- the connection ---------------------------------------------------------------
     @contextmanager
     def disconnected(self) -> Iterator[None]:

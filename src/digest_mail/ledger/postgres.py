@@ -213,6 +213,12 @@ class PostgresBackend:
         self.execute(f"DELETE FROM {_SCHEMA_TABLE}")
         self.execute(f"INSERT INTO {_SCHEMA_TABLE} (version) VALUES (?)", (version,))
 
+    def analyze(self, table: str) -> None:
+        """Fresh planner statistics for ``table``: a table that grew from nothing in the
+        last second (a snapshot) is otherwise planned as if it were still empty, and a
+        claim of 64 rows by index became a scan of the campaign (bench_postgres.py)."""
+        self.execute(f"ANALYZE {table}")
+
     def table_names(self) -> list[str]:
         rows = self.execute(
             "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
