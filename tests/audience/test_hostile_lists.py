@@ -131,7 +131,7 @@ def test_send_injects_nothing_and_loses_no_one(
             return
         except DigestMailError as exc:
             pytest.fail(f"the whole send stopped on one hostile row: {exc}")
-    rows = deliveries(ws.ledger_path, report.campaign_id)
+    rows = deliveries(ws, report.campaign_id)
     accepted = server.recorder.messages()
     for message in accepted:
         assert message.data is not None
@@ -176,7 +176,7 @@ def _send_list(
             monkeypatch.setenv(key, value)
         ws = find_workspace(workspace)
         report = run_campaign(ws, make_draft(), "idn", concurrency=1)
-    rows_by_key = deliveries(ws.ledger_path, report.campaign_id)
+    rows_by_key = deliveries(ws, report.campaign_id)
     return {r.email: f"{r.state} {r.reply}".strip() for r in rows_by_key.values()}, [
         m.recipient for m in server.recorder.messages()
     ]

@@ -32,7 +32,7 @@ def test_terminal_escapes_in_replies_are_shown_escaped(
         assert "yamada.taro@example.jp: 550 5.1.1 \\x1b]0;owned\\x07" in result.output
         assert not any(c in result.output for c in "\x1b\x07"), result.output
     draft = next((workspace / "drafts").iterdir())
-    rows = deliveries(workspace / "var" / "ledger.sqlite3", f"{draft.name}/weekly")
+    rows = deliveries(workspace, f"{draft.name}/weekly")
     assert rows["yamada.taro@example.jp"].state == "failed"
     assert rows["yamada.taro@example.jp"].reply.startswith("5.1.1 \x1b]0;owned")
 
