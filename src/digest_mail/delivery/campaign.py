@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digest_mail import eventloop
-from digest_mail.audience.csvfiles import check_readable
 from digest_mail.audience.lists import require_list
 from digest_mail.config import Workspace
 from digest_mail.delivery import lock
@@ -48,12 +47,12 @@ from digest_mail.delivery.snapshot import (
     Items,
     SnapshotFollower,
     SnapshotWriter,
-    can_stream,
+    begin_snapshot,
     list_items,
-    write_snapshot,
+    start_writer,
 )
-from digest_mail.errors import ConfigError, DigestMailError
-from digest_mail.ledger import campaigns, senders
+from digest_mail.errors import ConfigError
+from digest_mail.ledger import campaigns, claims, senders
 from digest_mail.ledger.db import Ledger, LedgerError, open_ledger
 from digest_mail.mail.body import BodyEncoding
 from digest_mail.mail.message import MessageTemplate
@@ -205,32 +204,23 @@ def send_campaign(
             )
         row = _open_campaign(ledger, campaign_id, draft, row, list_name, kind=kind, lists=lists)
         me = stack.enter_context(lock.sender_seat(ledger, campaign_id))
-        expected = after_seq = 0
-        follower: SnapshotFollower | None = None
-        turn: lock.SnapshotTurn | None = None
-        if row["state"] == "snapshotting":
-            turn = lock.snapshot_writer(
-                ledger,
-                campaign_id,
-                draft.id if kind == "campaign" else None,
-                lambda: campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting",
-            )
-            if turn is not None:
-                stack.callback(turn.release)
-                expected, after_seq = _snapshot_here_or_count(
-                    ledger, campaign_id, items, list_paths
-                )
-                if not expected:
-                    turn.release()
-            elif campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting":
-                # Another sender writes it: send its rows as they come.
-                follower = SnapshotFollower(
-                    ledger, campaign_id, lambda: lock.snapshot_being_written(ledger, campaign_id)
-                )
+        start = begin_snapshot(
+            ledger,
+            campaign_id,
+            edition=draft.id if kind == "campaign" else None,
+            snapshotting=row["state"] == "snapshotting",
+            items=items,
+            list_paths=list_paths,
+        )
+        if start.turn is not None:
+            stack.callback(start.turn.release)
+        expected, follower = start.expected, start.follower
         writer: SnapshotWriter | None = None
         try:
-            if expected and turn is not None:
-                writer = _start_writer(workspace, ledger, campaign_id, items, after_seq, turn)
+            if expected and start.turn is not None:
+                writer = start_writer(
+                    workspace, ledger, campaign_id, items, start.after_seq, start.turn
+                )
             report = _ready_to_send(ledger, campaign_id, resend_uncertain=resend_uncertain)
             options = options_for(workspace, concurrency, clock, progress, breaker=breaker)
             if writer is not None or follower is not None:
@@ -308,52 +298,15 @@ def _open_campaign(
     return row
 
 
-def _snapshot_here_or_count(
-    ledger: Ledger, campaign_id: str, items: Items, list_paths: Sequence[Path]
-) -> tuple[int, int]:
-    """Begin the snapshot again: written here, or (where this process can fork) only
-    read through for its row count, for a writer to stream. (Rows expected from a
-    writer, 0 if written here; the seq new rows come after.)"""
-    after_seq = campaigns.restart_snapshot(ledger, campaign_id)
-    expected = 0
-    try:
-        if list_paths and can_stream():
-            expected = sum(check_readable(path) for path in list_paths)
-        if not expected:
-            write_snapshot(ledger, campaign_id, items(ledger), after_seq=after_seq)
-    except DigestMailError:
-        # An unreadable list (missing, bad encoding): nothing was sent, so leave no
-        # half-made campaign behind; the error names the file and the fix.
-        if not campaigns.claimed_any(ledger, campaign_id):
-            campaigns.discard_campaign(ledger, campaign_id)
-        raise
-    return expected, after_seq
-
-
-def _start_writer(
-    workspace: Workspace,
-    ledger: Ledger,
-    campaign_id: str,
-    items: Items,
-    after_seq: int,
-    turn: lock.SnapshotTurn,
-) -> SnapshotWriter:
-    """The forked snapshot writer; this run keeps the snapshot's turn until it is done
-    (a forked child does not inherit PostgreSQL's locks)."""
-    campaigns.mark_started(ledger, campaign_id)
-    with ledger.disconnected():
-        return SnapshotWriter(workspace, campaign_id, items, after_seq, on_done=turn.release)
-
-
 def _ready_to_send(ledger: Ledger, campaign_id: str, *, resend_uncertain: bool) -> CampaignReport:
     """What this run has to send: rows a dead run left in flight become uncertain,
     deferred ones (and uncertain ones, when asked) are queued again, readers suppressed
     since the snapshot are left out."""
     lock.settle_dead_senders(ledger, campaign_id)
-    campaigns.requeue(
+    claims.requeue(
         ledger, campaign_id, uncertain=resend_uncertain, unanswered_reply=SMTPUTF8_MISSING
     )
-    campaigns.apply_suppressions(ledger, campaign_id)
+    claims.apply_suppressions(ledger, campaign_id)
     return campaign_report(ledger, campaign_id)
 
 

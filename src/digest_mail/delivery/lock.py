@@ -23,7 +23,7 @@ import socket
 from collections.abc import Callable, Iterator
 
 from digest_mail.delivery.report import CampaignError
-from digest_mail.ledger import campaigns, senders
+from digest_mail.ledger import claims, senders
 from digest_mail.ledger.db import Ledger
 
 
@@ -63,10 +63,10 @@ def settle_dead_senders(ledger: Ledger, campaign_id: str) -> list[str]:
     dead = senders.record_dead(ledger, campaign_id)
     # Rows in flight whose holder is not alive, whatever its row says (a lock, once
     # free, is never taken again: sender ids are new each run).
-    for holder in campaigns.in_flight_holders(ledger, campaign_id):
+    for holder in claims.in_flight_holders(ledger, campaign_id):
         if holder not in dead and not ledger.is_locked(senders.lock_name(campaign_id, holder)):
             dead.append(holder)
-    campaigns.mark_uncertain(ledger, campaign_id, dead)
+    claims.mark_uncertain(ledger, campaign_id, dead)
     return dead
 
 

@@ -48,7 +48,7 @@ from digest_mail.delivery.retry import BACKOFF_BASE, BACKOFF_CAP, Breaker, backo
 from digest_mail.delivery.snapshot import SnapshotFollower, SnapshotWriter
 from digest_mail.errors import ConfigError, DigestMailError
 from digest_mail.eventloop import Wake
-from digest_mail.ledger import campaigns
+from digest_mail.ledger import claims
 from digest_mail.ledger.db import Ledger
 from digest_mail.mail.message import MessageTemplate, new_message_id
 from digest_mail.transport.errors import (
@@ -239,7 +239,7 @@ class Sender:
                 self._release_held()
             self._flush(force=True)
             # What this run held for a retry, or claimed and never tried, is anyone's again.
-            campaigns.release(self.ledger, self.campaign_id, self.sender_id)
+            claims.release(self.ledger, self.campaign_id, self.sender_id)
 
     async def _feed(self) -> None:
         clock = self.options.clock
@@ -263,13 +263,13 @@ class Sender:
                 # Their 'queued' results must be written before they are claimed again,
                 # or a late flush would mark an in-flight message 'queued'.
                 self._flush(force=True)
-                campaigns.claim_retries(self.ledger, self.campaign_id, due, sender=self.sender_id)
+                claims.claim_retries(self.ledger, self.campaign_id, due, sender=self.sender_id)
                 for job in due:
                     self.queue.put_nowait(job)
             if not exhausted and self.queue.qsize() < low_water and len(self.retries) < retry_cap:
                 # The results so far ride in the claim's transaction (one commit, not two).
                 results, self.results = self.results, []
-                claimed, last = campaigns.claim(
+                claimed, last = claims.claim(
                     self.ledger,
                     self.campaign_id,
                     cursor,
@@ -462,7 +462,7 @@ class Sender:
         if not force and len(self.results) < FLUSH_SIZE and now - self.last_flush < FLUSH_EVERY:
             return
         results, self.results = self.results, []
-        campaigns.record_results(
+        claims.record_results(
             self.ledger, self.campaign_id, results, source=self._source, sender=self.sender_id
         )
         self.last_flush = now

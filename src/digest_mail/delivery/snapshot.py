@@ -14,13 +14,17 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from digest_mail.audience.csvfiles import check_readable
 from digest_mail.audience.keyset import SeenKeys
 from digest_mail.audience.lists import iter_recipients
 from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.config import Workspace
+from digest_mail.delivery.lock import SnapshotTurn, snapshot_being_written, snapshot_writer
 from digest_mail.delivery.report import DeliveryState, SnapshotFailed
 from digest_mail.errors import DigestMailError
 from digest_mail.ledger import campaigns
@@ -252,6 +256,92 @@ class SnapshotFollower:
 
     def close(self) -> None:
         pass
+
+
+@dataclass
+class SnapshotStart:
+    """How this run's snapshot begins: rows a forked writer will stream (``expected``,
+    after ``after_seq``) under this run's ``turn``, or a ``follower`` of the snapshot
+    another sender writes, or nothing to do (the snapshot is complete, or was written
+    here)."""
+
+    expected: int = 0
+    after_seq: int = 0
+    turn: SnapshotTurn | None = None
+    follower: SnapshotFollower | None = None
+
+
+def begin_snapshot(
+    ledger: Ledger,
+    campaign_id: str,
+    *,
+    edition: str | None,
+    snapshotting: bool,
+    items: Items,
+    list_paths: Sequence[Path],
+) -> SnapshotStart:
+    """The snapshot is written once: by this run if it takes the snapshot's lock first
+    (with ``edition``, in turn with the edition's other campaigns), else it follows the
+    sender that writes it. The caller releases the turn when the run ends; a forked
+    writer releases it sooner, when the list is all in."""
+    if not snapshotting:
+        return SnapshotStart()
+    turn = snapshot_writer(
+        ledger,
+        campaign_id,
+        edition,
+        lambda: campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting",
+    )
+    if turn is not None:
+        expected, after_seq = _snapshot_here_or_count(ledger, campaign_id, items, list_paths)
+        if not expected:
+            turn.release()
+        return SnapshotStart(expected, after_seq, turn)
+    if campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting":
+        # Another sender writes it: send its rows as they come.
+        return SnapshotStart(
+            follower=SnapshotFollower(
+                ledger, campaign_id, lambda: snapshot_being_written(ledger, campaign_id)
+            )
+        )
+    return SnapshotStart()
+
+
+def _snapshot_here_or_count(
+    ledger: Ledger, campaign_id: str, items: Items, list_paths: Sequence[Path]
+) -> tuple[int, int]:
+    """Begin the snapshot again: written here, or (where this process can fork) only
+    read through for its row count, for a writer to stream. (Rows expected from a
+    writer, 0 if written here; the seq new rows come after.)"""
+    after_seq = campaigns.restart_snapshot(ledger, campaign_id)
+    expected = 0
+    try:
+        if list_paths and can_stream():
+            expected = sum(check_readable(path) for path in list_paths)
+        if not expected:
+            write_snapshot(ledger, campaign_id, items(ledger), after_seq=after_seq)
+    except DigestMailError:
+        # An unreadable list (missing, bad encoding): nothing was sent, so leave no
+        # half-made campaign behind; the error names the file and the fix.
+        if not campaigns.claimed_any(ledger, campaign_id):
+            campaigns.discard_campaign(ledger, campaign_id)
+        raise
+    return expected, after_seq
+
+
+def start_writer(
+    workspace: Workspace,
+    ledger: Ledger,
+    campaign_id: str,
+    items: Items,
+    after_seq: int,
+    turn: SnapshotTurn,
+) -> SnapshotWriter:
+    """The forked snapshot writer; this run keeps the snapshot's turn until it is done
+    (a forked child does not inherit PostgreSQL's locks)."""
+    campaigns.mark_started(ledger, campaign_id)
+    with ledger.disconnected():
+        return SnapshotWriter(workspace, campaign_id, items, after_seq, on_done=turn.release)
 
 
 def _write_snapshot(  # pragma: no cover - runs in the forked child
