@@ -109,7 +109,8 @@ def test_migrate_brings_an_older_schema_up_then_has_nothing_to_do(
         assert refused.exit_code == 1
         assert refused.output == (
             f"Error: {name}: ledger schema version 6 is older than this digest-mail ({NEXT})\n"
-            "Hint: stop digest-mail on the other hosts, then run 'digest-mail ledger migrate'\n"
+            "Hint: stop digest-mail on the other hosts, then run "
+            f"'digest-mail ledger migrate {name}'\n"
         )
     result = run("ledger", "migrate")
     assert result.exit_code == 0, result.output

@@ -159,7 +159,11 @@ class Ledger:
             raise LedgerError(
                 f"{self.description}: ledger schema version {version} is older than this "
                 f"digest-mail ({SCHEMA_VERSION})",
-                hint="stop digest-mail on the other hosts, then run 'digest-mail ledger migrate'",
+                # The URL names this database whichever workspace (or copy) met it.
+                hint=(
+                    "stop digest-mail on the other hosts, then run "
+                    f"'digest-mail ledger migrate {self.description}'"
+                ),
             )
         self.migrate()
 
