@@ -145,3 +145,59 @@ def test_statements_are_planned_with_their_values_never_prepared(postgres_db: Da
                 "SELECT seq FROM deliveries WHERE campaign_id = ? AND seq > ?", ("c", seq)
             )
         assert ledger.execute("SELECT COUNT(*) FROM pg_prepared_statements").fetchone()[0] == 0
+
+
+def test_a_claim_passes_over_another_senders_batch_and_the_last_pass_waits_for_it(
+    postgres_db: Database,
+) -> None:
+    import itertools
+    import threading
+    import time
+
+    from digest_mail.ledger import claims
+
+    campaign = "2026-W48/weekly"
+    ids = (f"<{n}@example.jp>" for n in itertools.count())
+    with open_pg(postgres_db) as a, open_pg(postgres_db) as b, open_pg(postgres_db) as watch:
+        campaigns.create_campaign(
+            a, campaign, edition="2026-W48", list_name="weekly", kind="campaign", content_hash="x"
+        )
+        rows = [
+            (campaign, n, f"r{n}@example.jp", f"r{n}@example.jp", "", "queued", "", "t")
+            for n in range(1, 4)
+        ]
+        campaigns.insert_deliveries(a, campaign, rows)
+        outcome: list[object] = []
+        with b.transaction():
+            # Sender B's claim, its transaction still open: its rows are locked.
+            held, _ = claims.claim(b, campaign, 0, 3, message_ids=lambda: next(ids), sender="B")
+            assert len(held) == 3
+            # A passes over them at once (FOR UPDATE SKIP LOCKED) ...
+            assert claims.claim(a, campaign, 0, 3, message_ids=lambda: next(ids), sender="A") == (
+                [],
+                None,
+            )
+
+            # ... and its last pass waits for B's claim to end.
+            def last_pass() -> None:
+                outcome.append(
+                    claims.claim(
+                        a, campaign, 0, 3, message_ids=lambda: next(ids), sender="A", wait=True
+                    )
+                )
+
+            waiter = threading.Thread(target=last_pass)
+            waiter.start()
+            deadline = time.monotonic() + 10
+            while not watch.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND datname = current_database()"
+            ).fetchone():
+                assert time.monotonic() < deadline and waiter.is_alive()
+                time.sleep(0.01)
+            assert not outcome
+        waiter.join(10)
+        # B's batch is B's: the last pass finds nothing left, and never took a row.
+        assert outcome == [([], None)]
+        senders_of = a.execute("SELECT DISTINCT sender FROM deliveries").fetchall()
+        assert [row[0] for row in senders_of] == ["B"]

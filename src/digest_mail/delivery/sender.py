@@ -245,8 +245,10 @@ class Sender:
         clock = self.options.clock
         cursor = 0
         exhausted = False
-        # Another sender's claim may have held rows behind our cursor and then given
-        # them up (its transaction failed): one last pass from the start finds them.
+        # On a shared ledger, the claims pass over rows another sender's claim holds at
+        # that moment. Before this run calls the queue empty, one last pass from the
+        # start waits for those claims to end: their rows are then theirs (or, if that
+        # transaction failed, free and found here), never counted as left unsent.
         swept = False
         low_water = self.low_water
         # All of a claim may be in doubt after a SIGKILL, so it stays small.
@@ -278,12 +280,13 @@ class Sender:
                     sender=self.sender_id,
                     results=results,
                     source=self._source,
+                    wait=swept,
                 )
                 self.last_flush = time.monotonic()
                 if last is None:
                     # With a snapshot still being written, more rows are on their way.
                     exhausted = self._snapshot_complete()
-                    if exhausted and not swept and cursor and self.ledger.shared:
+                    if exhausted and not swept and self.ledger.shared:
                         swept, exhausted, cursor = True, False, 0
                 else:
                     cursor = last

@@ -133,6 +133,7 @@ def claim(
     sender: str = "",
     results: Sequence[Outcome] = (),
     source: str = "",
+    wait: bool = False,
 ) -> tuple[list[Claimed], int | None]:
     """The next ``limit`` free queued rows after ``after_seq``, marked ``sending``, held
     by ``sender`` and given a Message-ID (``message_ids()``) unless they have one,
@@ -143,13 +144,16 @@ def claim(
 
     On a shared ledger, rows another sender's claim has locked at this moment are
     passed over (``FOR UPDATE SKIP LOCKED``): several senders take disjoint batches
-    without waiting for each other."""
+    without waiting for each other; with ``wait``, the claim waits for them instead
+    (the last pass of a run, so that it never mistakes another sender's batch for rows
+    left unsent)."""
     with ledger.transaction():
         if results:
             _record(ledger, campaign_id, results, source=source, sender=sender)
         batch = ledger.execute(
             "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' "
-            "AND sender = '' AND seq > ? ORDER BY seq LIMIT ?" + ledger.skip_locked,
+            "AND sender = '' AND seq > ? ORDER BY seq LIMIT ?"
+            + (ledger.lock_rows if wait else ledger.skip_locked),
             (campaign_id, after_seq, limit),
         ).fetchall()
         if not batch:

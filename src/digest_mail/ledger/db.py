@@ -103,6 +103,8 @@ class Ledger:
         self.shared = backend.shared
         #: Appended to a claim's SELECT: rows another sender holds are passed over.
         self.skip_locked = backend.skip_locked
+        #: The same, waiting for rows another sender holds instead of passing them over.
+        self.lock_rows = backend.lock_rows
         #: The database as shown to people: a file, or the URL (never a password).
         self.description = backend.description
         #: The schema version found when opened, before any migration ran (0: a new one).

@@ -110,6 +110,7 @@ class PostgresBackend:
     # Several senders and schedulers on several hosts share one database.
     shared = True
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    lock_rows = " FOR UPDATE"
 
     def __init__(
         self,

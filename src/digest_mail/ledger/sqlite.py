@@ -35,6 +35,7 @@ class SqliteBackend:
     shared = False
     # SQLite has no row locks: BEGIN IMMEDIATE already serializes every writer.
     skip_locked = ""
+    lock_rows = ""
 
     def __init__(self, path: Path, *, timeout: float) -> None:
         self.path = path
