@@ -14,12 +14,13 @@ import io
 import re
 from pathlib import Path
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from digest_mail.audience.csvfiles import scan_list
 from digest_mail.audience.rows import Recipient, RowProblem
 from digest_mail.errors import InputError
+from digest_mail.text import looks_like_encoded_word
 
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 names = st.text(
@@ -37,6 +38,7 @@ encodings = st.sampled_from(["utf-8", "utf-8-sig", "utf-16", "cp932"])
     max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(row_names=rows, encoding=encodings)
+@example(row_names=["=??B??="], encoding="utf-8")  # found in CI, 2026-12-02
 def test_every_clean_row_survives(tmp_path: Path, row_names: list[str], encoding: str) -> None:
     if encoding == "cp932":
         try:
@@ -65,11 +67,15 @@ def test_every_clean_row_survives(tmp_path: Path, row_names: list[str], encoding
     problems = [i for i in items if isinstance(i, RowProblem)]
     assert len(recipients) + len(problems) == len(row_names)
     for address, name in zip(addresses, row_names, strict=True):
-        if CONTROL.search(name):
+        if CONTROL.search(name) or looks_like_encoded_word(name):
+            # Refused, never mangled: a control character, or text a mail header would
+            # decode ('=??B??=', found by this test, is one).
             assert address not in recipients
         else:
             assert address in recipients, (address, name, [str(p) for p in problems])
             assert recipients[address].name == name.strip()
     for problem in problems:
-        assert problem.kind == "control-chars"
+        assert problem.kind == "control-chars" or (
+            problem.kind == "invalid" and "RFC 2047 encoded word" in str(problem)
+        ), str(problem)
         assert "\n" not in str(problem) and "\r" not in str(problem)
