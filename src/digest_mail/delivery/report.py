@@ -355,9 +355,14 @@ def campaign_report(ledger: Ledger, campaign_id: str) -> CampaignReport:
     lock is free: the process died) are counted and listed as uncertain, as the next
     run will mark them; rows live senders hold are queued, theirs to finish."""
     row = campaigns.campaign_row(ledger, campaign_id)
-    counts = state_counts(ledger, campaign_id)
     live = senders.live_senders(ledger, campaign_id)
+    # One read of the rows for every figure: while other senders record answers, two
+    # reads would disagree (a row 'sending' in one, 'sent' in the next).
     by_sender = campaigns.count_by_sender(ledger, campaign_id)
+    counts: dict[str, int] = dict.fromkeys(DeliveryState, 0)
+    for got in by_sender.values():
+        for state, n in got.items():
+            counts[state] += n
     in_flight = sum(
         got[DeliveryState.SENDING] for sender, got in by_sender.items() if sender not in live
     )
