@@ -251,8 +251,9 @@ class Sender:
         # transaction failed, free and found here), never counted as left unsent.
         swept = False
         low_water = self.low_water
-        # All of a claim may be in doubt after a SIGKILL, so it stays small.
-        claim_size = low_water * 2
+        # All of a claim may be in doubt after a SIGKILL, so it stays small; on a
+        # database server, where each claim is a few round trips, twice as big.
+        claim_size = low_water * (4 if self.ledger.shared else 2)
         # A relay that defers (4xx) everyone is throttling us: stop taking new rows while
         # this many wait for a retry. Bounds memory, and spares the relay.
         retry_cap = max(100, self.options.concurrency * 20)

@@ -150,30 +150,33 @@ def claim(
     with ledger.transaction():
         if results:
             _record(ledger, campaign_id, results, source=source, sender=sender)
+        # Whether each reader was suppressed since the snapshot (an unsubscribe during
+        # the send) is one index probe per row, a LEFT JOIN: as a subquery PostgreSQL
+        # read the whole suppressions table into a hash each time (50 ms a claim with
+        # 100,000 suppressions, against 0.2 ms).
         batch = ledger.execute(
-            "SELECT seq FROM deliveries WHERE campaign_id = ? AND state = 'queued' "
-            "AND sender = '' AND seq > ? ORDER BY seq LIMIT ?"
-            + (ledger.lock_rows if wait else ledger.skip_locked),
+            "SELECT deliveries.seq, suppressions.address IS NOT NULL FROM deliveries "
+            "LEFT JOIN suppressions ON suppressions.address = deliveries.address "
+            "WHERE campaign_id = ? AND state = 'queued' AND sender = '' AND seq > ? "
+            "ORDER BY deliveries.seq LIMIT ?" + (ledger.lock_rows if wait else ledger.skip_locked),
             (campaign_id, after_seq, limit),
         ).fetchall()
         if not batch:
             return [], None
         # Each row is offered a new Message-ID; one it already has (a row queued again) stays.
-        values = ", ".join("(?, ?)" for _ in batch)
+        values = ", ".join("(?, ?, ?)" for _ in batch)
         rows = ledger.execute(
-            f"WITH batch (seq, new_id) AS (VALUES {values}) "
+            f"WITH batch (seq, new_id, gone) AS (VALUES {values}) "
             "UPDATE deliveries SET "
-            "state = CASE WHEN address IN (SELECT address FROM suppressions) "
-            "THEN 'suppressed' ELSE 'sending' END, "
-            "last_reply = CASE WHEN address IN (SELECT address FROM suppressions) "
-            "THEN ? ELSE last_reply END, "
-            "message_id = CASE WHEN message_id = '' AND address NOT IN "
-            "(SELECT address FROM suppressions) THEN batch.new_id ELSE message_id END, "
+            "state = CASE WHEN batch.gone = 1 THEN 'suppressed' ELSE 'sending' END, "
+            "last_reply = CASE WHEN batch.gone = 1 THEN ? ELSE last_reply END, "
+            "message_id = CASE WHEN message_id = '' AND batch.gone = 0 "
+            "THEN batch.new_id ELSE message_id END, "
             "sender = ?, updated_at = ? "
             "FROM batch WHERE deliveries.campaign_id = ? AND deliveries.seq = batch.seq "
             "RETURNING deliveries.seq, address, email, name, attempts, message_id, state",
             (
-                *(value for (seq,) in batch for value in (seq, message_ids())),
+                *(value for seq, gone in batch for value in (seq, message_ids(), 1 if gone else 0)),
                 SUPPRESSED_SINCE_SNAPSHOT,
                 sender,
                 utcnow(),

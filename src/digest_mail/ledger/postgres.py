@@ -109,8 +109,9 @@ class PostgresBackend:
     name = "postgresql"
     # Several senders and schedulers on several hosts share one database.
     shared = True
-    skip_locked = " FOR UPDATE SKIP LOCKED"
-    lock_rows = " FOR UPDATE"
+    # The claim's row locks: its deliveries rows, not the suppressions it joins.
+    skip_locked = " FOR UPDATE OF deliveries SKIP LOCKED"
+    lock_rows = " FOR UPDATE OF deliveries"
 
     def __init__(
         self,
