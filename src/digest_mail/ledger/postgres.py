@@ -10,7 +10,7 @@ What only PostgreSQL understands lives here: the connection (the password comes 
 ``DIGEST_MAIL_LEDGER_PASSWORD``, an owner-only ``passfile`` or libpq's own ``PG*``
 variables, never from the URL), the schema version kept in the ``ledger_schema`` table,
 the migration lock, and the translation of the table modules' ``?`` placeholders into
-psycopg's ``%s``.
+PostgreSQL's ``$1``, ``$2`` ….
 """
 
 from __future__ import annotations
@@ -72,22 +72,24 @@ def _row_factory(cursor: Any) -> Any:
 
 @functools.lru_cache(maxsize=4096)
 def translate(sql: str) -> str:
-    """``?`` placeholders as psycopg's ``%s``, and a literal ``%`` doubled; text inside
-    quotes is left alone."""
+    """``?`` placeholders as PostgreSQL's own ``$1``, ``$2`` …; text inside quotes is
+    left alone. The queries go to the server as written (psycopg's raw cursor): psycopg
+    parses a ``%s`` query again on every run once it has more than 50 parameters, as a
+    claim's and a snapshot batch's have (a tenth of a PostgreSQL send's CPU)."""
     out: list[str] = []
     quote = ""
+    number = 0
     for char in sql:
         if quote:
             if char == quote:
                 quote = ""
-            out.append("%%" if char == "%" else char)
+            out.append(char)
         elif char in "'\"":
             quote = char
             out.append(char)
         elif char == "?":
-            out.append("%s")
-        elif char == "%":
-            out.append("%%")
+            number += 1
+            out.append(f"${number}")
         else:
             out.append(char)
     return "".join(out)
@@ -157,7 +159,9 @@ class PostgresBackend:
         if self._passfile is not None:
             extra["passfile"] = str(self._passfile)
         try:
-            db = psycopg.connect(self.url, row_factory=_row_factory, **extra)
+            db = psycopg.connect(
+                self.url, row_factory=_row_factory, cursor_factory=psycopg.RawCursor, **extra
+            )
         except psycopg.Error as exc:
             raise self.error(exc, "cannot connect to the ledger") from None
         try:
