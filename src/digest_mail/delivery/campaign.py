@@ -217,7 +217,7 @@ def send_campaign(
         expected, follower = start.expected, start.follower
         writer: SnapshotWriter | None = None
         try:
-            if expected and start.turn is not None:
+            if start.turn is not None:  # a forked writer streams the list
                 writer = start_writer(
                     workspace, ledger, campaign_id, items, start.after_seq, start.turn
                 )

@@ -261,9 +261,9 @@ class SnapshotFollower:
 @dataclass
 class SnapshotStart:
     """How this run's snapshot begins: rows a forked writer will stream (``expected``,
-    after ``after_seq``) under this run's ``turn``, or a ``follower`` of the snapshot
-    another sender writes, or nothing to do (the snapshot is complete, or was written
-    here)."""
+    after ``after_seq``) under this run's ``turn`` (held only then), or a ``follower`` of
+    the snapshot another sender writes, or nothing to do (the snapshot is complete, or
+    was written here)."""
 
     expected: int = 0
     after_seq: int = 0
@@ -293,9 +293,14 @@ def begin_snapshot(
         lambda: campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting",
     )
     if turn is not None:
-        expected, after_seq = _snapshot_here_or_count(ledger, campaign_id, items, list_paths)
-        if not expected:
+        try:
+            expected, after_seq = _snapshot_here_or_count(ledger, campaign_id, items, list_paths)
+        except BaseException:
             turn.release()
+            raise
+        if not expected:  # written here, complete: the turn is over
+            turn.release()
+            return SnapshotStart()
         return SnapshotStart(expected, after_seq, turn)
     if campaigns.campaign_row(ledger, campaign_id)["state"] == "snapshotting":
         # Another sender writes it: send its rows as they come.
